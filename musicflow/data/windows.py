@@ -1,0 +1,85 @@
+"""Training windows cut at load time: a target window and the context that precedes it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from musicflow.data.dataset import Dataset
+from musicflow.roll import window_starts
+
+
+def transpose_rolls(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """Move rolls ``(..., P, T)`` by ``shift`` semitones along the pitch axis, filling with silence.
+
+    >>> transpose_rolls(torch.eye(3).reshape(1, 3, 3), 1)[0].tolist()
+    [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    """
+    if shift == 0:
+        return x
+    out = torch.zeros_like(x)
+    p = x.shape[-2]
+    if shift > 0:
+        out[..., shift:, :] = x[..., : p - shift, :]
+    else:
+        out[..., : p + shift, :] = x[..., -shift:, :]
+    return out
+
+
+class WindowSet:
+    """All windows of one split: targets of ``window`` steps starting on bar lines, each with the
+    ``context`` steps before it (silence before the piece starts).
+
+    Rolls are held once per piece as booleans; windows are index pairs into them.
+    """
+
+    def __init__(self, ds: Dataset, split: str | None, window: int = 16, context: int = 64,
+                 hop: int | None = None, genres: list[str] | None = None):
+        self.genres = genres or ds.genres
+        self.window, self.context = window, context
+        rolls, starts, piece_starts, labels = [], [], [], []
+        offset = context  # leading silence so every context slice is in bounds
+        for i in ds.indices(split):
+            genre = ds.pieces[i]["genre"]
+            if genre not in self.genres:
+                continue
+            roll = ds.roll(i) > 0
+            ws = window_starts(ds.piece_bars(i), roll.shape[-1], window, hop or window)
+            if not ws:
+                continue
+            pad = context + window  # trailing silence for windows that run past the end
+            rolls.append(np.concatenate([roll, np.zeros((*roll.shape[:2], pad), bool)], axis=-1))
+            starts += [offset + s for s in ws]
+            piece_starts += [offset] * len(ws)
+            labels += [self.genres.index(genre)] * len(ws)
+            offset += rolls[-1].shape[-1]
+        pitches = ds.spec.pitches
+        lead = np.zeros((2, pitches, context), bool)
+        self.rolls = torch.from_numpy(np.concatenate([lead, *rolls], axis=-1) if rolls else lead)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.piece_starts = np.asarray(piece_starts, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=len(self.genres))
+
+    def balanced_weights(self) -> np.ndarray:
+        """Per-window sampling weights that give every genre the same share."""
+        c = self.counts().astype(np.float64)
+        return 1.0 / c[self.labels]
+
+    def batch(self, idx: np.ndarray, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Targets ``(B,2,P,window)``, contexts ``(B,2,P,context)`` and one-hot genres ``(B,G)``."""
+        w, c = self.window, self.context
+        x = torch.stack([self.rolls[..., s:s + w] for s in self.starts[idx]]).float()
+        ctx = torch.stack([self.rolls[..., s - c:s] for s in self.starts[idx]]).float()
+        # Steps before the piece's own start belong to the previous piece: silence them.
+        before = self.piece_starts[idx] - (self.starts[idx] - c)
+        for b, n in enumerate(before):
+            if n > 0:
+                ctx[b, ..., :n] = 0
+        g = torch.nn.functional.one_hot(torch.from_numpy(self.labels[idx]), len(self.genres)).float()
+        return transpose_rolls(x, shift), transpose_rolls(ctx, shift), g

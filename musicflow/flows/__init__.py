@@ -1,0 +1,51 @@
+"""Flows over piano-roll windows: one :class:`Flow` interface, Glow as the first family.
+
+>>> import torch
+>>> from musicflow.flows import Condition, Glow, GlowConfig
+>>> flow = Glow(GlowConfig(pitches=8, steps=8, n_genres=2, depth=1, hidden=8))
+>>> flow.sample(1, Condition(torch.tensor([[1.0, 0.0]]))).shape
+torch.Size([1, 2, 8, 8])
+"""
+
+from __future__ import annotations
+
+from musicflow.flows.base import Condition, Flow, Transform
+from musicflow.flows.dequantize import (
+    Logit,
+    UniformDequantizer,
+    VariationalDequantizer,
+    centre,
+    quantize,
+)
+from musicflow.flows.glow import Glow, GlowConfig
+from musicflow.flows.layers import (
+    ActNorm,
+    AffineCoupling,
+    ConditionalPrior,
+    InvConv1x1,
+    Split,
+    Squeeze,
+)
+from musicflow.flows.nets import CondFeatures, CondNet, ContextEncoder
+
+__all__ = [
+    "ActNorm",
+    "AffineCoupling",
+    "CondFeatures",
+    "CondNet",
+    "Condition",
+    "ConditionalPrior",
+    "ContextEncoder",
+    "Flow",
+    "Glow",
+    "GlowConfig",
+    "InvConv1x1",
+    "Logit",
+    "Split",
+    "Squeeze",
+    "Transform",
+    "UniformDequantizer",
+    "VariationalDequantizer",
+    "centre",
+    "quantize",
+]

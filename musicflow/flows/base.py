@@ -1,0 +1,86 @@
+"""The contracts every flow in musicflow keeps.
+
+A :class:`Transform` maps ``x`` to ``y`` and returns the log-absolute-determinant of its Jacobian,
+one value per batch element; ``inverse`` undoes it exactly. A :class:`Flow` is a whole generative
+model over piano-roll windows with the four methods the rest of musicflow uses.
+
+Shapes: rolls are ``(B, 2, P, T)`` float tensors (channels onset and sustain, ``P`` pitches, ``T``
+grid steps). The condition is a :class:`Condition`: genre weights ``(B, G)`` (rows sum to one; a
+one-hot row is a single genre, other rows are mixes) and an optional previous-window context
+``(B, 2, P, T_ctx)``; ``None`` means "no context" (the start of a piece).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Condition:
+    """What a flow is conditioned on.
+
+    >>> c = Condition(torch.tensor([[1.0, 0.0]]))
+    >>> c.batch_size
+    1
+    """
+
+    genre: torch.Tensor
+    context: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.genre.shape[0]
+
+    def to(self, device: torch.device | str) -> Condition:
+        ctx = None if self.context is None else self.context.to(device)
+        return Condition(self.genre.to(device), ctx)
+
+    def expand(self, n: int) -> Condition:
+        """Repeat a batch-of-one condition ``n`` times."""
+        if self.batch_size == n:
+            return self
+        ctx = None if self.context is None else self.context.expand(n, *self.context.shape[1:])
+        return Condition(self.genre.expand(n, -1), ctx)
+
+
+class Transform(nn.Module):
+    """An invertible map with a tractable log-determinant.
+
+    ``forward(x, h) -> (y, logdet)`` and ``inverse(y, h) -> (x, logdet_of_inverse)``, where ``h`` is
+    whatever conditioning the owning flow threads through (a feature tensor or ``None``).
+    """
+
+    def forward(self, x: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def inverse(self, y: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class Flow(nn.Module):
+    """A conditional generative model with exact likelihood, shared by Glow and the neural ODE.
+
+    ``log_prob`` is in nats per window of the *continuous* (dequantized) variable unless the
+    implementation says otherwise; ``bits_per_dim`` converts.
+    """
+
+    def log_prob(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(
+        self,
+        n: int,
+        cond: Condition,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor, cond: Condition) -> torch.Tensor:
+        raise NotImplementedError

@@ -1,0 +1,141 @@
+"""MIDI in and out through pretty_midi.
+
+Reading merges every pitched instrument into one note list (drums are dropped and counted), reads
+tempo and time signatures from the file, and snaps notes to the grid in beats. Writing puts tempo,
+time signature, program and velocity in the file explicitly and is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import pretty_midi
+
+from musicflow.errors import MusicflowError
+from musicflow.io.notes import Note, Piece, bar_lines_from_signatures
+
+
+def snap(beats: float, steps_per_quarter: int) -> float:
+    """Round a time in beats to the nearest grid step.
+
+    >>> snap(1.13, 4)
+    1.25
+    """
+    return round(beats * steps_per_quarter) / steps_per_quarter
+
+
+def read_midi(path: str | Path, steps_per_quarter: int = 4, keep_drums: bool = False) -> Piece:
+    """Read a MIDI file into a :class:`Piece`, all pitched tracks merged, times in beats.
+
+    Raises :class:`MusicflowError` naming the file when it cannot be read or holds no notes.
+
+    >>> import pretty_midi, tempfile, os
+    >>> pm = pretty_midi.PrettyMIDI(initial_tempo=90)
+    >>> inst = pretty_midi.Instrument(0); inst.notes.append(pretty_midi.Note(80, 60, 0.0, 2/3))
+    >>> pm.instruments.append(inst)
+    >>> f = os.path.join(tempfile.mkdtemp(), "a.mid"); pm.write(f)
+    >>> read_midi(f).notes
+    [Note(pitch=60, start=0.0, end=1.0, velocity=80)]
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MusicflowError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise MusicflowError(f"{path}: empty file, not a MIDI file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm = pretty_midi.PrettyMIDI(str(path))
+    except Exception as e:  # pretty_midi/mido raise many types for broken files
+        raise MusicflowError(f"{path}: not a readable MIDI file ({type(e).__name__}: {e})") from None
+    return piece_from_pretty_midi(pm, steps_per_quarter, keep_drums, name=str(path))
+
+
+def piece_from_pretty_midi(
+    pm: pretty_midi.PrettyMIDI,
+    steps_per_quarter: int = 4,
+    keep_drums: bool = False,
+    name: str = "<midi>",
+) -> Piece:
+    """Convert an in-memory ``PrettyMIDI`` to a :class:`Piece` (see :func:`read_midi`)."""
+
+    def beats(t: float) -> float:
+        return pm.time_to_tick(t) / pm.resolution
+
+    notes: list[Note] = []
+    drums = 0
+    for inst in pm.instruments:
+        if inst.is_drum and not keep_drums:
+            drums += len(inst.notes)
+            continue
+        for n in inst.notes:
+            start = snap(beats(n.start), steps_per_quarter)
+            end = snap(beats(n.end), steps_per_quarter)
+            end = max(end, start + 1.0 / steps_per_quarter)
+            notes.append(Note(int(n.pitch), start, end, int(n.velocity)))
+    if not notes:
+        why = f" ({drums} drum notes dropped)" if drums else ""
+        raise MusicflowError(f"{name}: no pitched notes{why}")
+    notes.sort(key=lambda n: (n.start, n.pitch))
+    sigs = [(snap(beats(ts.time), steps_per_quarter), ts.numerator, ts.denominator)
+            for ts in pm.time_signature_changes] or [(0.0, 4, 4)]
+    times, bpms = pm.get_tempo_changes()
+    tempos = [(beats(t), float(b)) for t, b in zip(times, bpms)] or [(0.0, 120.0)]
+    end = max(n.end for n in notes)
+    return Piece(
+        notes,
+        bar_lines=bar_lines_from_signatures(sigs, end),
+        time_signatures=sigs,
+        tempos=tempos,
+        title=Path(name).stem,
+        dropped={"drum notes": drums} if drums else {},
+    )
+
+
+def piece_to_midi(
+    piece: Piece, program: int = 0, tempo: float | None = None, velocity: int | None = None
+) -> pretty_midi.PrettyMIDI:
+    """Write a :class:`Piece` as a one-instrument ``PrettyMIDI`` at a constant tempo.
+
+    ``tempo`` (quarter notes per minute) defaults to the piece's first tempo; ``velocity`` replaces
+    every note's velocity when given.
+
+    >>> pm = piece_to_midi(Piece([Note(60, 0.0, 2.0)]), tempo=60)
+    >>> pm.instruments[0].notes[0].end
+    2.0
+    """
+    bpm = float(tempo or piece.tempo)
+    spb = 60.0 / bpm
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    for beat, num, den in piece.time_signatures or [(0.0, 4, 4)]:
+        pm.time_signature_changes.append(pretty_midi.TimeSignature(num, den, beat * spb))
+    inst = pretty_midi.Instrument(program=int(program), name="musicflow")
+    for n in piece.notes:
+        vel = int(velocity if velocity is not None else n.velocity)
+        inst.notes.append(pretty_midi.Note(vel, int(n.pitch), n.start * spb, n.end * spb))
+    pm.instruments.append(inst)
+    return pm
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``, so no half-written file is ever seen."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_midi(pm: pretty_midi.PrettyMIDI, path: str | Path) -> Path:
+    """Write ``pm`` to ``path`` atomically (temp file, then rename)."""
+    return atomic_write(path, pm.write)
