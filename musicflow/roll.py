@@ -107,26 +107,37 @@ def canonical(roll: np.ndarray) -> np.ndarray:
     return out
 
 
-def decode(roll: np.ndarray, spec: PianoRollSpec, velocity: int = 80) -> list[Note]:
+def decode(roll: np.ndarray, spec: PianoRollSpec, velocity: int = 80, strict: bool = False) -> list[Note]:
     """Turn a roll back into notes (beats). An onset inside a held note splits it.
+
+    ``strict`` asks both channels to agree, as a model's samples should: a note starts only where
+    onset *and* sustain are on, and sounds while sustain stays on. A lone onset cell or a sustain
+    run with no onset is then no note. Rolls made by :func:`encode` decode the same either way.
 
     >>> spec = PianoRollSpec()
     >>> r, _ = encode_steps(np.array([[60, 0, 2], [60, 2, 3]]), spec)
     >>> [(n.pitch, n.start, n.end) for n in decode(r, spec)]
     [(60, 0.0, 0.5), (60, 0.5, 0.75)]
+    >>> r[0, 30, 1] = 1; r[1, 31, 1:3] = 1  # a lone onset, a sustain with no onset
+    >>> len(decode(r, spec)), len(decode(r, spec, strict=True))
+    (4, 2)
     """
-    r = canonical(roll)
+    if strict:
+        b = np.asarray(roll) > 0.5
+        r = np.stack([b[ONSET] & b[SUSTAIN], b[SUSTAIN]]).astype(np.float32)
+    else:
+        r = canonical(roll)
     if r.ndim != 3 or r.shape[0] != 2 or r.shape[1] != spec.pitches:
         raise MusicflowError(f"roll of shape {tuple(r.shape)} does not match 2 x {spec.pitches} x T")
     onset, active = r[ONSET] > 0, r[SUSTAIN] > 0
     prev = np.zeros_like(active)
     prev[:, 1:] = active[:, :-1]
-    starts = active & (onset | ~prev)
+    starts = active & onset if strict else active & (onset | ~prev)
     spq = spec.steps_per_quarter
     notes = []
     for pi, t in zip(*np.nonzero(starts)):
         e = t + 1
-        while e < active.shape[1] and active[pi, e] and not starts[pi, e]:
+        while e < active.shape[1] and active[pi, e] and not onset[pi, e]:
             e += 1
         notes.append(Note(int(pi) + spec.low, float(t) / spq, float(e) / spq, velocity))
     notes.sort(key=lambda n: (n.start, n.pitch))

@@ -128,3 +128,18 @@ def test_key_estimate_on_a_real_piece():
 
     piece = piece_from_stream(corpus.parse("bach/bwv66.6"))  # F-sharp minor
     assert estimate_key(note_steps(piece.notes, 4)) == (6, "minor")
+
+
+@settings(max_examples=40, deadline=None)
+@given(notes_strategy)
+def test_strict_decoding_agrees_on_encoded_rolls(rows):
+    roll = _roll(rows)
+    assert decode(roll, SPEC, strict=True) == decode(roll, SPEC)
+
+
+def test_strict_decoding_drops_single_channel_speckle():
+    roll = _roll([(60, 0, 4)], length=16)
+    roll[0, 10, 8] = 1  # onset without sustain
+    roll[1, 20, 3] = 1  # sustain without onset
+    assert len(decode(roll, SPEC)) == 3
+    assert [(n.pitch, n.start, n.end) for n in decode(roll, SPEC, strict=True)] == [(60, 0.0, 1.0)]

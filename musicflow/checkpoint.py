@@ -1,0 +1,95 @@
+"""Self-describing checkpoints: weights plus everything needed to rebuild and trust them.
+
+A checkpoint holds the model kind and config, the representation spec, the genre vocabulary, a
+format version, the training data hash, steps and validation bits/dim. Loading needs no config file
+and uses ``torch.load(weights_only=True)``, so a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from musicflow.errors import MusicflowError
+from musicflow.io.midi import atomic_write
+from musicflow.roll import PianoRollSpec
+
+FORMAT = "musicflow-checkpoint"
+FORMAT_VERSION = 1
+
+
+def model_classes(kind: str):
+    """``(ConfigClass, ModelClass)`` for a model kind (``glow`` or ``cnf``)."""
+    if kind == "glow":
+        from musicflow.flows.glow import Glow, GlowConfig
+
+        return GlowConfig, Glow
+    if kind == "cnf":
+        try:
+            from musicflow.flows.cnf import CNF, CNFConfig
+        except ImportError:
+            raise MusicflowError("model kind 'cnf' is not available in this version") from None
+        return CNFConfig, CNF
+    if kind == "classifier":
+        from musicflow.evaluate.classifier import ClassifierConfig, GenreClassifier
+
+        return ClassifierConfig, GenreClassifier
+    raise MusicflowError(f"unknown model kind {kind!r} (known: glow, cnf)")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model with its spec, genres and training record."""
+
+    kind: str
+    model: torch.nn.Module
+    spec: PianoRollSpec
+    genres: list[str]
+    info: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(path, self.kind, self.model, self.spec, self.genres, self.info)
+
+
+def save_checkpoint(path: str | Path, kind: str, model: torch.nn.Module, spec: PianoRollSpec,
+                    genres: list[str], info: dict) -> Path:
+    """Write a checkpoint atomically (temp file, then rename)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind,
+               "config": model.config.to_dict(), "spec": spec.to_dict(), "genres": list(genres),
+               "info": info, "state_dict": state}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load and rebuild a model; a missing, corrupt or mismatched file is a one-line error.
+
+    >>> load_checkpoint("nowhere.pt")
+    Traceback (most recent call last):
+    musicflow.errors.MusicflowError: nowhere.pt: no such checkpoint
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MusicflowError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated zip, wrong file type, pickled code, ...
+        raise MusicflowError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise MusicflowError(f"{path}: not a musicflow checkpoint")
+    if payload.get("version") != FORMAT_VERSION:
+        raise MusicflowError(f"{path}: checkpoint format {payload.get('version')} is not supported "
+                             f"(this musicflow reads {FORMAT_VERSION})")
+    config_cls, model_cls = model_classes(payload["kind"])
+    try:
+        model = model_cls(config_cls.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise MusicflowError(f"{path}: weights do not match the model config ({first})") from None
+    model.to(device).eval()
+    return Checkpoint(payload["kind"], model, PianoRollSpec.from_dict(payload["spec"]),
+                      list(payload["genres"]), dict(payload.get("info", {})), path)

@@ -1,0 +1,1 @@
+"""Evaluation: musical metrics, an independent genre classifier, likelihood reports."""
