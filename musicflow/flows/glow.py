@@ -1,0 +1,349 @@
+"""Conditional Glow over piano-roll windows.
+
+The model: a binary roll ``x`` ``(B, 2, P, T)`` is dequantized to ``v in [0, 1)`` and mapped to
+logit space ``w`` (:mod:`musicflow.flows.dequantize`); ``w`` goes through ``levels`` scales of
+``squeeze -> depth x (ActNorm, 1x1 conv, affine coupling) -> split``, each split factoring half
+the channels out under a conditional prior (:mod:`musicflow.flows.layers`). All latents are
+standardised by their priors, so the whole flattened ``z`` ``(B, 2*P*T)`` is ``N(0, I)`` under
+the model: temperature and interpolation act on every scale alike.
+
+The condition (genre weights, optional previous bars) becomes a
+:class:`~musicflow.flows.nets.CondFeatures`: a global vector (genre mix through an embedding table,
+plus the context summary) that FiLM-modulates every coupling and prior net, and a per-pitch map
+from the context that every net sees at its own pitch resolution.
+
+References: Kingma & Dhariwal, "Glow" (2018); Ho et al., "Flow++" (2019).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from musicflow.errors import MusicflowError
+from musicflow.flows.base import Condition, Flow, Transform
+from musicflow.flows.dequantize import (
+    Logit,
+    UniformDequantizer,
+    VariationalDequantizer,
+    centre,
+    quantize,
+)
+from musicflow.flows.layers import (
+    ActNorm,
+    AffineCoupling,
+    ConditionalPrior,
+    InvConv1x1,
+    Split,
+    Squeeze,
+)
+from musicflow.flows.nets import CondFeatures, ContextEncoder
+
+DEQUANTIZERS = ("uniform", "variational")
+
+
+@dataclass(frozen=True)
+class GlowConfig:
+    """Everything needed to rebuild a :class:`Glow`; stored in checkpoints via :meth:`to_dict`.
+
+    ``pitches`` and ``steps`` must be multiples of ``2**levels``. Defaults fit a 2-core CPU: one
+    bar of 16ths over 48 pitches, four bars of context.
+
+    >>> cfg = GlowConfig(pitches=8, steps=8)
+    >>> GlowConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    pitches: int = 48
+    steps: int = 16
+    n_genres: int = 8
+    levels: int = 2
+    depth: int = 4  # flow steps (ActNorm, 1x1 conv, coupling) per level
+    hidden: int = 32  # channels of the coupling and prior nets
+    net_blocks: int = 1  # hidden blocks per coupling net, time dilation 2, 4, ...
+    context_steps: int = 64  # context the data pipeline supplies; the encoder takes any length
+    context_channels: int = 16
+    embed_dim: int = 16  # genre embedding size
+    cond_dim: int = 64  # size of the global conditioning vector
+    dequantization: str = "uniform"
+    dequant_hidden: int = 16
+    dequant_steps: int = 2
+    alpha: float = 0.05
+    context_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        sizes = (
+            "pitches",
+            "steps",
+            "n_genres",
+            "levels",
+            "depth",
+            "hidden",
+            "cond_dim",
+            "context_steps",
+            "context_channels",
+            "embed_dim",
+            "dequant_hidden",
+        )
+        for name in sizes:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise MusicflowError(f"GlowConfig.{name} must be a positive integer, got {value!r}")
+        scale = 2**self.levels
+        if self.pitches % scale or self.steps % scale:
+            raise MusicflowError(
+                f"GlowConfig: pitches ({self.pitches}) and steps ({self.steps}) must be multiples"
+                f" of 2**levels = {scale}"
+            )
+        if self.dequantization not in DEQUANTIZERS:
+            raise MusicflowError(
+                f"GlowConfig.dequantization must be one of {DEQUANTIZERS}, got {self.dequantization!r}"
+            )
+        if not 0.0 < self.alpha < 0.5:
+            raise MusicflowError(f"GlowConfig.alpha must be in (0, 0.5), got {self.alpha}")
+        if not 0.0 <= self.context_dropout < 1.0:
+            raise MusicflowError(f"GlowConfig.context_dropout must be in [0, 1), got {self.context_dropout}")
+
+    @property
+    def dim(self) -> int:
+        """Dimensions of one window, ``2 * pitches * steps``."""
+        return 2 * self.pitches * self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GlowConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a checkpoint from elsewhere)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MusicflowError(f"GlowConfig: unknown keys {unknown}")
+        return cls(**data)
+
+
+class Glow(Flow):
+    """Conditional multi-scale Glow over binary piano-roll windows ``(B, 2, P, T)``.
+
+    ``log_prob`` is a lower bound on the log-probability (nats) of the *discrete* roll,
+    dequantization included; ``encode``/``decode`` are deterministic (cell centres).
+    Call :meth:`initialize` on a first batch before training (or let the first training-mode
+    ``log_prob`` initialise the ActNorm layers from whatever batch comes first).
+
+    >>> from musicflow.flows.base import Condition
+    >>> flow = Glow(GlowConfig(pitches=8, steps=8, n_genres=2, depth=1, hidden=8))
+    >>> cond = Condition(torch.tensor([[0.5, 0.5]]))
+    >>> rolls = flow.sample(3, cond, generator=torch.Generator().manual_seed(0))
+    >>> rolls.shape, bool(((rolls == 0) | (rolls == 1)).all())
+    (torch.Size([3, 2, 8, 8]), True)
+    >>> bool((flow.bits_per_dim(rolls, cond.expand(3)) > 0).all())
+    True
+    """
+
+    def __init__(self, config: GlowConfig | None = None) -> None:
+        super().__init__()
+        cfg = config if config is not None else GlowConfig()
+        self.config = cfg
+        self.genre_table = nn.Parameter(torch.randn(cfg.n_genres, cfg.embed_dim))
+        self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim)
+        self.cond_mlp = nn.Sequential(
+            nn.Linear(cfg.embed_dim + cfg.cond_dim, cfg.cond_dim),
+            nn.ReLU(),
+            nn.Linear(cfg.cond_dim, cfg.cond_dim),
+        )
+        self.logit = Logit(cfg.alpha)
+        if cfg.dequantization == "variational":
+            self.dequantizer: nn.Module = VariationalDequantizer(
+                cfg.cond_dim, cfg.dequant_hidden, cfg.dequant_steps
+            )
+        else:
+            self.dequantizer = UniformDequantizer()
+
+        net = {"cond_dim": cfg.cond_dim, "pitch_channels": cfg.context_channels}
+        self.levels = nn.ModuleList()
+        self._latent_shapes: list[tuple[int, int, int]] = []
+        c, p, t = 2, cfg.pitches, cfg.steps
+        for level in range(cfg.levels):
+            c, p, t = 4 * c, p // 2, t // 2
+            layers: list[Transform] = [Squeeze()]
+            for _ in range(cfg.depth):
+                layers += [
+                    ActNorm(c),
+                    InvConv1x1(c),
+                    AffineCoupling(c, cfg.hidden, blocks=cfg.net_blocks, **net),
+                ]
+            if level < cfg.levels - 1:
+                layers.append(Split(c, cfg.hidden, **net))
+                self._latent_shapes.append((c - c // 2, p, t))
+                c = c // 2
+            else:
+                layers.append(ConditionalPrior(c, p, t, cfg.hidden, **net))
+                self._latent_shapes.append((c, p, t))
+            self.levels.append(nn.ModuleList(layers))
+
+    # -- conditioning -------------------------------------------------------------------------
+
+    def features(self, cond: Condition, drop_context: bool = False) -> CondFeatures:
+        """The :class:`CondFeatures` every layer receives; ``drop_context`` applies dropout."""
+        cfg = self.config
+        genre = cond.genre
+        if genre.dim() != 2 or genre.shape[1] != cfg.n_genres:
+            raise MusicflowError(f"cond.genre must have shape (B, {cfg.n_genres}), got {tuple(genre.shape)}")
+        batch = genre.shape[0]
+        if not torch.allclose(genre.sum(dim=1), genre.new_ones(batch), atol=1e-3):
+            raise MusicflowError("cond.genre: each row of genre weights must sum to 1")
+        ctx = cond.context
+        if ctx is not None and (ctx.dim() != 4 or ctx.shape[:3] != (batch, 2, cfg.pitches)):
+            raise MusicflowError(
+                f"cond.context must have shape ({batch}, 2, {cfg.pitches}, T_ctx), got {tuple(ctx.shape)}"
+            )
+        drop = None
+        if drop_context and ctx is not None and cfg.context_dropout > 0:
+            drop = torch.rand(batch, device=genre.device) < cfg.context_dropout
+        ctx_vec, pitch_map = self.context_encoder(ctx, batch, drop)
+        emb = genre.to(self.genre_table.dtype) @ self.genre_table
+        vec = self.cond_mlp(torch.cat([emb, ctx_vec], dim=1))
+        return CondFeatures(vec, pitch_map)
+
+    # -- the bijection between logit space and the standardised latent ------------------------
+
+    def flow_forward(self, w: torch.Tensor, h: CondFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logit-space roll ``(B, 2, P, T)`` to flat latent ``(B, D)``, with ``log|det dz/dw|``."""
+        x, logdet, zs = w, w.new_zeros(w.shape[0]), []
+        for i, level in enumerate(self.levels):
+            for layer in level:
+                x, ld = layer(x, h)
+                logdet = logdet + ld
+            if i < len(self.levels) - 1:
+                keep = level[-1].keep
+                zs.append(x[:, keep:].flatten(1))
+                x = x[:, :keep]
+            else:
+                zs.append(x.flatten(1))
+        return torch.cat(zs, dim=1), logdet
+
+    def flow_inverse(self, z: torch.Tensor, h: CondFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverse of :meth:`flow_forward`, with ``log|det dw/dz|``."""
+        b = z.shape[0]
+        chunks = z.split([c * p * t for c, p, t in self._latent_shapes], dim=1)
+        x = chunks[-1].reshape(b, *self._latent_shapes[-1])
+        logdet = z.new_zeros(b)
+        for i in reversed(range(len(self.levels))):
+            if i < len(self.levels) - 1:
+                x = torch.cat([x, chunks[i].reshape(b, *self._latent_shapes[i])], dim=1)
+            for layer in reversed(self.levels[i]):
+                x, ld = layer.inverse(x, h)
+                logdet = logdet + ld
+        return x, logdet
+
+    # -- the Flow interface -------------------------------------------------------------------
+
+    def log_prob(
+        self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Lower bound on ``log P(x)`` in nats, ``(B,)``, for binary rolls ``x``.
+
+        ``E_q[log p(x + u) - log q(u | x)]`` estimated with one draw of ``u`` (from
+        ``generator``); in training mode, context dropout is applied.
+        """
+        return self._log_prob(x, cond, generator, drop_context=self.training)
+
+    def bits_per_dim(
+        self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``-log_prob / (D ln 2)``, ``(B,)``: an upper bound on the roll's bits per dimension."""
+        return -self.log_prob(x, cond, generator) / (self.config.dim * math.log(2))
+
+    def _log_prob(
+        self,
+        x: torch.Tensor,
+        cond: Condition,
+        generator: torch.Generator | None,
+        drop_context: bool,
+    ) -> torch.Tensor:
+        x = self._check_rolls(x, cond)
+        h = self.features(cond, drop_context)
+        u, log_q = self.dequantizer(x, h.vec, generator=generator)
+        w, ld_logit = self.logit((x + u) / 2)
+        z, ld_flow = self.flow_forward(w, h)
+        log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(dim=1)
+        # The -D ln 2 turns the density of v = (x + u) / 2 into that of x + u.
+        return log_pz + ld_flow + ld_logit - self.config.dim * math.log(2) - log_q
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        cond: Condition,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``n`` binary rolls ``(n, 2, P, T)``; ``cond`` has batch size 1 or ``n``."""
+        return quantize(self.sample_continuous(n, cond, temperature, generator))
+
+    @torch.no_grad()
+    def sample_continuous(
+        self,
+        n: int,
+        cond: Condition,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Like :meth:`sample` but the continuous ``v in [0, 1]`` before thresholding."""
+        if n < 1:
+            raise MusicflowError(f"sample: n must be positive, got {n}")
+        if cond.batch_size not in (1, n):
+            raise MusicflowError(f"sample: condition batch size {cond.batch_size} is not 1 or {n}")
+        ref = self.genre_table
+        z = torch.randn(n, self.config.dim, generator=generator, device=ref.device, dtype=ref.dtype)
+        return self.decode(z * temperature, cond.expand(n))
+
+    def encode(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """Binary rolls to standardised latents ``(B, D)``, deterministically (cell centres)."""
+        x = self._check_rolls(x, cond)
+        w, _ = self.logit(centre(x))
+        return self.flow_forward(w, self.features(cond))[0]
+
+    def decode(self, z: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """Latents ``(B, D)`` to continuous rolls ``v`` in ``[0, 1]``; ``quantize(v)`` binarises."""
+        if z.dim() != 2 or z.shape[1] != self.config.dim:
+            raise MusicflowError(f"decode: z must have shape (B, {self.config.dim}), got {tuple(z.shape)}")
+        if cond.batch_size != z.shape[0]:
+            raise MusicflowError(f"decode: condition batch size {cond.batch_size} != {z.shape[0]}")
+        w, _ = self.flow_inverse(z, self.features(cond))
+        v, _ = self.logit.inverse(w)
+        # alpha leaves a margin outside [0, 1] that z can land in; it belongs to the edge cells.
+        return v.clamp(0.0, 1.0)
+
+    quantize = staticmethod(quantize)
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, cond: Condition) -> None:
+        """Data-dependent ActNorm initialisation from the batch ``(x, cond)``.
+
+        Resets every ActNorm and runs one forward pass in training mode (without context
+        dropout), so each layer's outputs on this batch are zero-mean, unit-variance per channel.
+        A larger, representative batch gives a better start.
+        """
+        was_training = self.training
+        for m in self.modules():
+            if isinstance(m, ActNorm):
+                m.initialized.fill_(False)
+        self.train()
+        self._log_prob(x, cond, None, drop_context=False)
+        self.train(was_training)
+
+    def _check_rolls(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+        cfg = self.config
+        if x.dim() != 4 or tuple(x.shape[1:]) != (2, cfg.pitches, cfg.steps):
+            raise MusicflowError(
+                f"rolls must have shape (B, 2, {cfg.pitches}, {cfg.steps}), got {tuple(x.shape)}"
+            )
+        if cond.batch_size != x.shape[0]:
+            raise MusicflowError(f"condition batch size {cond.batch_size} != rolls batch size {x.shape[0]}")
+        return x.to(self.genre_table.dtype)

@@ -1,0 +1,182 @@
+"""Conditioning features and the small conv nets that flow layers use inside.
+
+None of these modules is invertible; they compute the shifts, scales and prior statistics of the
+invertible layers in :mod:`musicflow.flows.layers` and summarise the musical condition.
+
+* :class:`CondFeatures` is the ``h`` that a flow threads through its layers: a global vector for
+  FiLM and a per-pitch feature map from the previous bars.
+* :class:`CondNet` is the conv net inside couplings and priors: dilated along time so that one
+  net sees the whole window, FiLM-modulated by the condition in every block.
+* :class:`ContextEncoder` turns the previous ``T_ctx`` steps into such features, with a learned
+  "no context" value for the start of a piece.
+
+References: Perez et al., "FiLM: Visual Reasoning with a General Conditioning Layer" (2018).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class CondFeatures:
+    """The conditioning every layer of a flow receives.
+
+    ``vec`` ``(B, H)`` drives FiLM in every hidden block; ``pitch_map`` ``(B, C, P)`` is aligned
+    with the pitch axis and is concatenated to a net's input at each scale. Either may be ``None``.
+
+    >>> h = CondFeatures(torch.zeros(2, 4), torch.ones(2, 3, 8))
+    >>> h.pitch_features(4, 5).shape
+    torch.Size([2, 3, 4, 5])
+    """
+
+    vec: torch.Tensor | None = None
+    pitch_map: torch.Tensor | None = None
+
+    def pitch_map_at(self, pitches: int) -> torch.Tensor | None:
+        """The pitch map resized to ``pitches`` rows, ``(B, C, pitches)``."""
+        if self.pitch_map is None or self.pitch_map.shape[-1] == pitches:
+            return self.pitch_map
+        # After k squeezes a row stands for 2**k neighbouring pitches: average them.
+        return F.adaptive_avg_pool1d(self.pitch_map, pitches)
+
+    def pitch_features(self, pitches: int, steps: int) -> torch.Tensor | None:
+        """The pitch map resized to ``pitches`` rows and broadcast over ``steps`` columns."""
+        m = self.pitch_map_at(pitches)
+        return None if m is None else m.unsqueeze(-1).expand(-1, -1, -1, steps)
+
+
+def soft_clamp(x: torch.Tensor, bound: float) -> torch.Tensor:
+    """Squash ``x`` smoothly into ``(-bound, bound)``; the identity near zero.
+
+    Log-scales pass through it so that no coupling or prior can blow up or collapse a dimension.
+
+    >>> float(soft_clamp(torch.tensor(0.0), 2.0))
+    0.0
+    """
+    return bound * torch.tanh(x / bound)
+
+
+class CondNet(nn.Module):
+    """A conditioned conv net over ``(C, P, T)`` maps, used inside couplings and priors.
+
+    ``3x3`` convolutions; hidden block ``i`` is dilated ``2**(i+1)`` along time, so the receptive
+    field spans 9 steps with one block and 17 with two: a whole window at the first scale, where
+    the line of a melody is decided, at the cost of one hidden layer. Every block is modulated by
+    FiLM from ``h.vec``. ``h``'s pitch map, resized to this scale, joins the input of the first
+    layer as if concatenated and broadcast along time; being constant along time, its share of
+    that convolution is computed once per pitch row (a width-3 conv over pitch) instead of once
+    per cell, which is the same map away from the window's first and last step. The output layer
+    is zero-initialised so that the layer owning the net starts as the identity (or a standard
+    prior).
+
+    >>> net = CondNet(2, 4, hidden=8, cond_dim=3, pitch_channels=5)
+    >>> h = CondFeatures(torch.randn(1, 3), torch.randn(1, 5, 6))
+    >>> net(torch.randn(1, 2, 6, 4), h).abs().max().item()
+    0.0
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden: int = 32,
+        *,
+        cond_dim: int = 0,
+        pitch_channels: int = 0,
+        blocks: int = 2,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.pitch_in = (
+            nn.Conv1d(pitch_channels, hidden, 3, padding=1, bias=False) if pitch_channels else None
+        )
+        self.blocks = nn.ModuleList(
+            nn.Conv2d(hidden, hidden, 3, padding=(1, 2 ** (i + 1)), dilation=(1, 2 ** (i + 1)))
+            for i in range(blocks)
+        )
+        self.film = nn.Linear(cond_dim, 2 * hidden * (blocks + 1)) if cond_dim else None
+        self.conv_out = nn.Conv2d(hidden, out_channels, 3, padding=1)
+        if zero_init:
+            nn.init.zeros_(self.conv_out.weight)
+            nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, h: CondFeatures | None = None) -> torch.Tensor:
+        a = self.conv_in(x)
+        if self.pitch_in is not None and h is not None and h.pitch_map is not None:
+            a = a + self.pitch_in(h.pitch_map_at(x.shape[2])).unsqueeze(-1)
+        film = None
+        if self.film is not None and h is not None and h.vec is not None:
+            film = self.film(h.vec)[:, :, None, None].chunk(2 * (len(self.blocks) + 1), dim=1)
+        a = self._modulate(a, film, 0)
+        for i, conv in enumerate(self.blocks):
+            a = a + self._modulate(conv(a), film, i + 1)
+        return self.conv_out(a)
+
+    @staticmethod
+    def _modulate(a: torch.Tensor, film: tuple[torch.Tensor, ...] | None, i: int) -> torch.Tensor:
+        if film is not None:
+            a = torch.addcmul(film[2 * i + 1], a, 1 + film[2 * i])
+        return F.relu(a)
+
+
+class ContextEncoder(nn.Module):
+    """Summarise the previous bars ``(B, 2, P, T_ctx)`` as a vector and a per-pitch map.
+
+    Time is strided down by 8 (beats, then pairs of beats) and then pooled two ways: by mean (what
+    the passage is about) and by its last column (where the line is right now, which a
+    continuation must pick up). A learned
+    "no context" vector and map stand in for missing context: when ``context`` is ``None`` and for
+    the batch rows where ``drop`` is true (context dropout during training, so that one model can
+    both start and continue a piece). Any ``T_ctx >= 1`` works.
+
+    >>> enc = ContextEncoder(pitches=8, channels=4, out_dim=6)
+    >>> vec, pmap = enc(torch.zeros(3, 2, 8, 16), batch_size=3)
+    >>> vec.shape, pmap.shape
+    (torch.Size([3, 6]), torch.Size([3, 4, 8]))
+    """
+
+    def __init__(self, pitches: int, channels: int, out_dim: int) -> None:
+        super().__init__()
+        c = channels
+        self.convs = nn.Sequential(
+            # Each output column summarises one beat (4 steps) over 3 pitches.
+            nn.Conv2d(2, c, (3, 4), stride=(1, 4), padding=(1, 0)),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=(1, 2), padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=(1, 2), dilation=(1, 2)),
+            nn.ReLU(),
+        )
+        self.to_map = nn.Conv1d(2 * c, c, 1)
+        self.to_vec = nn.Sequential(nn.Linear(2 * c, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim))
+        # Small random rather than zero so the empty context still tells pitches apart.
+        self.null_map = nn.Parameter(0.1 * torch.randn(c, pitches))
+        self.null_vec = nn.Parameter(torch.zeros(out_dim))
+
+    def forward(
+        self,
+        context: torch.Tensor | None,
+        batch_size: int,
+        drop: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(vec (B, out_dim), pitch_map (B, C, P))``; ``drop`` is a ``(B,)`` bool mask."""
+        null_vec = self.null_vec.expand(batch_size, -1)
+        null_map = self.null_map.expand(batch_size, -1, -1)
+        if context is None:
+            return null_vec, null_map
+        context = context.to(self.null_map.dtype)
+        # Pad at the start, never the end: the last beat must have a column of its own.
+        context = F.pad(context, ((-context.shape[-1]) % 4, 0))
+        a = self.convs(context)
+        pmap = self.to_map(torch.cat([a.mean(dim=-1), a[..., -1]], dim=1))
+        vec = self.to_vec(torch.cat([pmap.mean(dim=-1), pmap.amax(dim=-1)], dim=1))
+        if drop is not None:
+            vec = torch.where(drop[:, None], null_vec, vec)
+            pmap = torch.where(drop[:, None, None], null_map, pmap)
+        return vec, pmap
