@@ -50,7 +50,7 @@ def data() -> None:
                    "data/<source name>.npz].")
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: all cores].")
 @click.option("--pitches", default="auto", show_default=True,
-              help="Pitch-range size, or 'auto': the smallest multiple of 4 keeping 99% of notes.")
+              help="Pitch-range size, or 'auto': the smallest multiple of 8 keeping 99% of notes.")
 @click.option("--no-key-normalize", is_flag=True, help="Keep pieces in their own keys.")
 @click.option("--window", type=int, default=64, show_default=True, help="Window length in steps.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
@@ -150,6 +150,212 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"wrote {out}: step {record['step']}, valid {record.get('valid_bpd', float('nan')):.4f}"
                    f" bits/dim, {record['wall_time_s']:.0f} s")
+
+
+# -- composing ------------------------------------------------------------------------------------
+
+model_option = click.option("--model", "model", default=None,
+                            help="glow (default), cnf, or a checkpoint path.")
+program_option = click.option("--program", default=None,
+                              help="General MIDI program number or name [default: 0, piano].")
+seed_option = click.option("--seed", type=int, default=None, help="Random seed [default: random, printed].")
+
+
+def _composer(model):
+    from musicflow.composer import Composer
+
+    return Composer.load(model)
+
+
+def _out_paths(output: str | None, stem: str, n: int) -> list[Path]:
+    """``-o`` as a file (n == 1, or numbered beside it) or a folder."""
+    if output is None:
+        return [Path(f"{stem}.mid")] if n == 1 else [Path(f"{stem}-{i + 1}.mid") for i in range(n)]
+    p = Path(output)
+    if p.is_dir() or output.endswith(("/", os.sep)) or not p.suffix:
+        return [p / (f"{stem}.mid" if n == 1 else f"{stem}-{i + 1}.mid") for i in range(n)]
+    return [p] if n == 1 else [p.with_name(f"{p.stem}-{i + 1}{p.suffix}") for i in range(n)]
+
+
+def _write(c, result, path: Path, save_latent: bool = False) -> None:
+    import torch
+
+    from musicflow.io.midi import atomic_write
+
+    c.save(result.midi, path)
+    line = f"wrote {path}"
+    if save_latent:
+        lat = path.with_suffix(".latent.pt")
+        payload = {"latents": result.latents, "genre": result.genre, "seed": result.seed,
+                   "checkpoint": str(c.ck.path)}
+        atomic_write(lat, lambda tmp: torch.save(payload, tmp))
+        line += f" and {lat}"
+    click.echo(line)
+
+
+@main.command("compose")
+@click.option("--genre", "-g", "genres", multiple=True,
+              help="NAME or NAME:WEIGHT; repeat to mix, e.g. -g celtic:0.7 -g chorale:0.3 "
+                   "[default: chorale].")
+@click.option("--bars", type=int, default=8, show_default=True, help="Length in bars of 4/4.")
+@click.option("--tempo", type=float, default=None, help="Quarter notes per minute [default: 100].")
+@click.option("--key", default=None, help="Transpose into this key (C, F#, Bb, Am, ...).")
+@program_option
+@click.option("--temperature", "-t", type=float, default=0.8, show_default=True)
+@click.option("--guidance", type=float, default=None, help="Genre strength (neural-ODE flow only).")
+@seed_option
+@click.option("--num-outputs", "-n", type=int, default=1, show_default=True)
+@click.option("--output", "-o", default=None, help="MIDI file, or a folder for several.")
+@click.option("--save-latent", is_flag=True, help="Save the latent beside each MIDI (.latent.pt).")
+@model_option
+@quiet_option
+def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, seed, num_outputs, output,
+                save_latent, model, quiet) -> None:
+    """Compose new music in a genre or a mix of genres."""
+    c = _composer(model)
+    if guidance is not None and c.ck.kind != "cnf":
+        raise MusicflowError("--guidance works with the neural-ODE flow (--model cnf) only")
+    if num_outputs < 1:
+        raise MusicflowError(f"--num-outputs {num_outputs}: must be at least 1")
+    base = c._seed(seed)
+    genres = list(genres) or [c.default_genre]
+    stem = "-".join(g.split(":")[0] for g in genres)
+    for i, path in enumerate(_out_paths(output, stem, num_outputs)):
+        r = c.compose_result(genres, bars, base + i, temperature, tempo, key, program)
+        _write(c, r, path, save_latent)
+    more = f" (outputs use {base}..{base + num_outputs - 1})" if num_outputs > 1 else ""
+    click.echo(f"seed {base}{more}")
+
+
+@main.command("continue")
+@click.argument("midi", type=click.Path(dir_okay=False))
+@click.option("--bars", type=int, default=8, show_default=True)
+@click.option("--genre", "-g", "genres", multiple=True, help="[default: the most likely genre]")
+@click.option("--temperature", "-t", type=float, default=0.8, show_default=True)
+@program_option
+@seed_option
+@click.option("--output", "-o", default=None)
+@model_option
+@quiet_option
+def continue_cmd(midi, bars, genres, temperature, program, seed, output, model, quiet) -> None:
+    """Continue a MIDI file by BARS new bars."""
+    c = _composer(model)
+    inp = c.read(midi)
+    click.echo(inp.report, err=True)
+    r = c.continue_(midi, bars, list(genres) or None, seed, temperature, program)
+    _write(c, r, _out_paths(output, Path(midi).stem + "-continued", 1)[0])
+    click.echo(f"seed {r.seed}")
+
+
+@main.command("variations")
+@click.argument("midi", type=click.Path(dir_okay=False))
+@click.option("--num-outputs", "-n", type=int, default=4, show_default=True)
+@click.option("--amount", type=float, default=0.3, show_default=True, help="0 = same, 1 = unrelated.")
+@click.option("--genre", "-g", "genres", multiple=True, help="[default: the most likely genre]")
+@program_option
+@seed_option
+@click.option("--output", "-o", default=None)
+@model_option
+@quiet_option
+def variations_cmd(midi, num_outputs, amount, genres, program, seed, output, model, quiet) -> None:
+    """Variations of a MIDI file (its latent perturbed)."""
+    c = _composer(model)
+    click.echo(c.read(midi).report, err=True)
+    results = c.variations(midi, num_outputs, amount, list(genres) or None, seed, program)
+    for r, path in zip(results, _out_paths(output, Path(midi).stem + "-var", len(results))):
+        _write(c, r, path)
+    click.echo(f"seed {results[0].seed}")
+
+
+@main.command("transfer")
+@click.argument("midi", type=click.Path(dir_okay=False))
+@click.option("--to", "to", multiple=True, required=True, help="Target GENRE[:WEIGHT], repeatable.")
+@click.option("--from", "source", multiple=True, help="The piece's genre [default: most likely].")
+@program_option
+@click.option("--output", "-o", default=None)
+@model_option
+@quiet_option
+def transfer_cmd(midi, to, source, program, output, model, quiet) -> None:
+    """Re-decode a MIDI file under another genre."""
+    c = _composer(model)
+    click.echo(c.read(midi).report, err=True)
+    r = c.transfer(midi, list(to), list(source) or None, program)
+    name = "-".join(t.split(":")[0] for t in to)
+    _write(c, r, _out_paths(output, f"{Path(midi).stem}-to-{name}", 1)[0])
+
+
+@main.command("interpolate")
+@click.argument("a", type=click.Path(dir_okay=False))
+@click.argument("b", type=click.Path(dir_okay=False))
+@click.option("--steps", type=int, default=5, show_default=True)
+@click.option("--genre", "-g", "genres", multiple=True, help="[default: A's most likely genre]")
+@program_option
+@click.option("--output", "-o", default=None)
+@model_option
+@quiet_option
+def interpolate_cmd(a, b, steps, genres, program, output, model, quiet) -> None:
+    """Pieces on the latent path from A to B."""
+    c = _composer(model)
+    results = c.interpolate(a, b, steps, list(genres) or None, program)
+    for r, path in zip(results, _out_paths(output, "interpolation", len(results))):
+        _write(c, r, path)
+
+
+@main.command("score")
+@click.argument("midi", type=click.Path(dir_okay=False))
+@click.option("--per-window", is_flag=True, help="Also print every window's bits/dim.")
+@model_option
+def score_cmd(midi, per_window, model) -> None:
+    """Bits/dim of a MIDI file under each genre (lower = more likely)."""
+    c = _composer(model)
+    s = c.score(midi)
+    click.echo(s["report"], err=True)
+    for g, v in sorted(s["whole"].items(), key=lambda kv: kv[1]):
+        line = f"{g:<14} {v:.4f} bits/dim"
+        if per_window:
+            line += "  [" + " ".join(f"{x:.3f}" for x in s["per_window"][g]) + "]"
+        click.echo(line)
+    click.echo("(upper bounds through dequantization)")
+
+
+@main.command("classify")
+@click.argument("midi", type=click.Path(dir_okay=False))
+@model_option
+def classify_cmd(midi, model) -> None:
+    """Genre probabilities of a MIDI file (Bayes' rule on the likelihoods, uniform prior)."""
+    c = _composer(model)
+    click.echo(c.read(midi).report, err=True)
+    for g, p in sorted(c.classify(midi).items(), key=lambda kv: -kv[1]):
+        click.echo(f"{g:<14} {p:.3f}")
+
+
+@main.command("genres")
+@model_option
+def genres_cmd(model) -> None:
+    """The genres a checkpoint knows."""
+    for g in _composer(model).genres:
+        click.echo(g)
+
+
+@main.command("models")
+def models_cmd() -> None:
+    """The checkpoints in checkpoints/ and what they are."""
+    from musicflow.checkpoint import load_checkpoint
+    from musicflow.paths import checkpoints_dir
+
+    found = False
+    for p in sorted(checkpoints_dir().glob("*.pt")):
+        try:
+            ck = load_checkpoint(p)
+        except MusicflowError as e:
+            click.echo(f"{p.name}: unreadable ({e})")
+            continue
+        found = True
+        bpd = ck.info.get("valid_bpd")
+        extra = f", valid {bpd:.4f} bits/dim" if isinstance(bpd, float) else ""
+        click.echo(f"{p.name}: {ck.kind}, {len(ck.genres)} genres, step {ck.info.get('step', '?')}{extra}")
+    if not found:
+        click.echo(f"no checkpoints in {checkpoints_dir()}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -98,6 +98,16 @@ def evaluate_bpd(model, windows: WindowSet, per_genre: int, device, seed: int = 
     return out
 
 
+def model_windows(ds: Dataset, split: str, mcfg, genres: list[str]) -> WindowSet:
+    """The windows a model of ``mcfg.steps`` steps trains on: every bar line for windows of a bar
+    or more (a hop of half a window lets 3/4 bars all start one), every beat-aligned ``steps``
+    for shorter windows."""
+    beat = ds.spec.steps_per_quarter
+    if mcfg.steps < 4 * beat:
+        return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, genres=genres, grid=mcfg.steps)
+    return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, hop=mcfg.steps // 2, genres=genres)
+
+
 def _dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world
@@ -156,8 +166,7 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         model = model_cls(config_cls.from_dict({**config_cls().to_dict(), **base, **overrides}))
         record = {}
     mcfg = model.config
-    train_w = WindowSet(ds, "train", mcfg.steps, mcfg.context_steps, genres=genres)
-    valid_w = WindowSet(ds, "valid", mcfg.steps, mcfg.context_steps, genres=genres)
+    train_w, valid_w = (model_windows(ds, split, mcfg, genres) for split in ("train", "valid"))
     if not len(train_w):
         raise MusicflowError(f"{data}: no training windows")
     model.to(dev).train()

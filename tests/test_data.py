@@ -72,7 +72,7 @@ def test_split_is_by_piece_and_deterministic():
 def test_pitch_range_keeps_the_most_notes():
     recs = [{"tonic": 0, "notes": [[p, 0, 1, 80] for p in range(50, 70)] * 10 + [[20, 0, 1, 80]]}]
     low, size, share = choose_pitch_range(recs, None, key_normalize=False)
-    assert size == 24 and low <= 50 and low + size >= 70 and share > 0.99
+    assert size == 24 and low <= 50 and low + size >= 70 and share > 0.99  # 20 pitches -> 24
     assert choose_pitch_range(recs, 4, False)[1] == 4
 
 

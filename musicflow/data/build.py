@@ -187,14 +187,15 @@ def _drain(it, bar):
 def choose_pitch_range(records: list[dict], pitches: int | None, key_normalize: bool,
                        coverage: float = 0.99) -> tuple[int, int, float]:
     """The pitch window (low, size) keeping the most notes; ``pitches=None`` picks the smallest
-    multiple of 4 keeping at least ``coverage`` of them. Returns (low, size, share kept)."""
+    multiple of 8 (so three 2x squeezes divide it) keeping at least ``coverage`` of them.
+    Returns (low, size, share kept)."""
     hist = np.zeros(128 + 12, dtype=np.int64)
     for r in records:
         shift = key_shift(r["tonic"]) if key_normalize else 0
         p = np.asarray(r["notes"], dtype=np.int64).reshape(-1, 4)[:, 0] + shift + 6
         hist += np.bincount(np.clip(p, 0, len(hist) - 1), minlength=len(hist))
     total = max(int(hist.sum()), 1)
-    sizes = [pitches] if pitches else list(range(24, 89, 4))
+    sizes = [pitches] if pitches else list(range(24, 129, 8))
     for size in sizes:
         sums = np.convolve(hist, np.ones(size, dtype=np.int64), mode="valid")
         low = int(np.argmax(sums))

@@ -28,13 +28,14 @@ def transpose_rolls(x: torch.Tensor, shift: int) -> torch.Tensor:
 
 class WindowSet:
     """All windows of one split: targets of ``window`` steps starting on bar lines, each with the
-    ``context`` steps before it (silence before the piece starts).
+    ``context`` steps before it (silence before the piece starts). With ``grid``, windows start
+    every ``grid`` steps in phase with the bar lines instead (beats, for models of one beat).
 
     Rolls are held once per piece as booleans; windows are index pairs into them.
     """
 
     def __init__(self, ds: Dataset, split: str | None, window: int = 16, context: int = 64,
-                 hop: int | None = None, genres: list[str] | None = None):
+                 hop: int | None = None, genres: list[str] | None = None, grid: int | None = None):
         self.genres = genres or ds.genres
         self.window, self.context = window, context
         rolls, starts, piece_starts, labels = [], [], [], []
@@ -44,7 +45,11 @@ class WindowSet:
             if genre not in self.genres:
                 continue
             roll = ds.roll(i) > 0
-            ws = window_starts(ds.piece_bars(i), roll.shape[-1], window, hop or window)
+            bars = ds.piece_bars(i)
+            if grid:  # windows shorter than a bar: every `grid` steps, in phase with the bar lines
+                first = int(bars[0]) % grid if len(bars) else 0
+                bars = np.arange(first, roll.shape[-1], grid)
+            ws = window_starts(bars, roll.shape[-1], window, hop or window)
             if not ws:
                 continue
             pad = context + window  # trailing silence for windows that run past the end

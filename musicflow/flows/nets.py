@@ -153,7 +153,9 @@ class ContextEncoder(nn.Module):
             nn.Conv2d(c, c, 3, padding=(1, 2), dilation=(1, 2)),
             nn.ReLU(),
         )
-        self.to_map = nn.Conv1d(2 * c, c, 1)
+        # The raw last beat (2 channels x 4 steps) joins the map: which notes sound at the very
+        # end of the context decides what a continuation must hold or release.
+        self.to_map = nn.Conv1d(2 * c + 8, c, 1)
         self.to_vec = nn.Sequential(nn.Linear(2 * c, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim))
         # Small random rather than zero so the empty context still tells pitches apart.
         self.null_map = nn.Parameter(0.1 * torch.randn(c, pitches))
@@ -174,7 +176,9 @@ class ContextEncoder(nn.Module):
         # Pad at the start, never the end: the last beat must have a column of its own.
         context = F.pad(context, ((-context.shape[-1]) % 4, 0))
         a = self.convs(context)
-        pmap = self.to_map(torch.cat([a.mean(dim=-1), a[..., -1]], dim=1))
+        last = context[..., -4:]
+        last = F.pad(last, (4 - last.shape[-1], 0)).permute(0, 1, 3, 2).reshape(batch_size, 8, -1)
+        pmap = self.to_map(torch.cat([a.mean(dim=-1), a[..., -1], last], dim=1))
         vec = self.to_vec(torch.cat([pmap.mean(dim=-1), pmap.amax(dim=-1)], dim=1))
         if drop is not None:
             vec = torch.where(drop[:, None], null_vec, vec)

@@ -1,0 +1,151 @@
+"""Composer and the composing commands, on a tiny checkpoint trained for a few steps."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pretty_midi
+import pytest
+from click.testing import CliRunner
+from conftest import make_midi
+
+from musicflow.cli import main
+from musicflow.composer import Composer, parse_key
+from musicflow.data.build import build_dataset
+from musicflow.errors import MusicflowError
+from musicflow.train import TrainConfig, train
+
+TINY = {"levels": 1, "depth": 2, "hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4}
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    from conftest import ABC_TWO_TUNES
+
+    root = tmp_path_factory.mktemp("c")
+    for g, base in (("low", 40), ("high", 70)):
+        (root / g).mkdir()
+        for i in range(4):
+            notes = [(base + (b * 5 + i) % 9, b / 2, b / 2 + 0.5) for b in range(64)]
+            make_midi(root / g / f"{i}.mid", notes)
+    (root / "high" / "t.abc").write_text(ABC_TWO_TUNES)
+    ds, _ = build_dataset(str(root), cache_dir=None, quiet=True, pitches=48)
+    for p in ds.pieces:
+        p["split"] = "train"
+    path = ds.save(root / "d.npz")
+    out = root / "tiny.pt"
+    train("glow", path, out, TrainConfig(steps=200, batch_size=16, valid_every=200, valid_windows=4,
+                                        warmup=5, lr=3e-3), TINY, quiet=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def composer(tiny_ckpt):
+    return Composer.load(tiny_ckpt)
+
+
+def test_compose_returns_midi_of_the_asked_length(composer):
+    pm = composer.compose(genre="low", bars=3, seed=1, tempo=120)
+    assert isinstance(pm, pretty_midi.PrettyMIDI)
+    assert pm.get_end_time() <= 3 * 4 * 0.5 + 1e-6
+
+
+def test_same_seed_same_music_and_mix_matters(composer):
+    a = composer.compose_result(genre="low", bars=2, seed=3)
+    b = composer.compose_result(genre="low", bars=2, seed=3)
+    assert (a.roll == b.roll).all()
+    mix = composer.compose_result(genre={"low": 0.2, "high": 0.8}, bars=2, seed=3)
+    assert mix.genre == {"low": 0.2, "high": 0.8}
+    # A tiny model's binary samples may coincide; the decoded values under the mix must not.
+    ctx = np.zeros((2, composer.spec.pitches, composer.context), np.float32)
+    z = a.latents[:1]
+    vs = [composer.model.decode(z, composer._cond(composer._weights(g)[1], ctx))
+          for g in ("low", {"low": 0.2, "high": 0.8}, {"low": 0.5, "high": 0.5})]
+    assert (vs[0] - vs[1]).abs().max() > 1e-3 and (vs[1] - vs[2]).abs().max() > 1e-4
+
+
+def test_bad_genres_and_weights(composer):
+    with pytest.raises(MusicflowError, match="known: high, low"):
+        composer.compose(genre="jazz")
+    with pytest.raises(MusicflowError, match="zero or positive"):
+        composer.compose(genre=["low:-1", "high"])
+
+
+def test_key_names():
+    assert parse_key("Eb") == 3 and parse_key("c# minor") == 1
+    with pytest.raises(MusicflowError):
+        parse_key("H")
+
+
+def test_cli_and_api_give_identical_bytes(tiny_ckpt, composer, tmp_path):
+    out = tmp_path / "cli.mid"
+    r = CliRunner().invoke(main, ["compose", "--model", str(tiny_ckpt), "-g", "low:0.7", "-g", "high:0.3",
+                                  "--bars", "2", "--seed", "7", "-o", str(out), "--save-latent"])
+    assert r.exit_code == 0, r.output
+    assert "seed 7" in r.output and out.with_suffix(".latent.pt").exists()
+    api = tmp_path / "api.mid"
+    composer.save(composer.compose(genre={"low": 0.7, "high": 0.3}, bars=2, seed=7), api)
+    assert out.read_bytes() == api.read_bytes()
+    from music21 import converter
+
+    assert converter.parse(str(out)) is not None and pretty_midi.PrettyMIDI(str(out))
+
+
+def test_user_midi_commands(tiny_ckpt, tmp_path):
+    src = make_midi(tmp_path / "in.mid", [(62 + (i % 5), i / 2, i / 2 + 0.5) for i in range(32)],
+                    drums=[(36, 0, 1)])
+    run = CliRunner().invoke
+    m = ["--model", str(tiny_ckpt)]
+    r = run(main, ["continue", str(src), "--bars", "2", "--seed", "1", "-o", str(tmp_path / "c.mid"), *m])
+    assert r.exit_code == 0, r.output
+    assert "1 drum notes" in r.output
+    cont = pretty_midi.PrettyMIDI(str(tmp_path / "c.mid"))
+    assert cont.get_end_time() > pretty_midi.PrettyMIDI(str(src)).get_end_time()
+    r = run(main, ["variations", str(src), "-n", "2", "--amount", "0.5", "-o", str(tmp_path / "v"), *m])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "v").glob("*.mid"))) == 2
+    r = run(main, ["transfer", str(src), "--to", "high", "-o", str(tmp_path / "t.mid"), *m])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["interpolate", str(src), str(tmp_path / "c.mid"), "--steps", "3",
+                   "-o", str(tmp_path / "i"), *m])
+    assert r.exit_code == 0 and len(list((tmp_path / "i").glob("*.mid"))) == 3
+    r = run(main, ["score", str(src), "--per-window", *m])
+    assert r.exit_code == 0 and "bits/dim" in r.output
+    r = run(main, ["classify", str(src), *m])
+    assert r.exit_code == 0
+    probs = [float(line.split()[-1]) for line in r.output.splitlines() if line[:3] in ("low", "hig")]
+    assert abs(sum(probs) - 1) < 1e-3
+    r = run(main, ["genres", *m])
+    assert r.output.split() == ["high", "low"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["compose", "-g", "jazz"], "unknown genre 'jazz'"),
+    (["compose", "-g", "low:-2"], "zero or positive"),
+    (["classify", "BROKEN"], "not a readable MIDI"),
+    (["compose", "--key", "H"], "--key"),
+])
+def test_user_errors_are_one_line_exit_2(tiny_ckpt, tmp_path, args, needle):
+    broken = tmp_path / "broken.mid"
+    broken.write_bytes(b"MThd nonsense")
+    args = [str(broken) if a == "BROKEN" else a for a in args] + ["--model", str(tiny_ckpt)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and needle in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_missing_checkpoint_subprocess(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "musicflow", "compose", "--model", str(tmp_path / "no.pt")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "no such checkpoint" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_compose_end_to_end_subprocess(tiny_ckpt, tmp_path):
+    out = tmp_path / "x.mid"
+    p = subprocess.run([sys.executable, "-m", "musicflow", "compose", "--model", str(tiny_ckpt), "-g", "high",
+                        "--bars", "2", "--seed", "5", "-o", str(out)], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert out.exists() and "seed 5" in p.stdout

@@ -1,0 +1,97 @@
+"""Training, checkpoints and resume on a tiny dataset and a tiny Glow."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from musicflow.checkpoint import load_checkpoint
+from musicflow.data.build import build_dataset
+from musicflow.errors import MusicflowError
+from musicflow.train import TrainConfig, train
+
+TINY = {"levels": 1, "depth": 1, "hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4}
+
+
+@pytest.fixture
+def tiny_data(corpus_dir, tmp_path):
+    ds, _ = build_dataset(str(corpus_dir), cache_dir=None, quiet=True, pitches=8)
+    for p in ds.pieces:  # make every piece usable in every split for the tiny run
+        p["split"] = "train"
+    ds.pieces[0]["split"] = "valid"
+    return ds.save(tmp_path / "tiny.npz")
+
+
+def test_train_writes_a_self_describing_checkpoint(tiny_data, tmp_path):
+    out = tmp_path / "m.pt"
+    cfg = TrainConfig(steps=6, batch_size=8, valid_every=3, warmup=2, valid_windows=8)
+    record = train("glow", tiny_data, out, cfg, TINY, quiet=True)
+    assert record["step"] == 6 and len(record["history"]) == 2
+    assert not (tmp_path / "m.pt.resume").exists()  # finished runs leave no resume state
+    ck = load_checkpoint(out)
+    assert ck.kind == "glow" and ck.genres == ["folk", "jazz"]
+    assert ck.spec.pitches == 8 and ck.info["data_hash"] and ck.info["valid_bpd"] > 0
+    assert ck.model.config.hidden == 8
+
+
+def test_interrupted_run_resumes(tiny_data, tmp_path):
+    out = tmp_path / "m.pt"
+    cfg = TrainConfig(steps=8, batch_size=8, valid_every=4, warmup=2, valid_windows=8, minutes=0.0)
+    record = train("glow", tiny_data, out, cfg, TINY, quiet=True)  # stops after the first step
+    assert record["step"] < 8 and (tmp_path / "m.pt.resume").exists()
+    cfg = TrainConfig(steps=8, batch_size=8, valid_every=4, warmup=2, valid_windows=8)
+    record = train("glow", tiny_data, out, cfg, resume=True, quiet=True)
+    assert record["step"] == 8 and not (tmp_path / "m.pt.resume").exists()
+    with pytest.raises(MusicflowError, match="nothing to resume"):
+        train("glow", tiny_data, out, cfg, resume=True, quiet=True)
+
+
+def test_nan_guard_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    out = tmp_path / "m.pt"
+    cfg = TrainConfig(steps=4, batch_size=8, valid_every=2, warmup=1, valid_windows=8)
+    train("glow", tiny_data, out, cfg, TINY, quiet=True)
+    before = out.read_bytes()
+    from musicflow.flows.glow import Glow
+
+    monkeypatch.setattr(Glow, "bits_per_dim", lambda self, x, c, generator=None: x.sum() * float("nan"))
+    with pytest.raises(MusicflowError, match="not finite|loss is nan"):
+        train("glow", tiny_data, tmp_path / "m.pt", cfg, TINY, quiet=True)
+    assert out.read_bytes() == before
+
+
+def test_corrupt_and_mismatched_checkpoints(tiny_data, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(MusicflowError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    out = tmp_path / "m.pt"
+    train("glow", tiny_data, out, TrainConfig(steps=1, batch_size=4, valid_windows=4), TINY, quiet=True)
+    payload = torch.load(out, weights_only=True)
+    payload["config"]["hidden"] = 16
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(MusicflowError, match="do not match"):
+        load_checkpoint(tmp_path / "mismatch.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
+    out = tmp_path / "ddp.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           f"--master_port={_free_port()}", "-m", "musicflow", "train", "--data", str(tiny_data),
+           "--out", str(out), "--steps", "3", "--batch-size", "4", "--valid-every", "3",
+           "--device", "cpu", "--quiet"] + [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    ck = load_checkpoint(out)
+    assert ck.info["world_size"] == 2 and ck.info["step"] == 3
