@@ -113,7 +113,8 @@ def _parse_overrides(items: tuple[str, ...]) -> dict:
 
 
 @main.command("train")
-@click.option("--model", "kind", type=click.Choice(["glow", "cnf"]), default="glow", show_default=True)
+@click.option("--model", "kind", type=click.Choice(["glow", "cnf", "classifier"]), default="glow",
+              show_default=True, help="classifier: the independent genre classifier for evaluation.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Dataset from 'musicflow data build' [default: data/music21.npz].")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
@@ -146,10 +147,49 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, clip=clip,
                       transpose=transpose, valid_every=valid_every, seed=seed, minutes=minutes)
     command = "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
+    if kind == "classifier":
+        _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command)
+        return
     record = train(kind, data, out, cfg, _parse_overrides(overrides), resume, device, quiet, command)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"wrote {out}: step {record['step']}, valid {record.get('valid_bpd', float('nan')):.4f}"
                    f" bits/dim, {record['wall_time_s']:.0f} s")
+
+
+def _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command) -> None:
+    from musicflow.checkpoint import save_checkpoint
+    from musicflow.data.dataset import Dataset
+    from musicflow.evaluate.classifier import train_classifier
+
+    ds = Dataset.load(data)
+    model, report = train_classifier(ds, steps, batch_size, lr, seed, quiet)
+    report["command"] = command
+    save_checkpoint(out, "classifier", model, ds.spec, ds.genres, report)
+    per = " ".join(f"{g}={a:.2f}" for g, a in report["accuracy_per_genre"].items())
+    click.echo(f"wrote {out}: valid balanced accuracy {report['balanced_accuracy']:.3f} ({per})")
+
+
+@main.command("calibrate")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Dataset whose validation split calibrates [default: data/music21.npz].")
+@click.option("--temperature", "-t", type=float, default=0.8, show_default=True)
+def calibrate_cmd(checkpoint, data, temperature) -> None:
+    """Choose a checkpoint's per-genre decoding thresholds from validation data (training does this
+    at its end; use this for older checkpoints or another temperature)."""
+    from musicflow.checkpoint import load_checkpoint
+    from musicflow.data.dataset import Dataset
+    from musicflow.paths import default_dataset
+    from musicflow.train import calibrate, model_windows
+
+    ck = load_checkpoint(checkpoint)
+    ds = Dataset.load(data or default_dataset())
+    if ds.spec != ck.spec:
+        raise MusicflowError(f"{data or default_dataset()}: representation differs from {checkpoint}'s")
+    windows = model_windows(ds, "valid", ck.model.config, ck.genres)
+    ck.info.update(calibrate(ck.model, windows, ds.spec, temperature))
+    ck.save(checkpoint)
+    click.echo("thresholds: " + " ".join(f"{g}={t:.2f}" for g, t in ck.info["thresholds"].items()))
 
 
 # -- composing ------------------------------------------------------------------------------------
@@ -177,7 +217,21 @@ def _out_paths(output: str | None, stem: str, n: int) -> list[Path]:
     return [p] if n == 1 else [p.with_name(f"{p.stem}-{i + 1}{p.suffix}") for i in range(n)]
 
 
-def _write(c, result, path: Path, save_latent: bool = False) -> None:
+png_option = click.option("--png", default=None, help="Also draw the piano roll to this PNG "
+                                                      "(numbered when several).")
+wav_option = click.option("--wav", default=None, help="Also render audio to this WAV "
+                                                      "(numbered when several).")
+
+
+def _side_path(opt: str | None, i: int, n: int) -> Path | None:
+    if opt is None:
+        return None
+    p = Path(opt)
+    return p if n == 1 else p.with_name(f"{p.stem}-{i + 1}{p.suffix}")
+
+
+def _write(c, result, path: Path, save_latent: bool = False, png: Path | None = None,
+           wav: Path | None = None) -> None:
     import torch
 
     from musicflow.io.midi import atomic_write
@@ -190,6 +244,14 @@ def _write(c, result, path: Path, save_latent: bool = False) -> None:
                    "checkpoint": str(c.ck.path)}
         atomic_write(lat, lambda tmp: torch.save(payload, tmp))
         line += f" and {lat}"
+    if png:
+        from musicflow.plot import plot_midi, save_png
+
+        line += f" and {save_png(plot_midi(result.midi, title=path.name), png)}"
+    if wav:
+        from musicflow.audio import render_to_wav
+
+        line += f" and {render_to_wav(result.midi, wav)}"
     click.echo(line)
 
 
@@ -207,10 +269,12 @@ def _write(c, result, path: Path, save_latent: bool = False) -> None:
 @click.option("--num-outputs", "-n", type=int, default=1, show_default=True)
 @click.option("--output", "-o", default=None, help="MIDI file, or a folder for several.")
 @click.option("--save-latent", is_flag=True, help="Save the latent beside each MIDI (.latent.pt).")
+@png_option
+@wav_option
 @model_option
 @quiet_option
 def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, seed, num_outputs, output,
-                save_latent, model, quiet) -> None:
+                save_latent, png, wav, model, quiet) -> None:
     """Compose new music in a genre or a mix of genres."""
     c = _composer(model)
     if guidance is not None and c.ck.kind != "cnf":
@@ -222,7 +286,7 @@ def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, seed, 
     stem = "-".join(g.split(":")[0] for g in genres)
     for i, path in enumerate(_out_paths(output, stem, num_outputs)):
         r = c.compose_result(genres, bars, base + i, temperature, tempo, key, program)
-        _write(c, r, path, save_latent)
+        _write(c, r, path, save_latent, _side_path(png, i, num_outputs), _side_path(wav, i, num_outputs))
     more = f" (outputs use {base}..{base + num_outputs - 1})" if num_outputs > 1 else ""
     click.echo(f"seed {base}{more}")
 
@@ -235,15 +299,17 @@ def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, seed, 
 @program_option
 @seed_option
 @click.option("--output", "-o", default=None)
+@png_option
+@wav_option
 @model_option
 @quiet_option
-def continue_cmd(midi, bars, genres, temperature, program, seed, output, model, quiet) -> None:
+def continue_cmd(midi, bars, genres, temperature, program, seed, output, png, wav, model, quiet) -> None:
     """Continue a MIDI file by BARS new bars."""
     c = _composer(model)
     inp = c.read(midi)
     click.echo(inp.report, err=True)
     r = c.continue_(midi, bars, list(genres) or None, seed, temperature, program)
-    _write(c, r, _out_paths(output, Path(midi).stem + "-continued", 1)[0])
+    _write(c, r, _out_paths(output, Path(midi).stem + "-continued", 1)[0], png=png, wav=wav)
     click.echo(f"seed {r.seed}")
 
 
@@ -255,15 +321,19 @@ def continue_cmd(midi, bars, genres, temperature, program, seed, output, model, 
 @program_option
 @seed_option
 @click.option("--output", "-o", default=None)
+@png_option
+@wav_option
 @model_option
 @quiet_option
-def variations_cmd(midi, num_outputs, amount, genres, program, seed, output, model, quiet) -> None:
+def variations_cmd(midi, num_outputs, amount, genres, program, seed, output, png, wav, model,
+                   quiet) -> None:
     """Variations of a MIDI file (its latent perturbed)."""
     c = _composer(model)
     click.echo(c.read(midi).report, err=True)
     results = c.variations(midi, num_outputs, amount, list(genres) or None, seed, program)
-    for r, path in zip(results, _out_paths(output, Path(midi).stem + "-var", len(results))):
-        _write(c, r, path)
+    n = len(results)
+    for i, (r, path) in enumerate(zip(results, _out_paths(output, Path(midi).stem + "-var", n))):
+        _write(c, r, path, png=_side_path(png, i, n), wav=_side_path(wav, i, n))
     click.echo(f"seed {results[0].seed}")
 
 
@@ -273,15 +343,17 @@ def variations_cmd(midi, num_outputs, amount, genres, program, seed, output, mod
 @click.option("--from", "source", multiple=True, help="The piece's genre [default: most likely].")
 @program_option
 @click.option("--output", "-o", default=None)
+@png_option
+@wav_option
 @model_option
 @quiet_option
-def transfer_cmd(midi, to, source, program, output, model, quiet) -> None:
+def transfer_cmd(midi, to, source, program, output, png, wav, model, quiet) -> None:
     """Re-decode a MIDI file under another genre."""
     c = _composer(model)
     click.echo(c.read(midi).report, err=True)
     r = c.transfer(midi, list(to), list(source) or None, program)
     name = "-".join(t.split(":")[0] for t in to)
-    _write(c, r, _out_paths(output, f"{Path(midi).stem}-to-{name}", 1)[0])
+    _write(c, r, _out_paths(output, f"{Path(midi).stem}-to-{name}", 1)[0], png=png, wav=wav)
 
 
 @main.command("interpolate")
@@ -327,6 +399,28 @@ def classify_cmd(midi, model) -> None:
     click.echo(c.read(midi).report, err=True)
     for g, p in sorted(c.classify(midi).items(), key=lambda kv: -kv[1]):
         click.echo(f"{g:<14} {p:.3f}")
+
+
+@main.command("render")
+@click.argument("midi", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", default=None, help="WAV file [default: the MIDI name with .wav].")
+@png_option
+@click.option("--engine", type=click.Choice(["auto", "fluidsynth", "simple"]), default="auto",
+              show_default=True, help="fluidsynth: General MIDI sounds (pip install \"musicflow[audio]\" "
+                                      "and the FluidSynth library); simple: the built-in synthesiser.")
+@click.option("--sample-rate", type=int, default=22050, show_default=True)
+def render_cmd(midi, output, png, engine, sample_rate) -> None:
+    """Render a MIDI file to a WAV file (and optionally its piano roll to a PNG)."""
+    from musicflow.audio import render_to_wav, resolve_engine
+
+    engine = resolve_engine(engine)
+    out = Path(output) if output else Path(midi).with_suffix(".wav")
+    render_to_wav(midi, out, sample_rate, engine)
+    click.echo(f"wrote {out} ({engine})")
+    if png:
+        from musicflow.plot import plot_midi, save_png
+
+        click.echo(f"wrote {save_png(plot_midi(midi), png)}")
 
 
 @main.command("genres")

@@ -21,6 +21,7 @@ import pretty_midi
 import torch
 
 from musicflow.checkpoint import Checkpoint, load_checkpoint
+from musicflow.decoding import generate, mixed_threshold
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
 from musicflow.genre import GenreArg, genre_vector, parse_genre
@@ -29,7 +30,6 @@ from musicflow.io.midi import piece_from_pretty_midi
 from musicflow.paths import checkpoints_dir
 from musicflow.roll import (
     PianoRollSpec,
-    decode,
     encode_steps,
     estimate_key,
     key_shift,
@@ -130,25 +130,10 @@ class Composer:
     def _cond(self, weights: torch.Tensor, ctx: np.ndarray) -> Condition:
         return Condition(weights, torch.from_numpy(ctx[None]).float())
 
-    def _clean(self, roll: np.ndarray) -> np.ndarray:
-        """Re-encode through strict decoding, so context looks like the real rolls trained on."""
-        steps = note_steps(decode(roll, self.spec, strict=True), self.spec.steps_per_quarter)
-        return encode_steps(steps, self.spec, length=roll.shape[-1])[0]
-
-    @torch.no_grad()
-    def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray) -> np.ndarray:
-        """Decode one latent per window after ``prefix`` (a roll), each window conditioned on the
-        ``context`` steps before it. Returns prefix + generated steps."""
-        roll = prefix
-        for z in latents:
-            ctx = np.zeros((2, self.spec.pitches, self.context), np.float32)
-            tail = roll[..., -self.context:] if roll.shape[-1] else roll
-            if tail.shape[-1]:
-                ctx[..., -tail.shape[-1]:] = tail
-            v = self.model.decode(z[None], self._cond(weights, ctx))
-            chunk = (v[0] > 0.5).float().numpy()
-            roll = self._clean(np.concatenate([roll, chunk], axis=-1))
-        return roll
+    def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray,
+                  threshold: float = 0.5) -> np.ndarray:
+        """One piece: decode a latent per window after ``prefix`` (see :func:`decoding.generate`)."""
+        return generate(self.model, latents[None], weights, self.spec, threshold, prefix[None])[0]
 
     @torch.no_grad()
     def _encode(self, roll: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
@@ -178,6 +163,11 @@ class Composer:
         w = parse_genre(genre, self.genres)
         return w, genre_vector(w, self.genres)
 
+    def threshold(self, weights: dict[str, float]) -> float:
+        """Decoding threshold for a genre mix, from the checkpoint's calibration (see
+        :mod:`musicflow.decoding`); 0.5 for an uncalibrated checkpoint."""
+        return mixed_threshold(self.ck.info.get("thresholds"), weights)
+
     @staticmethod
     def _seed(seed: int | None) -> int:
         return int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
@@ -203,7 +193,8 @@ class Composer:
         w, vec = self._weights(self.default_genre if genre is None else genre)
         steps = bars * self.spec.bar_steps()
         z = self._latents(math.ceil(steps / self.window), seed, temperature)
-        roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32))[..., :steps]
+        roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
+                              self.threshold(w))[..., :steps]
         return Result(self._midi(roll, tempo, key, program, velocity), roll, z, seed, w)
 
     def compose(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
@@ -286,7 +277,8 @@ class Composer:
         prefix = inp.roll[..., : math.ceil(inp.roll.shape[-1] / 4) * 4]
         n = math.ceil(bars * self.spec.bar_steps() / self.window)
         z = self._latents(n, seed, temperature)
-        roll = self._generate(z, vec, prefix)[..., : prefix.shape[-1] + bars * self.spec.bar_steps()]
+        roll = self._generate(z, vec, prefix, self.threshold(w))
+        roll = roll[..., : prefix.shape[-1] + bars * self.spec.bar_steps()]
         return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, seed, w)
 
     def variations(self, midi: MidiInput, n: int = 4, amount: float = 0.3,
@@ -304,7 +296,8 @@ class Composer:
         for i in range(n):
             eps = self._latents(len(z0), seed + i, 1.0)
             z = math.sqrt(1 - amount**2) * z0 + amount * eps
-            roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32))
+            roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
+                                  self.threshold(w))
             roll = roll[..., : inp.roll.shape[-1]]
             out.append(Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift),
                               roll, z, seed + i, w))
@@ -318,7 +311,7 @@ class Composer:
         _, src = self._weights(self._genre_of(inp, source))
         w, dst = self._weights(to)
         z = self._encode(inp.roll, src)
-        roll = self._generate(z, dst, np.zeros((2, self.spec.pitches, 0), np.float32))
+        roll = self._generate(z, dst, np.zeros((2, self.spec.pitches, 0), np.float32), self.threshold(w))
         roll = roll[..., : inp.roll.shape[-1]]
         return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, 0, w)
 
@@ -336,7 +329,8 @@ class Composer:
         out = []
         for t in np.linspace(0, 1, steps):
             z = _slerp(za, zb, float(t))
-            roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32))
+            roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
+                                  self.threshold(w))
             out.append(Result(self._midi(roll, ia.tempo, None, program, velocity, -ia.shift),
                               roll, z, 0, w))
         return out

@@ -108,6 +108,18 @@ def model_windows(ds: Dataset, split: str, mcfg, genres: list[str]) -> WindowSet
     return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, hop=mcfg.steps // 2, genres=genres)
 
 
+def calibrate(model, valid_w: WindowSet, spec, temperature: float = 0.8) -> dict:
+    """The checkpoint fields that :mod:`musicflow.decoding` adds: per-genre thresholds."""
+    from musicflow.decoding import calibrate_thresholds
+
+    was = model.training
+    thresholds = calibrate_thresholds(model, valid_w, spec, temperature)
+    model.train(was)
+    return {"thresholds": thresholds, "calibration": {
+        "temperature": temperature, "split": "valid", "seed": 0, "pieces": 16, "bars": 4,
+        "target": "mean sustain density of the genre's validation windows"}}
+
+
 def _dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world
@@ -254,6 +266,9 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         if out_of_time:
             break
     bar.close()
+    if rank == 0:
+        record.update(calibrate(model, valid_w, ds.spec))
+        save(final=step >= cfg.steps)
     if step < cfg.steps and rank == 0 and not quiet:
         tqdm.write(f"stopped after {cfg.minutes} minutes at step {step}; --resume continues")
     return record

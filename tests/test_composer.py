@@ -149,3 +149,38 @@ def test_compose_end_to_end_subprocess(tiny_ckpt, tmp_path):
                        timeout=120)
     assert p.returncode == 0, p.stderr
     assert out.exists() and "seed 5" in p.stdout
+
+
+def test_daw_example_writes_clips(tiny_ckpt, composer, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "daw_clips.py"
+    spec = importlib.util.spec_from_file_location("daw_clips", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    paths = mod.compose_clips(tmp_path / "clips", ["low:0.5", "high:0.5"], bars=1, count=2, seed=4,
+                              composer=composer)
+    assert [p.name for p in paths] == ["low-high-1bars-seed4.mid", "low-high-1bars-seed5.mid"]
+    tempos = [pretty_midi.PrettyMIDI(str(p)).get_tempo_changes()[1][0] for p in paths]
+    assert all(abs(t - 100) < 1e-3 for t in tempos)  # real MIDI files, written with the asked tempo
+    cmd = [sys.executable, str(path), str(tmp_path / "cli"), "--genre", "low", "--count", "1",
+           "--bars", "1", "--model", str(tiny_ckpt)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert len(list((tmp_path / "cli").glob("*.mid"))) == 1
+
+
+def test_png_and_wav_beside_the_midi(tiny_ckpt, tmp_path):
+    import wave
+
+    out = tmp_path / "p.mid"
+    r = CliRunner().invoke(main, ["compose", "--model", str(tiny_ckpt), "-g", "high", "--bars", "2",
+                                  "--seed", "2", "-t", "1.0", "-o", str(out),
+                                  "--png", str(tmp_path / "p.png"), "--wav", str(tmp_path / "p.wav")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    with wave.open(str(tmp_path / "p.wav")) as w:
+        assert w.getframerate() == 22050 and w.getnframes() > 0
+    r = CliRunner().invoke(main, ["render", str(out), "-o", str(tmp_path / "r.wav"), "--engine", "simple"])
+    assert r.exit_code == 0 and "(simple)" in r.output
