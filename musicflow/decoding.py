@@ -41,9 +41,29 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
         if tail.shape[-1]:
             ctx[..., -tail.shape[-1]:] = tail
         v = model.decode(latents[:, k], Condition(genre, torch.from_numpy(ctx)))
-        chunk = (v > threshold).float().numpy()
-        rolls = np.stack([clean(r, spec) for r in np.concatenate([rolls, chunk], axis=-1)])
+        held = rolls[:, 1, :, -1] > 0 if rolls.shape[-1] else None
+        chunk = clean_continuation((v > threshold).numpy(), held)
+        rolls = np.concatenate([rolls, chunk], axis=-1)
     return rolls
+
+
+def clean_continuation(chunk: np.ndarray, held: np.ndarray | None) -> np.ndarray:
+    """:func:`clean` for a new chunk ``(B, 2, P, T)`` that follows an already clean roll whose last
+    step sounds ``held`` ``(B, P)``: a sustain cell survives only if an onset started its note, here
+    or before; an onset only where it also sustains. Linear in the chunk, unlike re-cleaning the
+    whole piece.
+
+    >>> c = np.zeros((1, 2, 2, 3), bool); c[0, 1, :, :] = True; c[0, 0, 1, 1] = True
+    >>> clean_continuation(c, np.array([[True, False]]))[0, 1].tolist()
+    [[1.0, 1.0, 1.0], [0.0, 1.0, 1.0]]
+    """
+    on, sus = chunk[:, 0] & chunk[:, 1], chunk[:, 1]
+    prev = np.zeros(sus.shape[:2], bool) if held is None else held
+    keep = np.zeros_like(sus)
+    for t in range(sus.shape[-1]):
+        prev = sus[..., t] & (on[..., t] | prev)
+        keep[..., t] = prev
+    return np.stack([on & keep, keep], axis=1).astype(np.float32)
 
 
 @torch.no_grad()

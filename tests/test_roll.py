@@ -143,3 +143,18 @@ def test_strict_decoding_drops_single_channel_speckle():
     roll[1, 20, 3] = 1  # sustain without onset
     assert len(decode(roll, SPEC)) == 3
     assert [(n.pitch, n.start, n.end) for n in decode(roll, SPEC, strict=True)] == [(60, 0.0, 1.0)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 47), st.integers(0, 15)), max_size=120),
+       st.integers(1, 15))
+def test_chunkwise_cleaning_matches_whole_piece_cleaning(cells, cut):
+    from musicflow.decoding import clean, clean_continuation
+
+    roll = np.zeros((2, 48, 16), np.float32)
+    for ch, p, t in cells:
+        roll[ch, p, t] = 1
+    whole = clean(roll, SPEC)
+    head = clean(roll[..., :cut], SPEC)
+    tail = clean_continuation(roll[None, ..., cut:] > 0, head[None, 1, :, -1] > 0)[0]
+    np.testing.assert_array_equal(np.concatenate([head, tail], axis=-1), whole)
