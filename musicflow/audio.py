@@ -24,7 +24,7 @@ import numpy as np
 import pretty_midi
 
 from musicflow.errors import MusicflowError
-from musicflow.io.midi import atomic_write
+from musicflow.io.midi import atomic_write, load_midi
 
 ENGINES = ("auto", "fluidsynth", "simple")
 TAIL_SECONDS = 0.5
@@ -112,28 +112,6 @@ def _check_rate(sample_rate: int) -> int:
             lo <= sample_rate <= hi):
         raise MusicflowError(f"sample_rate {sample_rate!r}: use a whole number of Hz from {lo} to {hi}")
     return int(sample_rate)
-
-
-def load_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
-    """A ``PrettyMIDI`` from a path (errors name the file) or the object itself.
-
-    >>> load_midi("missing.mid")
-    Traceback (most recent call last):
-    musicflow.errors.MusicflowError: missing.mid: no such file
-    """
-    if isinstance(midi, pretty_midi.PrettyMIDI):
-        return midi
-    path = Path(midi)
-    if not path.is_file():
-        raise MusicflowError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise MusicflowError(f"{path}: empty file, not a MIDI file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pretty_midi.PrettyMIDI(str(path))
-    except Exception as e:  # pretty_midi/mido raise many types for broken files
-        raise MusicflowError(f"{path}: not a readable MIDI file ({type(e).__name__}: {e})") from None
 
 
 def _note_wave(pitch: int, n_on: int, sr: int) -> np.ndarray:

@@ -40,7 +40,19 @@ def read_midi(path: str | Path, steps_per_quarter: int = 4, keep_drums: bool = F
     >>> read_midi(f).notes
     [Note(pitch=60, start=0.0, end=1.0, velocity=80)]
     """
-    path = Path(path)
+    return piece_from_pretty_midi(load_midi(path), steps_per_quarter, keep_drums, name=str(path))
+
+
+def load_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+    """A ``PrettyMIDI`` from a path (errors name the file) or the object itself.
+
+    >>> load_midi("missing.mid")
+    Traceback (most recent call last):
+    musicflow.errors.MusicflowError: missing.mid: no such file
+    """
+    if isinstance(midi, pretty_midi.PrettyMIDI):
+        return midi
+    path = Path(midi)
     if not path.is_file():
         raise MusicflowError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -48,10 +60,9 @@ def read_midi(path: str | Path, steps_per_quarter: int = 4, keep_drums: bool = F
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pm = pretty_midi.PrettyMIDI(str(path))
+            return pretty_midi.PrettyMIDI(str(path))
     except Exception as e:  # pretty_midi/mido raise many types for broken files
         raise MusicflowError(f"{path}: not a readable MIDI file ({type(e).__name__}: {e})") from None
-    return piece_from_pretty_midi(pm, steps_per_quarter, keep_drums, name=str(path))
 
 
 def piece_from_pretty_midi(
