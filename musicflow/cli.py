@@ -291,6 +291,28 @@ def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, seed, 
     click.echo(f"seed {base}{more}")
 
 
+@main.command("decode")
+@click.argument("latent", type=click.Path(dir_okay=False))
+@click.option("--genre", "-g", "genres", multiple=True, help="[default: the genre it was composed in]")
+@click.option("--tempo", type=float, default=None)
+@click.option("--key", default=None)
+@program_option
+@click.option("--output", "-o", default=None)
+@model_option
+def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
+    """Re-decode a latent saved by 'compose --save-latent' (optionally under another genre)."""
+    import torch
+
+    try:
+        payload = torch.load(latent, map_location="cpu", weights_only=True)
+        z, saved = payload["latents"], payload["genre"]
+    except Exception as e:  # missing, truncated, or not a latent file
+        raise MusicflowError(f"{latent}: not a musicflow latent file ({type(e).__name__})") from None
+    c = _composer(model)
+    r = c.decode_latents(z, list(genres) or saved, tempo, key, program)
+    _write(c, r, _out_paths(output, Path(latent).name.split(".")[0] + "-decoded", 1)[0])
+
+
 @main.command("continue")
 @click.argument("midi", type=click.Path(dir_okay=False))
 @click.option("--bars", type=int, default=8, show_default=True)

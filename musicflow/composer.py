@@ -208,6 +208,20 @@ class Composer:
         """
         return self.compose_result(genre, bars, seed, temperature, tempo, key, program, velocity).midi
 
+    def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, tempo: float | None = None,
+                       key: str | None = None, program: int | str | None = None,
+                       velocity: int = 80) -> Result:
+        """Re-decode latents saved with ``--save-latent`` (edited or not), under their own genre
+        or another one."""
+        latents = torch.as_tensor(latents, dtype=torch.float32)
+        if latents.dim() != 2 or latents.shape[1] != self.model.config.dim:
+            raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
+                                 f"(windows x {self.model.config.dim})")
+        w, vec = self._weights(self.default_genre if genre is None else genre)
+        empty = np.zeros((2, self.spec.pitches, 0), np.float32)
+        roll = self._generate(latents, vec, empty, self.threshold(w))
+        return Result(self._midi(roll, tempo, key, program, velocity), roll, latents, -1, w)
+
     def read(self, midi: MidiInput) -> Input:
         """Put a user's MIDI (path or object) on the model's grid; ``report`` says what was kept."""
         if isinstance(midi, pretty_midi.PrettyMIDI):

@@ -91,6 +91,13 @@ def test_cli_and_api_give_identical_bytes(tiny_ckpt, composer, tmp_path):
     from music21 import converter
 
     assert converter.parse(str(out)) is not None and pretty_midi.PrettyMIDI(str(out))
+    again = tmp_path / "again.mid"
+    r = CliRunner().invoke(main, ["decode", str(out.with_suffix(".latent.pt")), "-o", str(again),
+                                  "--model", str(tiny_ckpt)])
+    assert r.exit_code == 0, r.output
+    assert again.read_bytes() == out.read_bytes()  # the saved latent re-decodes to the same piece
+    r = CliRunner().invoke(main, ["decode", str(out), "--model", str(tiny_ckpt)])
+    assert r.exit_code == 2 and "not a musicflow latent file" in r.output
 
 
 def test_user_midi_commands(tiny_ckpt, tmp_path):
