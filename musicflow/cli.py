@@ -330,7 +330,7 @@ def continue_cmd(midi, bars, genres, temperature, program, seed, output, png, wa
     c = _composer(model)
     inp = c.read(midi)
     click.echo(inp.report, err=True)
-    r = c.continue_(midi, bars, list(genres) or None, seed, temperature, program)
+    r = c.continue_(inp, bars, list(genres) or None, seed, temperature, program)
     _write(c, r, _out_paths(output, Path(midi).stem + "-continued", 1)[0], png=png, wav=wav)
     click.echo(f"seed {r.seed}")
 
@@ -351,8 +351,9 @@ def variations_cmd(midi, num_outputs, amount, genres, program, seed, output, png
                    quiet) -> None:
     """Variations of a MIDI file (its latent perturbed)."""
     c = _composer(model)
-    click.echo(c.read(midi).report, err=True)
-    results = c.variations(midi, num_outputs, amount, list(genres) or None, seed, program)
+    inp = c.read(midi)
+    click.echo(inp.report, err=True)
+    results = c.variations(inp, num_outputs, amount, list(genres) or None, seed, program)
     n = len(results)
     for i, (r, path) in enumerate(zip(results, _out_paths(output, Path(midi).stem + "-var", n))):
         _write(c, r, path, png=_side_path(png, i, n), wav=_side_path(wav, i, n))
@@ -372,8 +373,9 @@ def variations_cmd(midi, num_outputs, amount, genres, program, seed, output, png
 def transfer_cmd(midi, to, source, program, output, png, wav, model, quiet) -> None:
     """Re-decode a MIDI file under another genre."""
     c = _composer(model)
-    click.echo(c.read(midi).report, err=True)
-    r = c.transfer(midi, list(to), list(source) or None, program)
+    inp = c.read(midi)
+    click.echo(inp.report, err=True)
+    r = c.transfer(inp, list(to), list(source) or None, program)
     name = "-".join(t.split(":")[0] for t in to)
     _write(c, r, _out_paths(output, f"{Path(midi).stem}-to-{name}", 1)[0], png=png, wav=wav)
 
@@ -418,8 +420,9 @@ def score_cmd(midi, per_window, model) -> None:
 def classify_cmd(midi, model) -> None:
     """Genre probabilities of a MIDI file (Bayes' rule on the likelihoods, uniform prior)."""
     c = _composer(model)
-    click.echo(c.read(midi).report, err=True)
-    for g, p in sorted(c.classify(midi).items(), key=lambda kv: -kv[1]):
+    inp = c.read(midi)
+    click.echo(inp.report, err=True)
+    for g, p in sorted(c.classify(inp).items(), key=lambda kv: -kv[1]):
         click.echo(f"{g:<14} {p:.3f}")
 
 

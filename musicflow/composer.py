@@ -135,18 +135,22 @@ class Composer:
         """One piece: decode a latent per window after ``prefix`` (see :func:`decoding.generate`)."""
         return generate(self.model, latents[None], weights, self.spec, threshold, prefix[None])[0]
 
-    @torch.no_grad()
-    def _encode(self, roll: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
-        """Latents of each window of a roll, each with its real preceding context."""
+    def _windows(self, roll: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """A roll cut into model windows ``(n, 2, P, window)``, each with the ``context`` steps
+        before it ``(n, 2, P, context)`` (silence before the start, padding after the end)."""
         n = math.ceil(roll.shape[-1] / self.window)
         padded = np.zeros((2, self.spec.pitches, self.context + n * self.window), np.float32)
         padded[..., self.context:self.context + roll.shape[-1]] = roll
-        zs = []
-        for i in range(n):
-            s = self.context + i * self.window
-            x = torch.from_numpy(padded[None, ..., s:s + self.window])
-            zs.append(self.model.encode(x, self._cond(weights, padded[..., s - self.context:s]))[0])
-        return torch.stack(zs)
+        t = torch.from_numpy(padded)
+        xs = torch.stack([t[..., self.context + i * self.window:][..., :self.window] for i in range(n)])
+        ctx = torch.stack([t[..., i * self.window:][..., :self.context] for i in range(n)])
+        return xs, ctx
+
+    @torch.no_grad()
+    def _encode(self, roll: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
+        """Latents of each window of a roll, each with its real preceding context."""
+        xs, ctx = self._windows(roll)
+        return self.model.encode(xs, Condition(weights.expand(len(xs), -1), ctx))
 
     def _latents(self, n: int, seed: int, temperature: float) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(seed))
@@ -222,8 +226,11 @@ class Composer:
         roll = self._generate(latents, vec, empty, self.threshold(w))
         return Result(self._midi(roll, tempo, key, program, velocity), roll, latents, -1, w)
 
-    def read(self, midi: MidiInput) -> Input:
-        """Put a user's MIDI (path or object) on the model's grid; ``report`` says what was kept."""
+    def read(self, midi: MidiInput | Input) -> Input:
+        """Put a user's MIDI (path or object) on the model's grid; ``report`` says what was kept.
+        An :class:`Input` passes through, so callers can read once and reuse it."""
+        if isinstance(midi, Input):
+            return midi
         if isinstance(midi, pretty_midi.PrettyMIDI):
             piece = piece_from_pretty_midi(midi, self.spec.steps_per_quarter, name="<midi>")
             name = "input"
@@ -244,14 +251,9 @@ class Composer:
     @torch.no_grad()
     def log_likelihoods(self, midi: MidiInput) -> tuple[dict[str, np.ndarray], Input]:
         """Per-window log-likelihood (nats, dequantization bound, fixed noise) under each genre."""
-        inp = midi if isinstance(midi, Input) else self.read(midi)
-        n = math.ceil(inp.roll.shape[-1] / self.window)
-        padded = np.zeros((2, self.spec.pitches, self.context + n * self.window), np.float32)
-        padded[..., self.context:self.context + inp.roll.shape[-1]] = inp.roll
-        xs = torch.stack([torch.from_numpy(padded[..., self.context + i * self.window:][..., :self.window])
-                          for i in range(n)])
-        ctx = torch.stack([torch.from_numpy(padded[..., i * self.window:][..., :self.context])
-                           for i in range(n)])
+        inp = self.read(midi)
+        xs, ctx = self._windows(inp.roll)
+        n = len(xs)
         out = {}
         for gi, g in enumerate(self.genres):
             vec = torch.zeros(n, len(self.genres))
