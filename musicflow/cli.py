@@ -263,7 +263,8 @@ def _write(c, result, path: Path, save_latent: bool = False, png: Path | None = 
 @click.option("--tempo", type=float, default=None, help="Quarter notes per minute [default: 100].")
 @click.option("--key", default=None, help="Transpose into this key (C, F#, Bb, Am, ...).")
 @program_option
-@click.option("--temperature", "-t", type=float, default=0.8, show_default=True)
+@click.option("--temperature", "-t", type=float, default=1.0,  # composer.DEFAULT_TEMPERATURE
+              show_default=True)
 @click.option("--guidance", type=float, default=None, help="Genre strength (neural-ODE flow only).")
 @seed_option
 @click.option("--num-outputs", "-n", type=int, default=1, show_default=True)
@@ -317,7 +318,8 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
 @click.argument("midi", type=click.Path(dir_okay=False))
 @click.option("--bars", type=int, default=8, show_default=True)
 @click.option("--genre", "-g", "genres", multiple=True, help="[default: the most likely genre]")
-@click.option("--temperature", "-t", type=float, default=0.8, show_default=True)
+@click.option("--temperature", "-t", type=float, default=1.0,  # composer.DEFAULT_TEMPERATURE
+              show_default=True)
 @program_option
 @seed_option
 @click.option("--output", "-o", default=None)

@@ -38,6 +38,10 @@ from musicflow.roll import (
 )
 
 MidiInput = str | Path | pretty_midi.PrettyMIDI
+
+#: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
+#: (the dequantization cell of a 1 is v > 0.5); lower temperatures drift towards silence.
+DEFAULT_TEMPERATURE = 1.0
 _PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
@@ -104,7 +108,11 @@ class Result:
 class Composer:
     """Composes with a trained flow. Load once, call many times; no global state."""
 
-    def __init__(self, checkpoint: Checkpoint):
+    def __init__(self, checkpoint: Checkpoint, decoding: str | float = "exact"):
+        if not (decoding in ("exact", "calibrated") or isinstance(decoding, (int, float))
+                and 0 < decoding < 1):
+            raise MusicflowError(f"decoding {decoding!r}: use 'exact', 'calibrated' or a threshold in (0, 1)")
+        self.decoding = decoding
         self.ck = checkpoint
         self.model = checkpoint.model.eval()
         self.spec: PianoRollSpec = checkpoint.spec
@@ -113,14 +121,17 @@ class Composer:
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str = "cpu") -> Composer:
+    def load(cls, model: str | Path | None = None, device: str = "cpu",
+             decoding: str | float = "exact") -> Composer:
         """``None`` or ``"glow"``: the shipped Glow checkpoint; ``"cnf"``: the neural-ODE one;
-        anything else is a checkpoint path."""
+        anything else is a checkpoint path. ``decoding`` is how continuous output becomes notes:
+        ``"exact"`` (threshold 0.5, the dequantization cell boundary), ``"calibrated"`` (the
+        checkpoint's per-genre thresholds) or a threshold."""
         if model is None or str(model) in ("glow", "cnf"):
             path = checkpoints_dir() / f"{model or 'glow'}-music21.pt"
         else:
             path = Path(model)
-        return cls(load_checkpoint(path, device))
+        return cls(load_checkpoint(path, device), decoding)
 
     @property
     def genres(self) -> list[str]:
@@ -168,9 +179,13 @@ class Composer:
         return w, genre_vector(w, self.genres)
 
     def threshold(self, weights: dict[str, float]) -> float:
-        """Decoding threshold for a genre mix, from the checkpoint's calibration (see
-        :mod:`musicflow.decoding`); 0.5 for an uncalibrated checkpoint."""
-        return mixed_threshold(self.ck.info.get("thresholds"), weights)
+        """Decoding threshold for a genre mix: 0.5 for ``exact`` decoding, the weighted mean of the
+        checkpoint's calibrated thresholds for ``calibrated`` (see :mod:`musicflow.decoding`)."""
+        if self.decoding == "exact":
+            return 0.5
+        if self.decoding == "calibrated":
+            return mixed_threshold(self.ck.info.get("thresholds"), weights)
+        return float(self.decoding)
 
     @staticmethod
     def _seed(seed: int | None) -> int:
@@ -183,8 +198,9 @@ class Composer:
         return "chorale" if "chorale" in self.genres else self.genres[0]
 
     def compose_result(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
-                       temperature: float = 0.8, tempo: float | None = None, key: str | None = None,
-                       program: int | str | None = None, velocity: int = 80) -> Result:
+                       temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None,
+                       key: str | None = None, program: int | str | None = None,
+                       velocity: int = 80) -> Result:
         """Like :meth:`compose` but also returns the roll, latents and seed."""
         if bars < 1:
             raise MusicflowError(f"--bars {bars}: must be at least 1")
@@ -202,7 +218,7 @@ class Composer:
         return Result(self._midi(roll, tempo, key, program, velocity), roll, z, seed, w)
 
     def compose(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
-                temperature: float = 0.8, tempo: float | None = None, key: str | None = None,
+                temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None, key: str | None = None,
                 program: int | str | None = None, velocity: int = 80) -> pretty_midi.PrettyMIDI:
         """A new piece of ``bars`` bars (4/4) in a genre or a mix of genres.
 
@@ -283,8 +299,8 @@ class Composer:
         return max(probs, key=probs.get)
 
     def continue_(self, midi: MidiInput, bars: int = 8, genre: GenreArg | None = None,
-                  seed: int | None = None, temperature: float = 0.8, program: int | str | None = None,
-                  velocity: int = 80) -> Result:
+                  seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
+                  program: int | str | None = None, velocity: int = 80) -> Result:
         """The input followed by ``bars`` new bars, in the input's key and tempo. ``genre``
         defaults to the genre the model finds most likely for the input."""
         inp = self.read(midi)

@@ -191,3 +191,21 @@ def test_png_and_wav_beside_the_midi(tiny_ckpt, tmp_path):
         assert w.getframerate() == 22050 and w.getnframes() > 0
     r = CliRunner().invoke(main, ["render", str(out), "-o", str(tmp_path / "r.wav"), "--engine", "simple"])
     assert r.exit_code == 0 and "(simple)" in r.output
+
+
+def test_decoding_modes(tiny_ckpt, composer):
+    from musicflow.composer import DEFAULT_TEMPERATURE
+
+    w = {"low": 0.5, "high": 0.5}
+    assert composer.threshold(w) == 0.5  # exact: the dequantization cell boundary
+    cal = Composer.load(tiny_ckpt, decoding="calibrated")
+    cal.ck.info["thresholds"] = {"low": 0.2, "high": 0.4}
+    assert cal.threshold(w) == pytest.approx(0.3)
+    assert Composer.load(tiny_ckpt, decoding=0.3).threshold(w) == 0.3
+    low = Composer.load(tiny_ckpt, decoding=0.05).compose_result("low", 2, seed=2).roll.sum()
+    high = Composer.load(tiny_ckpt, decoding=0.95).compose_result("low", 2, seed=2).roll.sum()
+    assert low >= high
+    with pytest.raises(MusicflowError, match="decoding"):
+        Composer.load(tiny_ckpt, decoding="loud")
+    compose_default = next(p for p in main.commands["compose"].params if p.name == "temperature").default
+    assert compose_default == DEFAULT_TEMPERATURE

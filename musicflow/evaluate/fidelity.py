@@ -15,7 +15,7 @@ STATS = ("notes_per_bar", "polyphony", "pitch_range", "empty_beat_rate", "pitch_
 
 
 def sample_rolls(composer, genre, n: int, bars: int = 4, seed: int = 0,
-                 temperature: float = 0.8) -> np.ndarray:
+                 temperature: float = 1.0) -> np.ndarray:
     """``n`` pieces of ``bars`` bars from seeds ``seed .. seed+n-1``, as rolls ``(n, 2, P, T)``."""
     return np.stack([composer.compose_result(genre, bars, seed + i, temperature).roll
                      for i in range(n)])
