@@ -27,10 +27,13 @@ from musicflow.flows.layers import (
     Squeeze,
 )
 from musicflow.flows.nets import CondFeatures, CondNet, ContextEncoder
+from musicflow.flows.splines import SplineCoupling, rq_spline
 
 __all__ = [
     "ActNorm",
     "AffineCoupling",
+    "SplineCoupling",
+    "rq_spline",
     "CondFeatures",
     "CondNet",
     "Condition",

@@ -42,6 +42,7 @@ from musicflow.flows.layers import (
     Squeeze,
 )
 from musicflow.flows.nets import CondFeatures, ContextEncoder
+from musicflow.flows.splines import SplineCoupling
 
 DEQUANTIZERS = ("uniform", "variational")
 
@@ -74,6 +75,8 @@ class GlowConfig:
     dequant_steps: int = 2
     alpha: float = 0.05
     context_dropout: float = 0.1
+    coupling: str = "affine"  # or "spline": rational-quadratic splines (flows/splines.py)
+    bins: int = 8  # spline bins
 
     def __post_init__(self) -> None:
         sizes = (
@@ -105,6 +108,10 @@ class GlowConfig:
             )
         if not 0.0 < self.alpha < 0.5:
             raise MusicflowError(f"GlowConfig.alpha must be in (0, 0.5), got {self.alpha}")
+        if self.coupling not in ("affine", "spline"):
+            raise MusicflowError(f"GlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}")
+        if not isinstance(self.bins, int) or self.bins < 2:
+            raise MusicflowError(f"GlowConfig.bins must be an integer >= 2, got {self.bins!r}")
         if not 0.0 <= self.context_dropout < 1.0:
             raise MusicflowError(f"GlowConfig.context_dropout must be in [0, 1), got {self.context_dropout}")
 
@@ -175,7 +182,7 @@ class Glow(Flow):
                 layers += [
                     ActNorm(c),
                     InvConv1x1(c),
-                    AffineCoupling(c, cfg.hidden, blocks=cfg.net_blocks, **net),
+                    self._coupling(c),
                 ]
             if level < cfg.levels - 1:
                 layers.append(Split(c, cfg.hidden, **net))
@@ -185,6 +192,13 @@ class Glow(Flow):
                 layers.append(ConditionalPrior(c, p, t, cfg.hidden, **net))
                 self._latent_shapes.append((c, p, t))
             self.levels.append(nn.ModuleList(layers))
+
+    def _coupling(self, channels: int) -> Transform:
+        cfg = self.config
+        net = {"cond_dim": cfg.cond_dim, "pitch_channels": cfg.context_channels, "blocks": cfg.net_blocks}
+        if cfg.coupling == "spline":
+            return SplineCoupling(channels, cfg.hidden, bins=cfg.bins, **net)
+        return AffineCoupling(channels, cfg.hidden, **net)
 
     # -- conditioning -------------------------------------------------------------------------
 
