@@ -97,6 +97,10 @@ def check_results(name: str, out: Path) -> None:
     elif name == "03_latent_space":
         assert res["roundtrip_exact"] and res["interpolation_ends_exact"]  # a flow inverts exactly
         assert res["roundtrip_max_error"] < 1e-4
+        assert (res["decoding"], res["threshold"]) == ("exact", 0.5)  # the Composer's default
+        path, flood = res["interpolation_notes"], res["calibrated_interpolation_notes"]
+        assert len(path) == len(flood) >= 3 and path[0] == res["piece_notes"] > 0
+        assert (path[0], path[-1]) == (flood[0], flood[-1])  # exact ends under either threshold
         assert all(0 <= k <= 1 for k in res["variation_onsets_kept"].values())
     elif name == "04_likelihood":
         bits = np.array(res["bits_per_dim"])
