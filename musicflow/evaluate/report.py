@@ -69,6 +69,16 @@ class Subject:
     source: str
 
 
+def _rel(path: str | Path | None) -> str:
+    """A path relative to the musicflow home when it is inside it (reports travel between machines)."""
+    from musicflow.paths import home
+
+    try:
+        return str(Path(path).resolve().relative_to(home().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _params(model: torch.nn.Module) -> int:
     """Trainable parameters; for a fitted table (the Bernoulli baseline), its entries."""
     n = sum(p.numel() for p in model.parameters())
@@ -108,7 +118,7 @@ def _bpd(subjects: list[Subject], ds: Dataset, cfg: EvalConfig) -> dict:
     return {"per_genre": per, "mean": mean, "windows_per_genre": cfg.test_windows,
             "note": "bits per binary cell of a window given its context, test split; flows: upper "
                     "bound through dequantization; vae: negative ELBO (upper bound); bernoulli: "
-                    "exact. Same windows and cells for every model of the same window shape."}
+                    "exact; the same windows and cells for every model of the same window shape"}
 
 
 def _metrics(samples: dict, real: dict, train: dict, low: int) -> dict:
@@ -229,7 +239,7 @@ def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: b
     missing = set(c.genres) - set(ds.genres)
     if missing:
         raise MusicflowError(f"dataset has no pieces of genre(s) {sorted(missing)} of {c.ck.path}")
-    subjects = [Subject("model", c, temperature, f"{c.ck.kind} {c.ck.path}")]
+    subjects = [Subject("model", c, temperature, _rel(c.ck.path))]
     if not baselines:
         return subjects
     bern = Bernoulli.fit(model_windows(ds, "train", c.model.config, c.genres))
@@ -241,7 +251,7 @@ def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: b
             v = Composer(load_checkpoint(path))
             if v.genres != c.genres or v.spec != c.spec:
                 raise MusicflowError(f"{path}: genres or representation differ from {c.ck.path}'s")
-            subjects.append(Subject("vae", v, temperature, f"vae {path}"))
+            subjects.append(Subject("vae", v, temperature, _rel(path)))
         elif vae:
             raise MusicflowError(f"{vae}: no such checkpoint")
     return subjects
@@ -321,8 +331,8 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
                             "train_steps": s.composer.ck.info.get("step"),
                             "train_wall_time_s": s.composer.ck.info.get("wall_time_s")}
                    for s in subjects},
-        "data": {"path": str(data), "hash": ds.content_hash(), "genres": genres},
-        "classifier": {"path": str(clf_path),
+        "data": {"path": _rel(data), "hash": ds.content_hash(), "genres": genres},
+        "classifier": {"path": _rel(clf_path),
                        "valid_balanced_accuracy": clf_ck.info.get("balanced_accuracy")},
         "settings": asdict(cfg),
         "seeds": {"samples": f"pieces of each genre use seeds {cfg.seed}..{cfg.seed + cfg.samples - 1}, "

@@ -31,6 +31,38 @@ def _names(report: dict) -> list[str]:
     return list(report.get("models", {}))
 
 
+def headline(report: dict) -> list[str]:
+    """One row per genre: every section's figure for each model, ``model / vae / bernoulli``,
+    with the reference in brackets (train-vs-test overlap, classifier accuracy on real windows)."""
+    names = [n for n in ("model", "vae", "bernoulli") if n in report.get("models", {})]
+    b, m = report["bits_per_dim"], report["metrics"]
+    f, c = report["fidelity"], report["likelihood_classification"]
+
+    def join(vals, digits=3):
+        return " / ".join(_f(v, digits) for v in vals)
+
+    rows = []
+    for g in report["data"]["genres"]:
+        row = m["per_genre"].get(g)
+        ov = [_mean(row[k][n]["overlap"] for k in m["stats"]) for n in names] if row else []
+        ref = _mean(row[k]["train_vs_test"] for k in m["stats"]) if row else None
+        fid = f["per_genre"].get(g, {})
+        rows.append([g, join(b["per_genre"].get(g, {}).get(n) for n in names),
+                     f"{join(ov, 2)} ({_f(ref, 2)})",
+                     f"{join((fid.get(n, {}).get('accuracy') for n in names), 2)} "
+                     f"({_f(fid.get('real_test', {}).get('accuracy'), 2)})",
+                     join((c[n]["per_genre"].get(g) for n in names), 2)])
+    ref = m["mean_overlap"].get("train_vs_test")
+    rows.append(["**mean**", join(b["mean"].get(n) for n in names),
+                 f"{join((m['mean_overlap'].get(n) for n in names), 2)} ({_f(ref, 2)})",
+                 f"{join((f['mean_accuracy'].get(n) for n in names), 2)} "
+                 f"({_f(f['mean_accuracy'].get('real_test'), 2)})",
+                 join((c[n]["accuracy"] for n in names), 2)])
+    who = " / ".join(report["models"][n].get("kind", n) for n in names)
+    return _table(["genre", f"test bits/dim ({who})", f"metric overlap ({who}; train vs test)",
+                   f"classifier fidelity ({who}; real)", f"likelihood classification ({who})"], rows)
+
+
 def to_markdown(report: dict) -> str:
     """Render the report of :func:`musicflow.evaluate.report.evaluate`; missing sections are left out."""
     names = _names(report)
@@ -43,6 +75,8 @@ def to_markdown(report: dict) -> str:
         lines += [f"Data `{report['data']['path']}` (hash {report['data']['hash']}); "
                   f"{s.get('samples')} pieces of {s.get('bars')} bars per genre, seed {s.get('seed')}, "
                   f"temperature {s.get('temperature')} (bernoulli draws as fitted).", ""]
+    if all(k in report for k in ("data", "bits_per_dim", "metrics", "fidelity", "likelihood_classification")):
+        lines += ["## Summary", ""] + headline(report)
     if "bits_per_dim" in report:
         b = report["bits_per_dim"]
         lines += ["## Bits per dimension (test split, lower is better)", ""]
