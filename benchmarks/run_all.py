@@ -5,6 +5,8 @@
     python benchmarks/run_all.py --only glow     # scripts whose name contains "glow"
     python benchmarks/run_all.py --summary-only  # just rebuild SUMMARY.md from results/*.json
 
+``MUSICFLOW_BENCH_RESULTS=DIR`` writes results and summary to DIR instead (for smoke tests).
+
 Each ``benchmarks/bench_*.py`` runs in its own process and saves ``results/<name>.json``. In quick
 mode a script gets the arguments in :data:`QUICK`, or ``--quick`` if its source declares that flag,
 or nothing. ``musicflow evaluate`` runs for every shipped flow checkpoint
@@ -24,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "results"
+RESULTS = Path(os.environ.get("MUSICFLOW_BENCH_RESULTS") or HERE / "results")
 sys.path.insert(0, str(ROOT))
 
 QUICK = {
@@ -35,6 +37,14 @@ QUICK = {
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
                   "--classify-pieces", "2"]
 FLOWS = ("glow", "cnf")
+
+
+def _short(path: Path) -> str:
+    """``path`` relative to the repository when inside it (commands in the summary stay readable)."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def scripts(only: str | None) -> list[Path]:
@@ -164,7 +174,7 @@ def main() -> int:
                     continue
                 out = RESULTS / f"{name}.json"
                 cmd = [sys.executable, "-m", "musicflow", "evaluate", "--model", kind, "-o",
-                       str(out.relative_to(ROOT)), "--quiet"] + (EVALUATE_QUICK if args.quick else [])
+                       _short(out), "--quiet"] + (EVALUATE_QUICK if args.quick else [])
                 run(cmd, log, name)
     path = summary(log)
     print(f"wrote {path}")

@@ -142,7 +142,8 @@ def _metrics(samples: dict, real: dict, train: dict, low: int) -> dict:
             "stats": list(STATS),
             "note": "overlap: overlapping area of the normalised histograms of a metric over generated "
                     "pieces and real test windows (1 = same distribution; Yang & Lerch 2018); "
-                    "train_vs_test: the same between real train and test windows, the reference"}
+                    "train_vs_test: the same between as many real train windows as generated pieces "
+                    "and the test windows, the reference"}
 
 
 def _fidelity(clf, samples: dict, mixes: dict, real: dict, genres: list[str]) -> dict:
@@ -304,7 +305,8 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
             bar.update(1)
     real = {g: real_windows(ds, "test", g, cfg.real_windows, steps, cfg.seed) for g in genres}
     real = {g: r for g, r in real.items() if len(r)}
-    train = {g: real_windows(ds, "train", g, cfg.real_windows, steps, cfg.seed) for g in real}
+    # As many train windows as generated pieces, so the reference overlap has the same sampling noise.
+    train = {g: real_windows(ds, "train", g, cfg.samples, steps, cfg.seed) for g in real}
     times["sampling"] = time.perf_counter() - t
 
     t = time.perf_counter()
