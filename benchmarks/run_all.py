@@ -136,6 +136,12 @@ def summary(log: list[dict] | None = None) -> Path:
             continue
         machine = d.get("machine", {})
         lines += [f"## {path.stem}", ""]
+        if path.stem.startswith("evaluate-"):
+            kind = path.stem.split("-", 1)[1]
+            lines += [f"Reproduce: `musicflow evaluate --model {kind} -o benchmarks/results/{path.name}` "
+                      f"(settings: {d.get('settings')}).", ""]
+        elif (HERE / f"{path.stem}.py").is_file():
+            lines += [f"Reproduce: `python benchmarks/{path.stem}.py` (its settings are in the JSON).", ""]
         if machine:
             lines += [f"_torch {machine.get('torch')}, {machine.get('cpus')} CPUs, "
                       f"{machine.get('threads')} threads._", ""]
