@@ -64,7 +64,8 @@ def run(cmd: list[str], log: list[dict], name: str) -> None:
     env = dict(os.environ, PYTHONPATH=path)
     t = time.perf_counter()
     rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
-    log.append({"name": name, "command": " ".join(cmd), "returncode": rc,
+    shown = " ".join(["python" if c == sys.executable else c for c in cmd])
+    log.append({"name": name, "command": shown, "returncode": rc,
                 "wall_s": round(time.perf_counter() - t, 1)})
     if rc:
         print(f"!! {name} failed with exit code {rc}", flush=True)

@@ -207,7 +207,7 @@ def calibrate_cmd(checkpoint, data, temperature) -> None:
 @click.option("--test-windows", type=int, default=1000, show_default=True,
               help="Test windows per genre for bits/dim.")
 @click.option("--real-windows", type=int, default=300, show_default=True,
-              help="Real test (and train) windows per genre for the musical metrics.")
+              help="Real test windows per genre for the musical metrics.")
 @click.option("--mix-samples", type=int, default=10, show_default=True,
               help="Pieces per 50/50 genre pair (0: no mixes).")
 @click.option("--classify-pieces", type=int, default=10, show_default=True,

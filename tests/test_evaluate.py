@@ -214,3 +214,20 @@ def test_cli_evaluate_writes_json_and_markdown(tiny, tmp_path):
 def test_cli_evaluate_bad_model_is_one_line(tmp_path):
     r = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "none.pt"), "--quiet"])
     assert r.exit_code == 2 and r.output.strip().count("\n") == 0 and "none.pt" in r.output
+
+
+def test_run_all_summary_renders_every_result(tiny, tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+    spec = importlib.util.spec_from_file_location("run_all", path)
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path)
+    report = evaluate(tiny / "glow.pt", tiny / "tiny.npz", SMALL, baselines=False, classifier=tiny / "clf.pt")
+    (tmp_path / "evaluate-glow.json").write_text(json.dumps(report))
+    (tmp_path / "bench_new.json").write_text(json.dumps({"benchmark": "bench_new", "speed": 1.5}))
+    text = run_all.summary([{"name": "x", "command": "c", "returncode": 0, "wall_s": 1.0}]).read_text()
+    assert "## evaluate-glow" in text and "### Bits per dimension" in text
+    assert "| speed | 1.5 |" in text and "## This run" in text

@@ -52,7 +52,7 @@ class EvalConfig:
     seed: int = 0
     temperature: float = 0.8  # for flows and the VAE; the Bernoulli baseline draws as fitted
     test_windows: int = 1000  # per genre, for bits/dim
-    real_windows: int = 300  # real test (and train) windows per genre for the metrics
+    real_windows: int = 300  # real test windows per genre for the metrics
     mix_samples: int = 10  # pieces per 50/50 genre pair
     classify_pieces: int = 10  # real test pieces per genre for likelihood classification
     classify_bars: int = 16  # their first bars
