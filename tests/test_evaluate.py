@@ -231,3 +231,13 @@ def test_run_all_summary_renders_every_result(tiny, tmp_path, monkeypatch):
     text = run_all.summary([{"name": "x", "command": "c", "returncode": 0, "wall_s": 1.0}]).read_text()
     assert "## evaluate-glow" in text and "### Bits per dimension" in text
     assert "| speed | 1.5 |" in text and "## This run" in text
+
+
+def test_test_bpd_is_the_models_own_bound(tiny):
+    from musicflow.evaluate.report import test_bpd
+    from musicflow.train import evaluate_bpd, model_windows
+
+    ck = load_checkpoint(tiny / "glow.pt")
+    ws = model_windows(Dataset.load(tiny / "tiny.npz"), "test", ck.model.config, ck.genres)
+    ours = test_bpd(ck.model, ws, 5, seed=3)
+    assert ours == pytest.approx(evaluate_bpd(ck.model, ws, 5, "cpu", seed=3))
