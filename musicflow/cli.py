@@ -245,7 +245,9 @@ def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, re
     atomic_write(out, _text(text))
     atomic_write(out.with_suffix(".md"), _text(md))
     click.echo(md)
-    click.echo(f"wrote {out} and {out.with_suffix('.md')} in {report['runtime_s']['total']:.0f} s")
+    rt = report["runtime_s"]
+    click.echo(f"wrote {out} and {out.with_suffix('.md')} in {rt['total']:.0f} s "
+               f"({rt['total_cpu']:.0f} s CPU)")
 
 
 # -- composing ------------------------------------------------------------------------------------
