@@ -20,34 +20,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median_time, save  # noqa: E402
 
+from musicflow.baselines.bernoulli import bernoulli_bpd  # noqa: E402
 from musicflow.checkpoint import load_checkpoint  # noqa: E402
 from musicflow.composer import Composer  # noqa: E402
 from musicflow.data.dataset import Dataset  # noqa: E402
-from musicflow.data.windows import WindowSet  # noqa: E402
 from musicflow.evaluate.fidelity import classify_rolls, compare, real_windows, sample_rolls  # noqa: E402
 from musicflow.flows.base import Condition  # noqa: E402
 from musicflow.paths import checkpoints_dir, default_dataset  # noqa: E402
 from musicflow.train import evaluate_bpd, model_windows  # noqa: E402
-
-
-def bernoulli_bpd(train: WindowSet, test: WindowSet, eps: float = 0.5) -> dict[str, float]:
-    """Bits/dim of test windows under an independent Bernoulli per cell and genre (Laplace-smoothed
-    counts from the training windows)."""
-    out = {}
-    for gi, g in enumerate(train.genres):
-        tr, te = np.flatnonzero(train.labels == gi), np.flatnonzero(test.labels == gi)
-        if not len(te):
-            continue
-        total = 0
-        for s in range(0, len(tr), 1024):
-            total = total + train.batch(tr[s:s + 1024])[0].sum(0)
-        p = (total + eps) / (len(tr) + 2 * eps)
-        bits = []
-        for s in range(0, len(te), 1024):
-            x = test.batch(te[s:s + 1024])[0]
-            bits.append(-(x * torch.log2(p) + (1 - x) * torch.log2(1 - p)).mean(dim=(1, 2, 3)))
-        out[g] = float(torch.cat(bits).mean())
-    return out
 
 
 @torch.no_grad()

@@ -9,7 +9,8 @@ import statistics
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# MUSICFLOW_BENCH_RESULTS sends results elsewhere (a smoke test that must not overwrite the real ones).
+RESULTS = Path(os.environ.get("MUSICFLOW_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def median_time(fn, repeats: int = 3) -> float:

@@ -21,7 +21,8 @@ FORMAT_VERSION = 1
 
 
 def model_classes(kind: str):
-    """``(ConfigClass, ModelClass)`` for a model kind (``glow`` or ``cnf``)."""
+    """``(ConfigClass, ModelClass)`` for a model kind (``glow``, ``cnf``, the ``vae`` baseline or
+    the genre ``classifier``)."""
     if kind == "glow":
         from musicflow.flows.glow import Glow, GlowConfig
 
@@ -32,11 +33,15 @@ def model_classes(kind: str):
         except ImportError:
             raise MusicflowError("model kind 'cnf' is not available in this version") from None
         return CNFConfig, CNF
+    if kind == "vae":
+        from musicflow.baselines.vae import VAE, VAEConfig
+
+        return VAEConfig, VAE
     if kind == "classifier":
         from musicflow.evaluate.classifier import ClassifierConfig, GenreClassifier
 
         return ClassifierConfig, GenreClassifier
-    raise MusicflowError(f"unknown model kind {kind!r} (known: glow, cnf)")
+    raise MusicflowError(f"unknown model kind {kind!r} (known: glow, cnf, vae)")
 
 
 @dataclass

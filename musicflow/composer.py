@@ -124,10 +124,10 @@ class Composer:
     def load(cls, model: str | Path | None = None, device: str = "cpu",
              decoding: str | float = "exact") -> Composer:
         """``None`` or ``"glow"``: the shipped Glow checkpoint; ``"cnf"``: the neural-ODE one;
-        anything else is a checkpoint path. ``decoding`` is how continuous output becomes notes:
-        ``"exact"`` (threshold 0.5, the dequantization cell boundary), ``"calibrated"`` (the
-        checkpoint's per-genre thresholds) or a threshold."""
-        if model is None or str(model) in ("glow", "cnf"):
+        ``"vae"``: the VAE baseline; anything else is a checkpoint path. ``decoding`` is how
+        continuous output becomes notes: ``"exact"`` (threshold 0.5, the dequantization cell
+        boundary), ``"calibrated"`` (the checkpoint's per-genre thresholds) or a threshold."""
+        if model is None or str(model) in ("glow", "cnf", "vae"):
             path = checkpoints_dir() / f"{model or 'glow'}-music21.pt"
         else:
             path = Path(model)
@@ -281,7 +281,7 @@ class Composer:
     def score(self, midi: MidiInput) -> dict:
         """Bits/dim under each genre, per window and for the whole piece (upper bounds)."""
         ll, inp = self.log_likelihoods(midi)
-        d = self.model.config.dim * math.log(2)
+        d = 2 * self.spec.pitches * self.window * math.log(2)  # binary cells, not latent size
         return {"report": inp.report,
                 "per_window": {g: (-v / d).tolist() for g, v in ll.items()},
                 "whole": {g: float(-v.sum() / (d * len(v))) for g, v in ll.items()}}

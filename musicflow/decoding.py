@@ -70,7 +70,7 @@ def clean_continuation(chunk: np.ndarray, held: np.ndarray | None) -> np.ndarray
 
 
 @torch.no_grad()
-def calibrate_thresholds(model, windows, spec: PianoRollSpec, temperature: float = 0.8, pieces: int = 16,
+def calibrate_thresholds(model, windows, spec: PianoRollSpec, temperature: float = 1.0, pieces: int = 16,
                          bars: int = 4, seed: int = 0, iters: int = 7) -> dict[str, float]:
     """Per-genre threshold at which ``pieces`` freely generated ``bars``-bar pieces (seeds fixed)
     sound as many cells as the real validation ``windows`` of that genre do on average. Found by

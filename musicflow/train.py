@@ -108,7 +108,7 @@ def model_windows(ds: Dataset, split: str, mcfg, genres: list[str]) -> WindowSet
     return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, hop=mcfg.steps // 2, genres=genres)
 
 
-def calibrate(model, valid_w: WindowSet, spec, temperature: float = 0.8) -> dict:
+def calibrate(model, valid_w: WindowSet, spec, temperature: float = 1.0) -> dict:
     """The checkpoint fields that :mod:`musicflow.decoding` adds: per-genre thresholds."""
     from musicflow.decoding import calibrate_thresholds
 

@@ -10,8 +10,8 @@ from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet
 from musicflow.evaluate.metrics import all_metrics, overlap_area
 
-STATS = ("notes_per_bar", "polyphony", "pitch_range", "empty_beat_rate", "pitch_class_entropy",
-         "scale_consistency", "groove_consistency")
+STATS = ("pitch_range", "pitch_classes_used", "pitch_class_entropy", "scale_consistency",
+         "polyphony", "empty_beat_rate", "groove_consistency", "note_density", "notes_per_bar")
 
 
 def sample_rolls(composer, genre, n: int, bars: int = 4, seed: int = 0,

@@ -1,0 +1,192 @@
+"""Run every benchmark and the evaluation report, then write ``benchmarks/results/SUMMARY.md``.
+
+    python benchmarks/run_all.py                 # every bench_*.py with its defaults, then evaluate
+    python benchmarks/run_all.py --quick         # small settings (minutes), for a smoke test
+    python benchmarks/run_all.py --only glow     # scripts whose name contains "glow"
+    python benchmarks/run_all.py --summary-only  # just rebuild SUMMARY.md from results/*.json
+
+``MUSICFLOW_BENCH_RESULTS=DIR`` writes results and summary to DIR instead (for smoke tests).
+
+Each ``benchmarks/bench_*.py`` runs in its own process and saves ``results/<name>.json``. In quick
+mode a script gets the arguments in :data:`QUICK`, or ``--quick`` if its source declares that flag,
+or nothing. ``musicflow evaluate`` runs for every shipped flow checkpoint
+(``checkpoints/{glow,cnf}-music21.pt``) and saves ``results/evaluate-<kind>.json`` and ``.md``.
+The summary renders the known results as tables, and the top-level numbers of any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = Path(os.environ.get("MUSICFLOW_BENCH_RESULTS") or HERE / "results")
+sys.path.insert(0, str(ROOT))
+
+QUICK = {
+    "bench_data": ["--files", "40"],
+    "bench_compose": ["--repeats", "1", "--pieces", "2"],
+    "bench_glow": ["--samples", "3", "--test-windows", "50"],
+}
+EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
+                  "--classify-pieces", "2"]
+FLOWS = ("glow", "cnf")
+
+
+def _short(path: Path) -> str:
+    """``path`` relative to the repository when inside it (commands in the summary stay readable)."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def scripts(only: str | None) -> list[Path]:
+    found = sorted(p for p in HERE.glob("bench_*.py"))
+    return [p for p in found if only is None or only in p.stem]
+
+
+def quick_args(script: Path) -> list[str]:
+    if script.stem in QUICK:
+        return QUICK[script.stem]
+    return ["--quick"] if '"--quick"' in script.read_text() else []
+
+
+def run(cmd: list[str], log: list[dict], name: str) -> None:
+    print(f"== {name}: {' '.join(cmd)}", flush=True)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
+    t = time.perf_counter()
+    rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    shown = " ".join(["python" if c == sys.executable else c for c in cmd])
+    log.append({"name": name, "command": shown, "returncode": rc,
+                "wall_s": round(time.perf_counter() - t, 1)})
+    if rc:
+        print(f"!! {name} failed with exit code {rc}", flush=True)
+
+
+# -- the summary --------------------------------------------------------------------------------
+
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return (["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+            + ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows] + [""])
+
+
+def _bench_data(d: dict) -> list[str]:
+    m = d.get("midi", {})
+    rows = [["MIDI files encoded per second", m.get("files_per_s")],
+            ["cold build (s)", m.get("cold_build_s")],
+            ["rebuild from cache (s)", m.get("cache_reload_s_median")]]
+    if "music21" in d:
+        rows += [["full music21 corpus, cold (s)", d["music21"].get("cold_build_s")]]
+    return _table(["what", "value"], rows)
+
+
+def _bench_compose(d: dict) -> list[str]:
+    c = d.get("classify_test_pieces", {})
+    rows = [["`musicflow compose --bars 8` end to end (s)", d.get("cli_compose_8_bars_s_median")],
+            ["`python -c 'import torch'` (s)", d.get("python_import_torch_s_median")],
+            *[[f"API compose {k.split('_')[0]} bars (s)", v] for k, v in d.get("api", {}).items()],
+            ["likelihood classification accuracy of test pieces", c.get("accuracy")]]
+    return _table(["what", "value"], rows)
+
+
+def _bench_glow(d: dict) -> list[str]:
+    rows = [[g, v["glow"], v["bernoulli"], v["ratio"]] for g, v in d.get("test_bpd", {}).items()]
+    out = _table(["genre", "glow bits/dim", "bernoulli", "ratio"], rows)
+    fid = d.get("genre_fidelity")
+    if isinstance(fid, dict):
+        out += ["Genre fidelity (classifier): " + ", ".join(f"{g} {v}" for g, v in fid.items()), ""]
+    return out
+
+
+def _evaluate(d: dict) -> list[str]:
+    from musicflow.evaluate.tables import to_markdown
+
+    md = to_markdown(d).splitlines()
+    return ["#" + line if line.startswith("#") else line for line in md[1:]] + [""]
+
+
+def _generic(d: dict) -> list[str]:
+    rows = [[k, v] for k, v in d.items() if isinstance(v, int | float | str) and k != "benchmark"]
+    return _table(["key", "value"], rows) if rows else ["(no scalar results)", ""]
+
+
+RENDER = {"bench_data": _bench_data, "bench_compose": _bench_compose, "bench_glow": _bench_glow}
+
+
+def summary(log: list[dict] | None = None) -> Path:
+    """Write ``results/SUMMARY.md`` from every ``results/*.json``."""
+    lines = ["# Benchmark summary", "",
+             "Written by `python benchmarks/run_all.py` from `benchmarks/results/*.json` "
+             "(each JSON records its machine and settings).", ""]
+    for path in sorted(RESULTS.glob("*.json")):
+        try:
+            d = json.loads(path.read_text())
+        except ValueError:
+            lines += [f"## {path.stem}", "", "(unreadable JSON)", ""]
+            continue
+        machine = d.get("machine", {})
+        lines += [f"## {path.stem}", ""]
+        if path.stem.startswith("evaluate-"):
+            kind = path.stem.split("-", 1)[1]
+            lines += [f"Reproduce: `musicflow evaluate --model {kind} -o benchmarks/results/{path.name}` "
+                      f"(settings: {d.get('settings')}).", ""]
+        elif (HERE / f"{path.stem}.py").is_file():
+            lines += [f"Reproduce: `python benchmarks/{path.stem}.py` (its settings are in the JSON).", ""]
+        if machine:
+            lines += [f"_torch {machine.get('torch')}, {machine.get('cpus')} CPUs, "
+                      f"{machine.get('threads')} threads._", ""]
+        render = _evaluate if d.get("format") == "musicflow-evaluation" else RENDER.get(path.stem, _generic)
+        lines += render(d)
+    if log:
+        lines += ["## This run", ""]
+        lines += _table(["step", "exit code", "wall (s)", "command"],
+                        [[r["name"], r["returncode"], r["wall_s"], f"`{r['command']}`"] for r in log])
+    out = RESULTS / "SUMMARY.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines).rstrip() + "\n")
+    tmp.replace(out)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small settings, for a smoke test")
+    ap.add_argument("--only", default=None,
+                    help="run only scripts (and evaluations) whose name contains this")
+    ap.add_argument("--no-evaluate", action="store_true", help="skip musicflow evaluate")
+    ap.add_argument("--summary-only", action="store_true", help="rebuild SUMMARY.md, run nothing")
+    args = ap.parse_args()
+    log: list[dict] = []
+    if not args.summary_only:
+        for script in scripts(args.only):
+            cmd = [sys.executable, str(script.relative_to(ROOT))] + (quick_args(script) if args.quick else [])
+            run(cmd, log, script.stem)
+        if not args.no_evaluate:
+            for kind in FLOWS:
+                name = f"evaluate-{kind}"
+                if not (ROOT / "checkpoints" / f"{kind}-music21.pt").is_file():
+                    continue
+                if args.only and args.only not in name:
+                    continue
+                out = RESULTS / f"{name}.json"
+                cmd = [sys.executable, "-m", "musicflow", "evaluate", "--model", kind, "-o",
+                       _short(out), "--quiet"] + (EVALUATE_QUICK if args.quick else [])
+                run(cmd, log, name)
+    path = summary(log)
+    print(f"wrote {path}")
+    return 1 if any(r["returncode"] for r in log) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

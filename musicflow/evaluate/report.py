@@ -1,0 +1,391 @@
+"""``musicflow evaluate``: one report that measures a model the way the field does, against baselines.
+
+Sections (each a key of the report dict, rendered by :func:`musicflow.evaluate.tables.to_markdown`):
+
+* ``bits_per_dim``: per genre on test windows, for the model, the Bernoulli baseline and the VAE;
+* ``metrics``: musical metrics of generated pieces against real test windows per genre, with the
+  overlapping area of their histograms, and the same overlap between train and test windows;
+* ``fidelity``: the independent genre classifier on samples of each genre and on 50/50 mixes;
+* ``likelihood_classification``: Bayes' rule on each model's likelihoods of real test pieces;
+* ``novelty``: distance of each generated window to its nearest training window.
+
+Every model here is a :class:`~musicflow.composer.Composer` over something with the Flow interface
+(``log_prob``, ``bits_per_dim``, ``decode`` and a config with ``steps``, ``context_steps`` and
+``dim``), so a new flow kind needs no change here.
+
+>>> from musicflow.evaluate.report import EvalConfig
+>>> EvalConfig(samples=2, bars=1).bars
+1
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from musicflow.checkpoint import Checkpoint, load_checkpoint
+from musicflow.composer import Composer, Input
+from musicflow.data.dataset import Dataset
+from musicflow.data.windows import WindowSet
+from musicflow.decoding import generate
+from musicflow.errors import MusicflowError
+from musicflow.evaluate.fidelity import STATS, classify_rolls, real_windows, statistics
+from musicflow.evaluate.metrics import overlap_area
+from musicflow.evaluate.novelty import nearest, segments, summarize
+from musicflow.flows.base import Condition
+from musicflow.genre import genre_vector
+from musicflow.train import model_windows
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``musicflow evaluate`` measures and with which seeds; saved in the report."""
+
+    samples: int = 50  # generated pieces per genre, seeds seed .. seed + samples - 1
+    bars: int = 4  # length of each generated piece
+    seed: int = 0
+    temperature: float = 1.0  # for flows and the VAE; the Bernoulli baseline draws as fitted
+    test_windows: int = 1000  # per genre, for bits/dim
+    real_windows: int = 300  # real test windows per genre for the metrics
+    mix_samples: int = 10  # pieces per 50/50 genre pair
+    classify_pieces: int = 10  # real test pieces per genre for likelihood classification
+    classify_bars: int = 16  # their first bars
+    novelty_hop: int = 16  # training windows start every bar line
+
+
+@dataclass
+class Subject:
+    """One model under evaluation: its role (``model``, ``bernoulli``, ``vae``) and composer."""
+
+    name: str
+    composer: Composer
+    temperature: float
+    source: str
+
+
+def _rel(path: str | Path | None) -> str:
+    """A path relative to the musicflow home when it is inside it (reports travel between machines)."""
+    from musicflow.paths import home
+
+    try:
+        return str(Path(path).resolve().relative_to(home().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _params(model: torch.nn.Module) -> int:
+    """Trainable parameters; for a fitted table (the Bernoulli baseline), its entries."""
+    n = sum(p.numel() for p in model.parameters())
+    return n or sum(b.numel() for b in model.buffers())
+
+
+def generate_pieces(c: Composer, weights: dict[str, float], n: int, bars: int, seed: int,
+                    temperature: float, batch: int = 64) -> np.ndarray:
+    """``n`` pieces of ``bars`` bars, piece ``i`` from seed ``seed + i``: the same latents and
+    threshold as ``Composer.compose(seed=seed + i)``, generated in batches. ``(n, 2, P, T)``."""
+    spec, cfg = c.spec, c.model.config
+    steps = bars * spec.bar_steps()
+    n_win = math.ceil(steps / cfg.steps)
+    vec, threshold = genre_vector(weights, c.genres), c.threshold(weights)
+    out = []
+    for s in range(0, n, batch):
+        # As Composer._latents: one generator per seed, one latent per window.
+        z = torch.stack([torch.randn(n_win, cfg.dim, generator=torch.Generator().manual_seed(seed + i))
+                         * temperature for i in range(s, min(s + batch, n))])
+        out.append(generate(c.model, z, vec, spec, threshold)[..., :steps])
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def test_bpd(model, windows: WindowSet, per_genre: int, seed: int = 0, batch_size: int = 128
+             ) -> dict[str, float]:
+    """Mean ``model.bits_per_dim`` per genre on up to ``per_genre`` windows of each, chosen and
+    noised with ``seed``. Always the model's own ``bits_per_dim`` (its reported bound), never a
+    cheaper validation estimate that training may use."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for gi, name in enumerate(windows.genres):
+        idx = np.flatnonzero(windows.labels == gi)
+        if not len(idx):
+            continue
+        idx = rng.choice(idx, size=min(per_genre, len(idx)), replace=False)
+        vals = [model.bits_per_dim(*_cond(windows, idx[s:s + batch_size]), generator=gen)
+                for s in range(0, len(idx), batch_size)]
+        out[name] = float(torch.cat(vals).mean())
+    return out
+
+
+def _cond(windows: WindowSet, idx: np.ndarray):
+    x, ctx, g = windows.batch(idx)
+    return x, Condition(g, ctx)
+
+
+def _bpd(subjects: list[Subject], ds: Dataset, cfg: EvalConfig) -> dict:
+    cache: dict = {}
+    per: dict[str, dict[str, float]] = {}
+    for s in subjects:
+        mc = s.composer.model.config
+        key = (mc.steps, mc.context_steps)
+        if key not in cache:
+            cache[key] = model_windows(ds, "test", mc, s.composer.genres)
+        vals = test_bpd(s.composer.model, cache[key], cfg.test_windows, seed=cfg.seed)
+        for g, v in vals.items():
+            per.setdefault(g, {})[s.name] = round(v, 5)
+    names = [s.name for s in subjects]
+    mean = {n: round(float(np.mean([v[n] for v in per.values() if n in v])), 5) for n in names}
+    return {"per_genre": per, "mean": mean, "windows_per_genre": cfg.test_windows,
+            "note": "bits per binary cell of a window given its context, test split; flows: upper "
+                    "bound through dequantization; vae: negative ELBO (upper bound); bernoulli: "
+                    "exact; the same windows and cells for every model of the same window shape"}
+
+
+def _metrics(samples: dict, real: dict, train: dict, low: int) -> dict:
+    per: dict = {}
+    overlaps: dict[str, list[float]] = {}
+    for g, r in real.items():
+        rs, ts = statistics(r, low), statistics(train[g], low)
+        gen = {name: statistics(by_genre[g], low) for name, by_genre in samples.items()}
+        row = {}
+        for k in STATS:
+            ref = overlap_area(ts[k], rs[k])
+            row[k] = {"real": round(float(rs[k].mean()), 4), "train_vs_test": round(ref, 4)}
+            overlaps.setdefault("train_vs_test", []).append(ref)
+            for name in samples:
+                ss = gen[name][k]
+                ov = overlap_area(ss, rs[k])
+                row[k][name] = {"mean": round(float(ss.mean()), 4), "overlap": round(ov, 4)}
+                overlaps.setdefault(name, []).append(ov)
+        per[g] = row
+    return {"per_genre": per, "mean_overlap": {k: round(float(np.mean(v)), 4) for k, v in overlaps.items()},
+            "stats": list(STATS),
+            "note": "overlap: overlapping area of the normalised histograms of a metric over generated "
+                    "pieces and real test windows (1 = same distribution; Yang & Lerch 2018); "
+                    "train_vs_test: the same between as many real train windows as generated pieces "
+                    "and the test windows, the reference"}
+
+
+def _fidelity(clf, samples: dict, mixes: dict, real: dict, genres: list[str]) -> dict:
+    per: dict = {}
+    for gi, g in enumerate(genres):
+        if g not in real:
+            continue
+        p = classify_rolls(clf, real[g])
+        per[g] = {"real_test": {"accuracy": round(float((p.argmax(1) == gi).mean()), 4),
+                                "mean_prob": round(float(p[:, gi].mean()), 4)}}
+        for name, by_genre in samples.items():
+            p = classify_rolls(clf, by_genre[g])
+            per[g][name] = {"accuracy": round(float((p.argmax(1) == gi).mean()), 4),
+                            "mean_prob": round(float(p[:, gi].mean()), 4)}
+    names = ["real_test", *samples]
+    mean = {n: round(float(np.mean([v[n]["accuracy"] for v in per.values()])), 4) for n in names}
+    mix_out: dict = {}
+    for name, by_pair in mixes.items():
+        rows, mass = {}, []
+        for (a, b), rolls in by_pair.items():
+            if a not in per or b not in per:
+                continue
+            p = classify_rolls(clf, rolls)
+            ia, ib = genres.index(a), genres.index(b)
+            rows[f"{a}+{b}"] = {"p_a": round(float(p[:, ia].mean()), 4),
+                                "p_b": round(float(p[:, ib].mean()), 4),
+                                "pure_a_p_a": per[a][name]["mean_prob"],
+                                "pure_b_p_b": per[b][name]["mean_prob"]}
+            mass.append(p[:, ia].mean() + p[:, ib].mean())
+        mix_out[name] = {"pairs": rows, "mean_mass_on_pair": round(float(np.mean(mass)), 4) if mass else None}
+    return {"per_genre": per, "mean_accuracy": mean, "mixes": mix_out,
+            "note": "accuracy: share of pieces the independent classifier assigns to the genre they "
+                    "were conditioned on (real_test: on real test windows, the classifier's ceiling); "
+                    "mixes: mean classifier probability of each genre of a 50/50 mix, beside that of "
+                    f"pure samples; chance {1 / len(genres):.3f}"}
+
+
+def _classification(subjects: list[Subject], ds: Dataset, cfg: EvalConfig, bar: tqdm) -> dict:
+    out = {}
+    genres = subjects[0].composer.genres
+    pieces = {g: ds.indices("test", g)[:cfg.classify_pieces] for g in genres}
+    for s in subjects:
+        conf = np.zeros((len(genres), len(genres)), dtype=int)
+        for gi, g in enumerate(genres):
+            for i in pieces[g]:
+                roll = ds.roll(i)[..., : cfg.classify_bars * ds.spec.bar_steps()]
+                ll, _ = s.composer.log_likelihoods(Input(roll, 0, "", 100.0, None))
+                total = np.array([float(ll[h].sum()) for h in genres])
+                conf[gi, int(total.argmax())] += 1
+        bar.update(1)
+        n = conf.sum(1)
+        per = {g: round(float(conf[i, i] / n[i]), 4) for i, g in enumerate(genres) if n[i]}
+        out[s.name] = {"accuracy": round(float(np.trace(conf) / max(conf.sum(), 1)), 4), "per_genre": per,
+                       "confusion": conf.tolist()}
+    return {**out, "genres": genres, "pieces_per_genre": {g: len(v) for g, v in pieces.items()},
+            "bars_per_piece": cfg.classify_bars, "chance": round(1 / len(genres), 4),
+            "note": "Bayes' rule with a uniform prior on the summed window log-likelihoods of the first "
+                    "bars of the first test pieces of each genre (dataset order, no selection); "
+                    "confusion rows: true genre, columns: predicted"}
+
+
+def _novelty(samples: dict, real: dict, ds: Dataset, cfg: EvalConfig) -> dict:
+    steps = cfg.bars * ds.spec.bar_steps()
+    parts: dict[str, list] = {name: [] for name in [*samples, "real_test"]}
+    for g, r in real.items():
+        groups = {name: segments(by_genre[g], steps) for name, by_genre in samples.items()}
+        groups["real_test"] = r[: cfg.samples]  # as many as each model's pieces: the cost is a matmul
+        allr = np.concatenate(list(groups.values()))
+        ws = WindowSet(ds, "train", window=steps, context=0, hop=cfg.novelty_hop, genres=[g])
+        chunks = (ws.batch(np.arange(s, min(s + 2048, len(ws))))[0].numpy() for s in range(0, len(ws), 2048))
+        ham, jac = nearest(allr > 0, chunks)
+        silent = allr.reshape(len(allr), -1).sum(1) == 0
+        o = 0
+        for name, rolls in groups.items():
+            parts[name].append((ham[o:o + len(rolls)], jac[o:o + len(rolls)], silent[o:o + len(rolls)]))
+            o += len(rolls)
+    out = {name: summarize(*(np.concatenate(x) for x in zip(*p))) for name, p in parts.items() if p}
+    return {**out, "window_steps": steps,
+            "note": "nearest training window of the same genre and length, starting on any bar line; "
+                    "distances over onset and sustain cells (hamming: cells that differ); exact_copies: "
+                    "share of non-silent windows identical to a training window; real_test: as many "
+                    "held-out real test windows, the reference"}
+
+
+def _decoding_for_kind(c: Composer) -> Composer:
+    """Flows decode exactly (threshold 0.5 on a sample of the dequantized roll); the VAE's decoder
+    gives cell probabilities, not a sample, so it is thresholded at its calibrated per-genre
+    thresholds (chosen on the validation split to match real note density)."""
+    if c.ck.kind == "vae":
+        c.decoding = "calibrated"
+    return c
+
+
+def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: bool, ds: Dataset,
+                  temperature: float) -> list[Subject]:
+    """The model, then (with ``baselines``) the Bernoulli baseline fitted on the train split and
+    the VAE checkpoint (if it exists and the model is not itself the VAE)."""
+    from musicflow.baselines.bernoulli import Bernoulli
+
+    c = _decoding_for_kind(Composer.load(model))
+    if c.spec != ds.spec:
+        raise MusicflowError(f"{c.ck.path}: representation differs from the dataset's")
+    missing = set(c.genres) - set(ds.genres)
+    if missing:
+        raise MusicflowError(f"dataset has no pieces of genre(s) {sorted(missing)} of {c.ck.path}")
+    subjects = [Subject("model", c, temperature, _rel(c.ck.path))]
+    if not baselines:
+        return subjects
+    bern = Bernoulli.fit(model_windows(ds, "train", c.model.config, c.genres))
+    subjects.append(Subject("bernoulli", Composer(Checkpoint("bernoulli", bern, ds.spec, c.genres)), 1.0,
+                            "independent Bernoulli per cell and genre, fitted on the train split"))
+    if c.ck.kind != "vae":
+        path = Path(vae) if vae else Path(c.ck.path).with_name("vae-music21.pt")
+        if path.is_file():
+            v = _decoding_for_kind(Composer(load_checkpoint(path)))
+            if v.genres != c.genres or v.spec != c.spec:
+                raise MusicflowError(f"{path}: genres or representation differ from {c.ck.path}'s")
+            # sampled at the temperature its thresholds were calibrated at
+            t_vae = float(v.ck.info.get("calibration", {}).get("temperature", temperature))
+            subjects.append(Subject("vae", v, t_vae, _rel(path)))
+        elif vae:
+            raise MusicflowError(f"{vae}: no such checkpoint")
+    return subjects
+
+
+def evaluate(model: str | Path | None = None, data: str | Path | None = None,
+             config: EvalConfig | None = None, baselines: bool = True, vae: str | Path | None = None,
+             classifier: str | Path | None = None, quiet: bool = True) -> dict:
+    """Build the evaluation report (a JSON-able dict) of ``model`` (``glow``, ``cnf``, ``vae`` or a
+    checkpoint path) on dataset ``data``; see the module docstring for its sections."""
+    from musicflow.paths import checkpoints_dir, default_dataset
+
+    cfg = config or EvalConfig()
+    if cfg.samples < 1 or cfg.bars < 1 or cfg.real_windows < 2:
+        raise MusicflowError("--samples and --bars must be at least 1 (and real windows at least 2)")
+    t_all, cpu0 = time.perf_counter(), time.process_time()
+    data = Path(data) if data else default_dataset()
+    ds = Dataset.load(data)
+    subjects = load_subjects(model, vae, baselines, ds, cfg.temperature)
+    main = subjects[0].composer
+    genres = main.genres
+    clf_path = Path(classifier) if classifier else checkpoints_dir() / "genre-classifier.pt"
+    clf_ck = load_checkpoint(clf_path)
+    if clf_ck.kind != "classifier" or clf_ck.genres != genres:
+        raise MusicflowError(f"{clf_path}: not a genre classifier for the genres {genres}")
+    clf = clf_ck.model
+    pairs = list(itertools.combinations(genres, 2)) if cfg.mix_samples else []
+    steps = cfg.bars * ds.spec.bar_steps()
+    times: dict[str, float] = {}
+    bar = tqdm(total=4 + len(subjects) * (len(genres) + 1 + bool(pairs)), desc="evaluate",
+               disable=quiet, unit="part")
+
+    t = time.perf_counter()
+    bpd = _bpd(subjects, ds, cfg)
+    times["bits_per_dim"] = time.perf_counter() - t
+    bar.update(1)
+
+    t = time.perf_counter()
+    samples: dict[str, dict[str, np.ndarray]] = {}
+    mixes: dict[str, dict] = {}
+    for s in subjects:
+        samples[s.name] = {}
+        for g in genres:
+            samples[s.name][g] = generate_pieces(s.composer, {g: 1.0}, cfg.samples, cfg.bars, cfg.seed,
+                                                 s.temperature)
+            bar.update(1)
+        if pairs:
+            mixes[s.name] = {(a, b): generate_pieces(s.composer, {a: 0.5, b: 0.5}, cfg.mix_samples,
+                                                     cfg.bars, cfg.seed, s.temperature) for a, b in pairs}
+            bar.update(1)
+    real = {g: real_windows(ds, "test", g, cfg.real_windows, steps, cfg.seed) for g in genres}
+    real = {g: r for g, r in real.items() if len(r)}
+    # As many train windows as generated pieces, so the reference overlap has the same sampling noise.
+    train = {g: real_windows(ds, "train", g, cfg.samples, steps, cfg.seed) for g in real}
+    times["sampling"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    metrics = _metrics(samples, real, train, ds.spec.low)
+    fidelity = _fidelity(clf, samples, mixes, real, genres)
+    times["metrics_and_fidelity"] = time.perf_counter() - t
+    bar.update(1)
+
+    t = time.perf_counter()
+    classification = _classification(subjects, ds, cfg, bar)
+    times["likelihood_classification"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    novelty = _novelty(samples, real, ds, cfg)
+    times["novelty"] = time.perf_counter() - t
+    bar.update(2)
+    bar.close()
+    times["total"] = time.perf_counter() - t_all
+    times["total_cpu"] = time.process_time() - cpu0  # wall time misleads on a shared machine
+    return {
+        "format": "musicflow-evaluation", "version": 1,
+        "models": {s.name: {"kind": s.composer.ck.kind, "source": s.source,
+                            "params": _params(s.composer.model), "temperature": s.temperature,
+                            "window_steps": s.composer.model.config.steps,
+                            "train_steps": s.composer.ck.info.get("step"),
+                            "train_wall_time_s": s.composer.ck.info.get("wall_time_s")}
+                   for s in subjects},
+        "data": {"path": _rel(data), "hash": ds.content_hash(), "genres": genres},
+        "classifier": {"path": _rel(clf_path),
+                       "valid_balanced_accuracy": clf_ck.info.get("balanced_accuracy")},
+        "settings": asdict(cfg),
+        "seeds": {"samples": f"pieces of each genre use seeds {cfg.seed}..{cfg.seed + cfg.samples - 1}, "
+                             f"of each mix {cfg.seed}..{cfg.seed + cfg.mix_samples - 1} "
+                             f"(the latents of `musicflow compose --seed`)",
+                  "real_windows": f"numpy default_rng({cfg.seed})",
+                  "bits_per_dim": f"window choice and dequantization/ELBO noise seed {cfg.seed}",
+                  "likelihood_classification": "noise seed 0 (Composer.log_likelihoods)"},
+        "bits_per_dim": bpd,
+        "metrics": metrics,
+        "fidelity": fidelity,
+        "likelihood_classification": classification,
+        "novelty": novelty,
+        "runtime_s": {k: round(v, 1) for k, v in times.items()},
+    }

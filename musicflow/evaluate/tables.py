@@ -1,0 +1,152 @@
+"""The evaluation report as readable markdown tables (the JSON holds every number).
+
+>>> to_markdown({"models": {"model": {"kind": "glow", "params": 3, "source": "x.pt"}}}).splitlines()[0]
+'# musicflow evaluation'
+"""
+
+from __future__ import annotations
+
+
+def _f(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    align = ["---"] + ["---:"] * (len(head) - 1)
+    out = ["| " + " | ".join(head) + " |", "| " + " | ".join(align) + " |"]
+    out += ["| " + " | ".join(_f(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def _mean(values) -> float:
+    v = list(values)
+    return sum(v) / len(v) if v else float("nan")
+
+
+def _names(report: dict) -> list[str]:
+    return list(report.get("models", {}))
+
+
+def headline(report: dict) -> list[str]:
+    """One row per genre: every section's figure for each model, ``model / vae / bernoulli``,
+    with the reference in brackets (train-vs-test overlap, classifier accuracy on real windows)."""
+    names = [n for n in ("model", "vae", "bernoulli") if n in report.get("models", {})]
+    b, m = report["bits_per_dim"], report["metrics"]
+    f, c = report["fidelity"], report["likelihood_classification"]
+
+    def join(vals, digits=3):
+        return " / ".join(_f(v, digits) for v in vals)
+
+    rows = []
+    for g in report["data"]["genres"]:
+        row = m["per_genre"].get(g)
+        ov = [_mean(row[k][n]["overlap"] for k in m["stats"]) for n in names] if row else []
+        ref = _mean(row[k]["train_vs_test"] for k in m["stats"]) if row else None
+        fid = f["per_genre"].get(g, {})
+        rows.append([g, join(b["per_genre"].get(g, {}).get(n) for n in names),
+                     f"{join(ov, 2)} ({_f(ref, 2)})",
+                     f"{join((fid.get(n, {}).get('accuracy') for n in names), 2)} "
+                     f"({_f(fid.get('real_test', {}).get('accuracy'), 2)})",
+                     join((c[n]["per_genre"].get(g) for n in names), 2)])
+    ref = m["mean_overlap"].get("train_vs_test")
+    rows.append(["**mean**", join(b["mean"].get(n) for n in names),
+                 f"{join((m['mean_overlap'].get(n) for n in names), 2)} ({_f(ref, 2)})",
+                 f"{join((f['mean_accuracy'].get(n) for n in names), 2)} "
+                 f"({_f(f['mean_accuracy'].get('real_test'), 2)})",
+                 join((c[n]["accuracy"] for n in names), 2)])
+    who = " / ".join(report["models"][n].get("kind", n) for n in names)
+    return _table(["genre", f"test bits/dim ({who})", f"metric overlap ({who}; train vs test)",
+                   f"classifier fidelity ({who}; real)", f"likelihood classification ({who})"], rows)
+
+
+def to_markdown(report: dict) -> str:
+    """Render the report of :func:`musicflow.evaluate.report.evaluate`; missing sections are left out."""
+    names = _names(report)
+    lines = ["# musicflow evaluation", ""]
+    models = report.get("models", {})
+    rows = [[n, m.get("kind"), f"{m.get('params', 0):,}", m.get("source", "")] for n, m in models.items()]
+    lines += _table(["role", "kind", "parameters", "source"], rows)
+    if "data" in report:
+        s = report.get("settings", {})
+        lines += [f"Data `{report['data']['path']}` (hash {report['data']['hash']}); "
+                  f"{s.get('samples')} pieces of {s.get('bars')} bars per genre, seed {s.get('seed')}, "
+                  f"temperature {s.get('temperature')} (bernoulli draws as fitted).", ""]
+    if all(k in report for k in ("data", "bits_per_dim", "metrics", "fidelity", "likelihood_classification")):
+        lines += ["## Summary", ""] + headline(report)
+    if "bits_per_dim" in report:
+        b = report["bits_per_dim"]
+        lines += ["## Bits per dimension (test split, lower is better)", ""]
+        rows = [[g, *[v.get(n) for n in names]] for g, v in b["per_genre"].items()]
+        rows.append(["**mean**", *[b["mean"].get(n) for n in names]])
+        lines += _table(["genre", *names], rows)
+        lines += [f"_{b['note']}; up to {b['windows_per_genre']} windows per genre._", ""]
+    if "metrics" in report:
+        m = report["metrics"]
+        gen = [n for n in names if n in m["mean_overlap"]]
+        lines += ["## Musical metrics: overlap of generated and real test distributions (1 = same)", ""]
+        rows = []
+        for g, row in m["per_genre"].items():
+            rows.append([g, *[sum(row[k][n]["overlap"] for k in m["stats"]) / len(m["stats"]) for n in gen],
+                         sum(row[k]["train_vs_test"] for k in m["stats"]) / len(m["stats"])])
+        rows.append(["**mean**", *[m["mean_overlap"][n] for n in gen], m["mean_overlap"]["train_vs_test"]])
+        lines += _table(["genre (mean over metrics)", *gen, "train vs test"], rows)
+        rows = []
+        per = list(m["per_genre"].values())
+        for k in m["stats"]:
+            cells = [r[k] for r in per]
+            gen_cells = [f"{_mean(c[n]['mean'] for c in cells):.3f} "
+                         f"({_mean(c[n]['overlap'] for c in cells):.2f})" for n in gen]
+            rows.append([k, _mean(c["real"] for c in cells), *gen_cells,
+                         _mean(c["train_vs_test"] for c in cells)])
+        lines += ["Per metric, mean over genres: real mean; generated mean (overlap); "
+                  "train-vs-test overlap.", ""]
+        lines += _table(["metric", "real", *gen, "train vs test"], rows)
+        first = gen[0] if gen else None
+        if first:
+            lines += [f"Per genre and metric for `{first}`: overlap (generated mean / real mean).", ""]
+            rows = [[g, *[f"{row[k][first]['overlap']:.2f} ({row[k][first]['mean']:.2f}/{row[k]['real']:.2f})"
+                          for k in m["stats"]]] for g, row in m["per_genre"].items()]
+            lines += _table(["genre", *m["stats"]], rows)
+    if "fidelity" in report:
+        f = report["fidelity"]
+        cols = list(f["mean_accuracy"])
+        lines += ["## Genre fidelity (independent classifier: share recognised as the genre asked for)", ""]
+        rows = [[g, *[v[c]["accuracy"] for c in cols]] for g, v in f["per_genre"].items()]
+        rows.append(["**mean**", *[f["mean_accuracy"][c] for c in cols]])
+        lines += _table(["genre", *cols], rows)
+        for n, mix in f["mixes"].items():
+            if n != "model" or not mix["pairs"]:
+                continue
+            lines += ["50/50 mixes (`model`): mean classifier probability of each genre of the pair, "
+                      "beside that of pure samples of the genre.", ""]
+            rows = [[pair, v["p_a"], v["p_b"], v["pure_a_p_a"], v["pure_b_p_b"]]
+                    for pair, v in mix["pairs"].items()]
+            lines += _table(["a+b", "p(a) mix", "p(b) mix", "p(a) pure a", "p(b) pure b"], rows)
+        lines += ["Mean probability mass on the two genres of a mix: "
+                  + ", ".join(f"{n} {_f(v['mean_mass_on_pair'])}" for n, v in f["mixes"].items()), ""]
+    if "likelihood_classification" in report:
+        c = report["likelihood_classification"]
+        cl = [n for n in names if n in c]
+        lines += ["## Likelihood classification of real test pieces", ""]
+        rows = [[g, c["pieces_per_genre"][g], *[c[n]["per_genre"].get(g) for n in cl]] for g in c["genres"]]
+        rows.append(["**all**", sum(c["pieces_per_genre"].values()), *[c[n]["accuracy"] for n in cl]])
+        lines += _table(["genre", "pieces", *cl], rows)
+        if "model" in c:
+            lines += ["Confusion matrix (`model`; rows: true genre, columns: predicted):", ""]
+            rows = [[g, *r] for g, r in zip(c["genres"], c["model"]["confusion"])]
+            lines += _table(["", *c["genres"]], rows)
+        lines += [f"_First {c['bars_per_piece']} bars; chance {c['chance']}._", ""]
+    if "novelty" in report:
+        nv = report["novelty"]
+        lines += ["## Novelty: nearest training window of the same genre", ""]
+        rows = [[n, v["samples"], v["silent"], v["exact_copies"], v["jaccard_mean"], v["jaccard_min"],
+                 v["hamming_mean"]] for n, v in nv.items() if isinstance(v, dict)]
+        lines += _table(["", "windows", "silent", "exact copies", "Jaccard mean", "Jaccard min",
+                         "differing cells, mean"], rows)
+    if "runtime_s" in report:
+        lines += ["Runtime (s): " + ", ".join(f"{k} {v}" for k, v in report["runtime_s"].items()), ""]
+    return "\n".join(lines).rstrip() + "\n"

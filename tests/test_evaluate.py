@@ -1,0 +1,243 @@
+"""Evaluation: baselines, novelty and the report, on hand-made rolls and a tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import make_midi
+
+from musicflow.baselines.bernoulli import Bernoulli, bernoulli_bpd
+from musicflow.baselines.vae import VAE, VAEConfig
+from musicflow.checkpoint import load_checkpoint, save_checkpoint
+from musicflow.cli import main
+from musicflow.data.build import build_dataset
+from musicflow.data.dataset import Dataset
+from musicflow.data.windows import WindowSet
+from musicflow.evaluate.classifier import train_classifier
+from musicflow.evaluate.metrics import all_metrics, overlap_area
+from musicflow.evaluate.novelty import nearest, segments, summarize
+from musicflow.evaluate.report import EvalConfig, evaluate
+from musicflow.evaluate.tables import to_markdown
+from musicflow.flows.base import Condition
+from musicflow.roll import PianoRollSpec
+from musicflow.train import TrainConfig, train
+
+SECTIONS = ("bits_per_dim", "metrics", "fidelity", "likelihood_classification", "novelty")
+
+
+# -- pure functions, hand-computed ----------------------------------------------------------------
+
+def test_novelty_distances_by_hand():
+    s = np.zeros((2, 2, 3, 2))
+    s[0, 1, 0, :] = 1  # pitch 0 sounds 2 steps
+    r = np.zeros((2, 2, 3, 2))
+    r[0, 1, 0, 0] = 1  # one of those cells
+    r[1, 1, 0, :] = 1
+    r[1, 1, 1, :] = 1  # pitch 0 and 1 sound
+    ham, jac = nearest(s, [r[:1], r[1:]])  # references in two chunks
+    # sample 0 vs r0: 1 shared cell of 2 and 1, differs in 1, Jaccard 1 - 1/2; vs r1: differs in 2,
+    # Jaccard 1 - 2/4. Sample 1 (silent) vs r0: differs in 1 cell, Jaccard 1; vs r1: in 4.
+    assert ham.tolist() == [1.0, 1.0] and jac.tolist() == [0.5, 1.0]
+    out = summarize(ham, jac, np.array([False, True]))
+    assert out["silent"] == 1 and out["exact_copies"] == 0.0 and out["jaccard_mean"] == 0.5
+
+
+def test_exact_copy_and_segments():
+    rng = np.random.default_rng(0)
+    train = (rng.random((5, 2, 4, 8)) < 0.3).astype(np.float32)
+    ham, jac = nearest(train[[3]], [train])
+    assert ham[0] == 0 and jac[0] == 0
+    long = np.concatenate([train[0], train[1]], axis=-1)[None]
+    seg = segments(long, 8)
+    assert np.array_equal(seg[1], train[1])
+
+
+def test_bernoulli_bpd_on_a_hand_made_split():
+    spec = PianoRollSpec(low=60, pitches=4, key_normalize=False)
+    ds = Dataset.from_records([
+        {"id": "tr", "genre": "a", "split": "train", "title": "", "notes": [[60, 0, 4, 80]], "bars": [0]},
+        {"id": "te", "genre": "a", "split": "test", "title": "", "notes": [[61, 0, 4, 80]], "bars": [0]},
+    ], spec)
+    tr = WindowSet(ds, "train", window=4, context=0, grid=4)
+    te = WindowSet(ds, "test", window=4, context=0, grid=4)
+    # One training window: 5 cells on (1 onset + 4 sustain), so p = 1.5/2 = 0.75 there, 0.25 elsewhere.
+    # The test window's 5 cells on pitch 61 have p = 0.25 (2 bits), the 5 train cells now off
+    # 1 - 0.75 (2 bits), the other 22 cells 0.75 (-log2 0.75 bits each).
+    expected = (10 * 2 + 22 * -math.log2(0.75)) / 32
+    assert bernoulli_bpd(tr, te)["a"] == pytest.approx(expected, abs=1e-6)
+    model = Bernoulli.fit(tr)
+    x, _, g = te.batch(np.arange(1))
+    assert float(model.bits_per_dim(x, Condition(g))) == pytest.approx(expected, abs=1e-5)
+    draws = model.sample(400, Condition(g), generator=torch.Generator().manual_seed(0))
+    assert abs(float(draws[:, 1, 0].mean()) - 0.75) < 0.06  # draws follow the fitted cell probability
+
+
+def test_overlap_area_by_hand():
+    # Histograms on [0, 1] in 2 bins: a = (1/2, 1/2), b = (1/4, 3/4): overlap 1/2 + 1/4
+    assert overlap_area(np.array([0.0, 1.0]), np.array([0.0, 1.0, 1.0, 1.0]), bins=2) == 0.75
+
+
+def test_metrics_of_a_small_roll_by_hand():
+    r = np.zeros((2, 12, 32))
+    r[:, 0, 0:4] = 1  # C, a quarter
+    r[0, 0, 1:4] = 0
+    r[:, 4, 16:24] = 1  # E, a half, in bar 2
+    r[0, 4, 17:24] = 0
+    m = all_metrics(r, 60)
+    assert m["notes_per_bar"] == 1.0 and m["pitch_range"] == 4.0 and m["polyphony"] == 1.0
+    assert m["pitch_classes_used"] == 2.0 and m["pitch_class_entropy"] == 1.0
+    assert m["empty_beat_rate"] == 5 / 8 and m["scale_consistency"] == 1.0
+    assert m["groove_consistency"] == 1.0 and m["note_density"] == 12 / (12 * 32)
+
+
+# -- the VAE baseline ------------------------------------------------------------------------------
+
+def _vae() -> VAE:
+    return VAE(VAEConfig(pitches=8, steps=4, n_genres=2, dim=4, hidden=8, bottleneck=16,
+                         context_steps=8, context_channels=4, cond_dim=8, embed_dim=4))
+
+
+def test_vae_loss_falls_and_is_per_binary_cell():
+    torch.manual_seed(0)
+    vae = _vae()
+    x = (torch.rand(16, 2, 8, 4) < 0.2).float()
+    cond = Condition(torch.eye(2)[torch.arange(16) % 2], torch.zeros(16, 2, 8, 8))
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(30):
+        loss = vae.bits_per_dim(x, cond, generator=gen).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    vae.eval()
+    lp = vae.log_prob(x, cond, generator=torch.Generator().manual_seed(1))
+    bpd = vae.bits_per_dim(x, cond, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(bpd, -lp / (2 * 8 * 4 * math.log(2)))  # cells, not the latent size
+
+
+def test_vae_decode_in_unit_interval_and_checkpoint_round_trip(tmp_path):
+    vae = _vae().eval()
+    cond = Condition(torch.tensor([[0.5, 0.5]]).expand(3, -1), torch.ones(3, 2, 8, 8))
+    z = 5 * torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    v = vae.decode(z, cond)
+    assert v.shape == (3, 2, 8, 4) and bool(((v >= 0) & (v <= 1)).all())
+    save_checkpoint(tmp_path / "v.pt", "vae", vae, PianoRollSpec(pitches=8), ["a", "b"], {})
+    ck = load_checkpoint(tmp_path / "v.pt")
+    assert ck.kind == "vae" and ck.model.config == vae.config
+    assert torch.equal(ck.model.decode(z, cond), v)
+
+
+# -- the report on a tiny model --------------------------------------------------------------------
+
+TINY_GLOW = {"levels": 1, "depth": 1, "hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4,
+             "steps": 4, "context_steps": 16}
+TINY_VAE = {"hidden": 8, "bottleneck": 8, "dim": 4, "context_channels": 4, "cond_dim": 8, "embed_dim": 4,
+            "steps": 4, "context_steps": 16}
+SMALL = EvalConfig(samples=3, bars=4, test_windows=8, real_windows=4, mix_samples=2, classify_pieces=1,
+                   classify_bars=4)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny dataset (two genres, every split), a tiny Glow, VAE and classifier."""
+    root = tmp_path_factory.mktemp("tiny")
+    for genre, base in (("jazz", 60), ("folk", 64)):
+        (root / genre).mkdir()
+        for i in range(4):
+            make_midi(root / genre / f"{i}.mid", [(base + (b * (i + 1)) % 5, b, b + 1) for b in range(32)])
+    ds, _ = build_dataset(str(root), cache_dir=None, quiet=True, pitches=8, jobs=1)
+    for g in ds.genres:  # the pieces of each genre in order: train, train, valid, test
+        for k, i in enumerate(ds.indices(genre=g)):
+            ds.pieces[i]["split"] = ("train", "train", "valid", "test")[k % 4]
+    data = ds.save(root / "tiny.npz")
+    cfg = TrainConfig(steps=2, batch_size=8, valid_every=2, warmup=1, valid_windows=4)
+    train("glow", data, root / "glow.pt", cfg, TINY_GLOW, quiet=True)
+    train("vae", data, root / "vae-music21.pt", cfg, TINY_VAE, quiet=True)
+    clf, info = train_classifier(Dataset.load(data), steps=2, batch_size=8, quiet=True)
+    save_checkpoint(root / "clf.pt", "classifier", clf, ds.spec, ds.genres, info)
+    return root
+
+
+def test_report_has_every_section(tiny):
+    report = evaluate(tiny / "glow.pt", tiny / "tiny.npz", SMALL, classifier=tiny / "clf.pt")
+    for section in SECTIONS:
+        assert section in report, section
+    assert set(report["models"]) == {"model", "bernoulli", "vae"}
+    genres = report["data"]["genres"]
+    for g in genres:
+        assert set(report["bits_per_dim"]["per_genre"][g]) == {"model", "bernoulli", "vae"}
+        row = report["metrics"]["per_genre"][g]
+        assert len(row) == 9 and all(0 <= row[k]["model"]["overlap"] <= 1 for k in row)
+        assert "train_vs_test" in row["pitch_range"]
+    assert len(report["fidelity"]["mixes"]["model"]["pairs"]) == 1
+    lc = report["likelihood_classification"]
+    assert np.array(lc["model"]["confusion"]).sum() == sum(lc["pieces_per_genre"].values())
+    assert report["novelty"]["model"]["samples"] == 3 * len(genres)
+    assert "seed" in report["settings"] and report["seeds"]["samples"]
+    md = to_markdown(report)
+    for heading in ("Bits per dimension", "Musical metrics", "Genre fidelity", "Likelihood classification",
+                    "Novelty"):
+        assert heading in md
+    json.dumps(report)  # JSON-able
+
+
+def test_samples_are_those_of_compose(tiny):
+    from musicflow.composer import DEFAULT_TEMPERATURE, Composer
+    from musicflow.evaluate.report import generate_pieces
+
+    c = Composer.load(tiny / "glow.pt")
+    batch = generate_pieces(c, {"folk": 1.0}, 2, bars=2, seed=5, temperature=DEFAULT_TEMPERATURE)
+    one = c.compose_result("folk", bars=2, seed=6).roll
+    assert np.array_equal(batch[1], one)
+
+
+def test_cli_evaluate_writes_json_and_markdown(tiny, tmp_path):
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--model", str(tiny / "glow.pt"), "--data", str(tiny / "tiny.npz"), "--samples", "2",
+            "--test-windows", "4", "--real-windows", "3", "--mix-samples", "0", "--classify-pieces", "1",
+            "--no-baselines", "--classifier", str(tiny / "clf.pt"), "-o", str(out), "--quiet"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert set(report["models"]) == {"model"} and all(s in report for s in SECTIONS)
+    assert out.with_suffix(".md").read_text().startswith("# musicflow evaluation")
+
+
+def test_cli_evaluate_bad_model_is_one_line(tmp_path):
+    r = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "none.pt"), "--quiet"])
+    assert r.exit_code == 2 and r.output.strip().count("\n") == 0 and "none.pt" in r.output
+
+
+def test_run_all_summary_renders_every_result(tiny, tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+    spec = importlib.util.spec_from_file_location("run_all", path)
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path)
+    report = evaluate(tiny / "glow.pt", tiny / "tiny.npz", SMALL, baselines=False, classifier=tiny / "clf.pt")
+    (tmp_path / "evaluate-glow.json").write_text(json.dumps(report))
+    (tmp_path / "bench_new.json").write_text(json.dumps({"benchmark": "bench_new", "speed": 1.5}))
+    text = run_all.summary([{"name": "x", "command": "c", "returncode": 0, "wall_s": 1.0}]).read_text()
+    assert "## evaluate-glow" in text and "### Bits per dimension" in text
+    assert "| speed | 1.5 |" in text and "## This run" in text
+
+
+def test_test_bpd_is_the_models_own_bound(tiny):
+    from musicflow.evaluate.report import test_bpd
+    from musicflow.train import evaluate_bpd, model_windows
+
+    ck = load_checkpoint(tiny / "glow.pt")
+    ws = model_windows(Dataset.load(tiny / "tiny.npz"), "test", ck.model.config, ck.genres)
+    ours = test_bpd(ck.model, ws, 5, seed=3)
+    assert ours == pytest.approx(evaluate_bpd(ck.model, ws, 5, "cpu", seed=3))
