@@ -32,6 +32,10 @@ def model_classes(kind: str):
         except ImportError:
             raise MusicflowError("model kind 'cnf' is not available in this version") from None
         return CNFConfig, CNF
+    if kind == "frameflow":
+        from musicflow.flows.frame import FrameFlow, FrameFlowConfig
+
+        return FrameFlowConfig, FrameFlow
     if kind == "classifier":
         from musicflow.evaluate.classifier import ClassifierConfig, GenreClassifier
 
