@@ -181,3 +181,16 @@ def test_train_and_evaluate_commands(jsb_json, tmp_path):
                                   "--split", "test"])
     assert r.exit_code == 2 and "no-test.json" in r.output and "no 'test' split" in r.output
     assert r.output.strip().count("\n") == 0
+
+
+def test_sampling_is_binary_seeded_and_continues_a_context():
+    pieces = [frames(p) for p in TINY_DATA["train"]]
+    model = _tiny_flow(pieces)
+    a = model.sample(3, frames=5, generator=torch.Generator().manual_seed(1))
+    b = model.sample(3, frames=5, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (3, 1, 88, 5) and torch.equal(a, b)
+    assert bool(((a == 0) | (a == 1)).all())
+    inside = slice(model.config.offset, model.config.offset + model.config.keys)
+    assert a.sum() == a[:, :, inside].sum()  # keys outside the modelled range stay silent
+    ctx = torch.from_numpy(pieces[0]).float().t()[None, None]
+    assert model.sample(2, Condition(torch.ones(1, 1), ctx), frames=4).shape == (2, 1, 88, 4)
