@@ -207,7 +207,10 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
     train = load_split(data, "train")
     valid = load_split(data, "valid")
     config_cls, model_cls = model_classes(KIND)
-    model = model_cls(config_cls.from_dict({**config_cls().to_dict(), **(overrides or {})}))
+    config = config_cls.from_dict({**config_cls().to_dict(), **(overrides or {})})
+    with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
+        torch.manual_seed(cfg.seed)
+        model = model_cls(config)
     all_train = torch.from_numpy(np.concatenate(train))
     model.fit_outside(all_train)
     inside = all_train[:, model.config.offset:model.config.offset + model.config.keys].sum()
@@ -222,7 +225,7 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
         shift = int(rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
         return pad([train[i] for i in idx], shift)
 
-    model.initialize(*draw())
+    model.initialize(*draw(), generator=gen)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 

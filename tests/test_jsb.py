@@ -194,3 +194,14 @@ def test_sampling_is_binary_seeded_and_continues_a_context():
     assert a.sum() == a[:, :, inside].sum()  # keys outside the modelled range stay silent
     ctx = torch.from_numpy(pieces[0]).float().t()[None, None]
     assert model.sample(2, Condition(torch.ones(1, 1), ctx), frames=4).shape == (2, 1, 88, 4)
+
+
+def test_training_is_reproducible_from_its_seed(jsb_json, tmp_path):
+    from musicflow.jsb import JSBTrainConfig, train_jsb
+
+    cfg = JSBTrainConfig(steps=2, batch_size=2, valid_every=2)
+    states = []
+    for name in ("a.pt", "b.pt"):
+        train_jsb(jsb_json, tmp_path / name, cfg, TINY_MODEL, quiet=True)
+        states.append(torch.load(tmp_path / name, weights_only=True)["state_dict"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

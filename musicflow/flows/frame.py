@@ -388,7 +388,9 @@ class FrameFlow(Flow):
         self.outside_logp.copy_(torch.stack([torch.log1p(-p), torch.log(p)], dim=1))
 
     @torch.no_grad()
-    def initialize(self, rolls: torch.Tensor, lengths: torch.Tensor) -> None:
+    def initialize(
+        self, rolls: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> None:
         """Data-dependent ActNorm initialisation from a batch of pieces."""
         for m in self.modules():
             if isinstance(m, ActNorm):
@@ -398,7 +400,7 @@ class FrameFlow(Flow):
         keep = torch.arange(rolls.shape[1])[None, :] < lengths[:, None]
         c = self.conditions(rolls)[keep]
         x = rolls[keep]
-        eps = torch.randn(x.shape[0], self.config.keys)
+        eps = torch.randn(x.shape[0], self.config.keys, generator=generator)
         self.frame_log_prob(x, c, eps)
         self.train(was)
 
