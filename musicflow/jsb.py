@@ -10,10 +10,11 @@ window of one frame given every frame before it in the piece (the first frame of
 scored given nothing: a silent frame and the learned initial state). Scoring longer windows with
 their preceding frames as context gives the same sum (the chain rule; ``tests/test_jsb.py`` checks
 it). Each window log-likelihood is a dequantization lower bound, ``E_q[log p(x + u) - log q(u|x)]``
-estimated with one noise draw per frame, so the NLL is an *upper bound* on the model's discrete
-NLL; :func:`flow_nll` repeats the whole evaluation with ``samples`` independent noise draws and
-reports their mean and standard error, plus the tighter importance-weighted bound
-``-sum_pieces log mean_s exp(log w_s(piece)) / sum T_i`` (also an upper bound, Burda et al. 2016).
+estimated with one noise draw per frame, so the NLL estimates an *upper bound* on the model's
+discrete NLL (the bound holds in expectation over the draws); :func:`flow_nll` repeats the whole
+evaluation with ``samples`` independent noise draws and reports their mean and standard error,
+plus the tighter importance-weighted bound ``-sum_pieces log mean_s exp(log w_s(piece)) / sum T_i``
+(also an upper bound in expectation, Burda et al. 2016).
 
 The baselines are fitted on the training split: ``uniform`` (each key on with probability 1/2,
 ``88 ln 2`` nats), ``bernoulli`` (independent Bernoulli per key) and ``markov`` (per key, a
