@@ -37,11 +37,15 @@ def model_classes(kind: str):
         from musicflow.baselines.vae import VAE, VAEConfig
 
         return VAEConfig, VAE
+    if kind == "frameflow":
+        from musicflow.flows.frame import FrameFlow, FrameFlowConfig
+
+        return FrameFlowConfig, FrameFlow
     if kind == "classifier":
         from musicflow.evaluate.classifier import ClassifierConfig, GenreClassifier
 
         return ClassifierConfig, GenreClassifier
-    raise MusicflowError(f"unknown model kind {kind!r} (known: glow, cnf, vae)")
+    raise MusicflowError(f"unknown model kind {kind!r} (known: glow, cnf, vae, frameflow, classifier)")
 
 
 @dataclass

@@ -537,5 +537,12 @@ def models_cmd() -> None:
         click.echo(f"no checkpoints in {checkpoints_dir()}")
 
 
+# The JSB Chorales benchmark lives in its own module; attach its commands here.
+from musicflow.cli_jsb import data_boulanger, jsb  # noqa: E402
+
+data.add_command(data_boulanger)
+main.add_command(jsb)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

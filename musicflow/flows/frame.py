@@ -1,0 +1,438 @@
+"""A flow over one frame of keys at a time, conditioned on every frame before it.
+
+For sequences of binary frames (the polyphonic benchmark of Boulanger-Lewandowski et al. 2012:
+one frame per time step, 88 piano keys) the model factorises a piece by the chain rule,
+
+    log p(x_1..x_T) = sum_t log p(x_t | x_<t),
+
+and each factor is a conditional normalizing flow over one frame:
+
+* a GRU reads the frames before ``t`` (a silent frame and a learned initial state stand in before
+  the first one) and gives a condition vector ``c_t``;
+* the keys ``low .. low + keys - 1`` of frame ``t`` are dequantized, ``v = (x + u) / 2`` with ``u``
+  from a learned ``q(u | x, c_t)`` (Flow++-style variational dequantization), mapped to logit
+  space, and pushed through ``depth`` steps of (ActNorm, a fixed random permutation of the keys or
+  a learned LU-decomposed linear map, affine coupling with an MLP conditioned on ``c_t``) to a base
+  density per dimension whose parameters also come from ``c_t``: a mixture of ``components``
+  logistics (bimodal, as a binary key in logit space is) or a Gaussian;
+* the keys outside that range (never sounding in the training data) get a fixed, train-fitted
+  and smoothed independent Bernoulli (:meth:`FrameFlow.fit_outside`), so every frame is scored
+  over all 88 keys.
+
+``log_prob`` is ``E_q[log p(x + u) - log q(u | x)]`` with one draw: a lower bound on the log
+probability of the binary frame, so the negative log-likelihood it gives is an upper bound.
+Frames of one piece are scored together (teacher forcing); :meth:`FrameFlow.log_prob` scores a
+window of frames given the frames before it, which is the same number.
+
+>>> flow = FrameFlow(FrameFlowConfig(low=56, keys=8, depth=1, hidden=8, rnn_hidden=8, cond_dim=8))
+>>> rolls = torch.zeros(2, 5, 88); rolls[:, :, 60 - 21] = 1
+>>> flow.sequence_log_prob(rolls, torch.tensor([5, 3])).shape
+torch.Size([2, 5])
+
+References: Dinh et al., "Real NVP" (2017); Kingma & Dhariwal, "Glow" (2018); Ho et al.,
+"Flow++" (2019); Boulanger-Lewandowski et al. (2012) for the sequence setup.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musicflow.errors import MusicflowError
+from musicflow.flows.base import Condition, Flow, Transform
+from musicflow.flows.dequantize import Logit, quantize
+from musicflow.flows.layers import SCALE_BOUND, ActNorm, InvConv1x1
+from musicflow.flows.nets import soft_clamp
+
+ALL_KEYS, LOWEST = 88, 21  # piano keys A0..C8
+
+
+@dataclass(frozen=True)
+class FrameFlowConfig:
+    """Everything needed to rebuild a :class:`FrameFlow`.
+
+    >>> cfg = FrameFlowConfig(keys=8, low=60)
+    >>> FrameFlowConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    low: int = 36  # lowest modelled MIDI pitch
+    keys: int = 64  # modelled keys; the rest of the 88 get a fixed Bernoulli
+    depth: int = 6  # flow steps
+    hidden: int = 128  # coupling and base MLP width
+    rnn_hidden: int = 128
+    cond_dim: int = 64
+    dequant_hidden: int = 64
+    alpha: float = 0.05
+    mixing: str = "permute"  # between couplings: "permute" (fixed random) or "lu" (learned linear)
+    components: int = 4  # logistic-mixture components of the base per dimension; 0: a Gaussian
+
+    def __post_init__(self) -> None:
+        for name in ("keys", "depth", "hidden", "rnn_hidden", "cond_dim", "dequant_hidden"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise MusicflowError(f"FrameFlowConfig.{name} must be a positive integer, got {v!r}")
+        if self.keys % 2:
+            raise MusicflowError(f"FrameFlowConfig.keys must be even, got {self.keys}")
+        if self.low < LOWEST or self.low + self.keys > LOWEST + ALL_KEYS:
+            raise MusicflowError(f"FrameFlowConfig: keys {self.low}..{self.low + self.keys - 1} "
+                                 f"leave the piano range {LOWEST}..{LOWEST + ALL_KEYS - 1}")
+        if not 0.0 < self.alpha < 0.5:
+            raise MusicflowError(f"FrameFlowConfig.alpha must be in (0, 0.5), got {self.alpha}")
+        if self.mixing not in ("permute", "lu"):
+            raise MusicflowError(f"FrameFlowConfig.mixing must be 'permute' or 'lu', got {self.mixing!r}")
+        if not isinstance(self.components, int) or self.components < 0:
+            raise MusicflowError(f"FrameFlowConfig.components must be >= 0, got {self.components!r}")
+
+    @property
+    def offset(self) -> int:
+        """Column of the first modelled key in an 88-key frame."""
+        return self.low - LOWEST
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrameFlowConfig:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise MusicflowError(f"FrameFlowConfig: unknown keys {unknown}")
+        return cls(**data)
+
+
+def _mlp(n_in: int, hidden: int, n_out: int, zero: bool = True) -> nn.Sequential:
+    net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                        nn.Linear(hidden, n_out))
+    if zero:  # the owning layer starts as the identity
+        nn.init.zeros_(net[-1].weight)
+        nn.init.zeros_(net[-1].bias)
+    return net
+
+
+class _Coupling(nn.Module):
+    """Affine coupling on a vector: the second half scaled and shifted given the first and ``c``."""
+
+    def __init__(self, keys: int, hidden: int, cond_dim: int) -> None:
+        super().__init__()
+        self.half = keys // 2
+        self.net = _mlp(self.half + cond_dim, hidden, 2 * (keys - self.half))
+
+    def _params(self, a: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, log_s = self.net(torch.cat([a, c], dim=1)).chunk(2, dim=1)
+        return shift, soft_clamp(log_s, SCALE_BOUND)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = x[:, : self.half], x[:, self.half :]
+        shift, log_s = self._params(a, c)
+        return torch.cat([a, b * torch.exp(log_s) + shift], dim=1), log_s.sum(dim=1)
+
+    def inverse(self, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = y[:, : self.half], y[:, self.half :]
+        shift, log_s = self._params(a, c)
+        return torch.cat([a, (b - shift) * torch.exp(-log_s)], dim=1), -log_s.sum(dim=1)
+
+
+class _Dequantizer(nn.Module):
+    """``q(u | x, c)`` per key: an affine map of Gaussian noise given ``(x, c)``, two couplings
+    between the two halves of the keys, then a sigmoid into ``(0, 1)``."""
+
+    def __init__(self, keys: int, hidden: int, cond_dim: int) -> None:
+        super().__init__()
+        self.keys, self.half = keys, keys // 2
+        self.base = _mlp(keys + cond_dim, hidden, 2 * keys)
+        self.couplings = nn.ModuleList(_mlp(self.half + keys + cond_dim, hidden, 2 * self.half)
+                                       for _ in range(2))
+
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(u, log q(u | x, c))`` for noise ``eps ~ N(0, I)`` shaped like ``x``."""
+        shift, log_s = self.base(torch.cat([x, c], dim=1)).chunk(2, dim=1)
+        log_s = soft_clamp(log_s, 2.0)
+        z = eps * torch.exp(log_s) + shift
+        logdet = log_s.sum(dim=1)
+        for i, net in enumerate(self.couplings):
+            first, second = z[:, : self.half], z[:, self.half :]
+            a, b = (first, second) if i % 2 == 0 else (second, first)
+            sh, ls = net(torch.cat([a, x, c], dim=1)).chunk(2, dim=1)
+            ls = soft_clamp(ls, 2.0)
+            b = b * torch.exp(ls) + sh
+            z = torch.cat([a, b] if i % 2 == 0 else [b, a], dim=1)
+            logdet = logdet + ls.sum(dim=1)
+        u = torch.sigmoid(z)
+        logdet = logdet + (F.logsigmoid(z) + F.logsigmoid(-z)).sum(dim=1)
+        log_eps = -0.5 * (eps.pow(2) + math.log(2 * math.pi)).sum(dim=1)
+        return u, log_eps - logdet
+
+
+class _Permute(Transform):
+    """A fixed random permutation of the keys (seeded, so rebuilt identically from the config)."""
+
+    def __init__(self, keys: int, seed: int) -> None:
+        super().__init__()
+        perm = torch.randperm(keys, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("perm", perm)
+        self.register_buffer("inv", torch.argsort(perm))
+
+    def forward(self, x: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[:, self.perm], x.new_zeros(x.shape[0])
+
+    def inverse(self, y: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return y[:, self.inv], y.new_zeros(y.shape[0])
+
+
+class _LU(Transform):
+    """:class:`~musicflow.flows.layers.InvConv1x1` over the keys of a vector."""
+
+    def __init__(self, keys: int) -> None:
+        super().__init__()
+        self.conv = InvConv1x1(keys)
+
+    def forward(self, x: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        y, ld = self.conv(x[:, :, None, None])
+        return y[:, :, 0, 0], ld
+
+    def inverse(self, y: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x, ld = self.conv.inverse(y[:, :, None, None])
+        return x[:, :, 0, 0], ld
+
+
+class _Base(nn.Module):
+    """The conditional base density per dimension: a Gaussian or a mixture of logistics whose
+    parameters come from ``c``. A mixture can be bimodal, as a binary key in logit space is."""
+
+    def __init__(self, keys: int, hidden: int, cond_dim: int, components: int) -> None:
+        super().__init__()
+        self.keys, self.m = keys, components
+        self.net = _mlp(cond_dim, hidden, (3 * components if components else 2) * keys)
+
+    def _params(self, c: torch.Tensor):
+        out = self.net(c).reshape(c.shape[0], -1, self.keys)
+        if not self.m:
+            return out[:, 0], soft_clamp(out[:, 1], 3.0)
+        logits, mean, log_s = out.split(self.m, dim=1)
+        # Spread the initial means so the components start apart.
+        mean = mean + torch.linspace(-2, 2, self.m, device=c.device)[None, :, None]
+        return F.log_softmax(logits, dim=1), mean, soft_clamp(log_s, 3.0)
+
+    def log_prob(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``log p(z | c)`` summed over dimensions, ``(N,)``."""
+        if not self.m:
+            mean, log_s = self._params(c)
+            e = (z - mean) * torch.exp(-log_s)
+            return (-0.5 * (e.pow(2) + math.log(2 * math.pi)) - log_s).sum(dim=1)
+        log_pi, mean, log_s = self._params(c)
+        t = (z[:, None] - mean) * torch.exp(-log_s)
+        comp = F.logsigmoid(t) + F.logsigmoid(-t) - log_s  # the logistic log-density
+        return torch.logsumexp(log_pi + comp, dim=1).sum(dim=1)
+
+    def sample(self, c: torch.Tensor, temperature: float, generator: torch.Generator | None):
+        if not self.m:
+            mean, log_s = self._params(c)
+            noise = torch.randn(mean.shape, generator=generator, device=c.device)
+            return mean + temperature * torch.exp(log_s) * noise
+        log_pi, mean, log_s = self._params(c)
+        u = torch.rand(log_pi.shape[0], 1, self.keys, generator=generator, device=c.device)
+        k = (log_pi.exp().cumsum(dim=1) < u).sum(dim=1, keepdim=True).clamp_max(self.m - 1)
+        mu, ls = mean.gather(1, k)[:, 0], log_s.gather(1, k)[:, 0]
+        v = torch.rand(mu.shape, generator=generator, device=c.device).clamp(1e-6, 1 - 1e-6)
+        return mu + temperature * torch.exp(ls) * (torch.log(v) - torch.log1p(-v))
+
+
+class FrameFlow(Flow):
+    """Chain-rule sequence model whose per-frame conditionals are normalizing flows.
+
+    Rolls are ``(B, T, 88)`` binary frames (column ``k`` is MIDI pitch ``21 + k``); the
+    :class:`~musicflow.flows.base.Flow` methods take the musicflow layout ``(B, 1, 88, T)``.
+    """
+
+    def __init__(self, config: FrameFlowConfig | None = None) -> None:
+        super().__init__()
+        cfg = config if config is not None else FrameFlowConfig()
+        self.config = cfg
+        k = cfg.keys
+        self.rnn = nn.GRU(k, cfg.rnn_hidden, batch_first=True)
+        self.h0 = nn.Parameter(torch.zeros(1, 1, cfg.rnn_hidden))  # the learned "no context" state
+        self.to_cond = nn.Sequential(nn.Linear(cfg.rnn_hidden, cfg.cond_dim), nn.ReLU())
+        self.dequantizer = _Dequantizer(k, cfg.dequant_hidden, cfg.cond_dim)
+        self.logit = Logit(cfg.alpha)
+        self.norms = nn.ModuleList(ActNorm(k) for _ in range(cfg.depth))
+        self.mixes = nn.ModuleList(_LU(k) if cfg.mixing == "lu" else _Permute(k, seed=i)
+                                   for i in range(cfg.depth))
+        self.couplings = nn.ModuleList(_Coupling(k, cfg.hidden, cfg.cond_dim) for _ in range(cfg.depth))
+        self.base = _Base(k, cfg.hidden, cfg.cond_dim, cfg.components)
+        # log P(off), log P(on) of the keys outside the modelled range; fit_outside sets them.
+        outside = ALL_KEYS - k
+        self.register_buffer("outside_logp", torch.log(torch.tensor([[1 - 1e-4, 1e-4]] * outside)))
+
+    # -- pieces of the model ------------------------------------------------------------------
+
+    def _inside(self, rolls: torch.Tensor) -> torch.Tensor:
+        o = self.config.offset
+        return rolls[..., o : o + self.config.keys]
+
+    def _outside(self, rolls: torch.Tensor) -> torch.Tensor:
+        o = self.config.offset
+        return torch.cat([rolls[..., :o], rolls[..., o + self.config.keys :]], dim=-1)
+
+    def conditions(self, rolls: torch.Tensor) -> torch.Tensor:
+        """``c_t`` for every frame ``t`` of ``(B, T, 88)`` rolls, from the frames before it only."""
+        x = self._inside(rolls).to(self.h0.dtype)
+        shifted = torch.cat([x.new_zeros(x.shape[0], 1, x.shape[2]), x[:, :-1]], dim=1)
+        out, _ = self.rnn(shifted, self.h0.expand(1, x.shape[0], -1).contiguous())
+        return self.to_cond(out)
+
+    def _flow(self, w: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logdet = w.new_zeros(w.shape[0])
+        for norm, mix, coupling in zip(self.norms, self.mixes, self.couplings):
+            y, ld = norm(w[:, :, None, None])
+            w, logdet = y[:, :, 0, 0], logdet + ld
+            w, ld = mix(w)
+            logdet = logdet + ld
+            w, ld = coupling(w, c)
+            logdet = logdet + ld
+        return w, logdet
+
+    def _flow_inverse(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        for norm, mix, coupling in reversed(list(zip(self.norms, self.mixes, self.couplings))):
+            z, _ = coupling.inverse(z, c)
+            z, _ = mix.inverse(z)
+            z = norm.inverse(z[:, :, None, None])[0][:, :, 0, 0]
+        return z
+
+    def frame_log_prob(self, x: torch.Tensor, c: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Lower bound on ``log P(x | c)`` in nats for ``N`` frames ``x`` ``(N, 88)``, given
+        conditions ``c`` ``(N, cond_dim)`` and dequantization noise ``eps`` ``(N, keys)``."""
+        inside = self._inside(x).to(c.dtype)
+        u, log_q = self.dequantizer(inside, c, eps)
+        w, ld_logit = self.logit((inside + u) / 2)
+        z, ld_flow = self._flow(w, c)
+        log_pz = self.base.log_prob(z, c)
+        # -keys ln 2: the density of v = (x + u) / 2 turned into that of x + u.
+        flow_part = log_pz + ld_flow + ld_logit - self.config.keys * math.log(2) - log_q
+        out = self._outside(x).long()
+        bern = self.outside_logp.gather(1, out.t()).sum(dim=0) if out.shape[1] else 0.0
+        return flow_part + bern
+
+    # -- likelihoods --------------------------------------------------------------------------
+
+    def sequence_log_prob(
+        self,
+        rolls: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``log p(x_t | x_<t)`` (lower bounds, nats) for every frame, ``(B, T)``, zero past
+        each piece's length. ``eps`` ``(B, T, keys)`` fixes the dequantization noise."""
+        b, t, k = rolls.shape
+        if k != ALL_KEYS:
+            raise MusicflowError(f"rolls must have {ALL_KEYS} keys in the last axis, got {k}")
+        rolls = rolls.to(self.h0.dtype)
+        c = self.conditions(rolls)
+        if eps is None:
+            eps = torch.randn(b, t, self.config.keys, generator=generator, device=rolls.device,
+                              dtype=rolls.dtype)
+        x, c, eps = rolls.reshape(b * t, k), c.reshape(b * t, -1), eps.reshape(b * t, -1)
+        if lengths is None:
+            return self.frame_log_prob(x, c, eps).reshape(b, t)
+        # Score real frames only: padding would cost as much compute as music.
+        keep = (torch.arange(t, device=rolls.device)[None, :] < lengths.to(rolls.device)[:, None]).reshape(-1)
+        lp = torch.zeros(b * t, dtype=rolls.dtype, device=rolls.device)
+        lp = lp.masked_scatter(keep, self.frame_log_prob(x[keep], c[keep], eps[keep]))
+        return lp.reshape(b, t)
+
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        cond: Condition,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Lower bound on ``log P(window | frames before it)``, ``(B,)``, for a window ``x``
+        ``(B, 1, 88, W)`` and ``cond.context`` ``(B, 1, 88, T_ctx)`` (``None``: the piece starts
+        with the window). ``eps`` ``(B, W, keys)`` fixes the window's dequantization noise."""
+        window = self._frames(x, "x")
+        w = window.shape[1]
+        if cond.context is None:
+            rolls = window
+        else:
+            rolls = torch.cat([self._frames(cond.context, "cond.context").to(window.dtype), window], dim=1)
+        if eps is not None:
+            eps = torch.cat([eps.new_zeros(eps.shape[0], rolls.shape[1] - w, eps.shape[2]), eps], dim=1)
+        return self.sequence_log_prob(rolls, generator=generator, eps=eps)[:, -w:].sum(dim=1)
+
+    def bits_per_dim(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None):
+        """``-log_prob / (88 W ln 2)``: an upper bound on bits per key and frame of the window."""
+        return -self.log_prob(x, cond, generator) / (ALL_KEYS * x.shape[-1] * math.log(2))
+
+    @staticmethod
+    def _frames(x: torch.Tensor, name: str) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != ALL_KEYS:
+            raise MusicflowError(f"{name} must have shape (B, 1, {ALL_KEYS}, T), got {tuple(x.shape)}")
+        return x[:, 0].transpose(1, 2)
+
+    # -- fitting the fixed part and sampling --------------------------------------------------
+
+    @torch.no_grad()
+    def fit_outside(self, frames: torch.Tensor, smoothing: float = 0.5) -> None:
+        """Set the Bernoulli of the keys outside the modelled range from training frames
+        ``(N, 88)``: ``P(on) = (count + smoothing) / (N + 2 smoothing)``."""
+        out = self._outside(frames.float())
+        p = (out.sum(dim=0) + smoothing) / (out.shape[0] + 2 * smoothing)
+        self.outside_logp.copy_(torch.stack([torch.log1p(-p), torch.log(p)], dim=1))
+
+    @torch.no_grad()
+    def initialize(
+        self, rolls: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> None:
+        """Data-dependent ActNorm initialisation from a batch of pieces."""
+        for m in self.modules():
+            if isinstance(m, ActNorm):
+                m.initialized.fill_(False)
+        was = self.training
+        self.train()
+        keep = torch.arange(rolls.shape[1])[None, :] < lengths[:, None]
+        c = self.conditions(rolls)[keep]
+        x = rolls[keep]
+        eps = torch.randn(x.shape[0], self.config.keys, generator=generator)
+        self.frame_log_prob(x, c, eps)
+        self.train(was)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        cond: Condition | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        frames: int = 16,
+    ) -> torch.Tensor:
+        """``n`` sequences of ``frames`` binary frames, ``(n, 1, 88, frames)``, continuing
+        ``cond.context`` when given. Keys outside the modelled range stay silent."""
+        if n < 1 or frames < 1:
+            raise MusicflowError(f"sample: n and frames must be positive, got {n}, {frames}")
+        ctx = None if cond is None or cond.context is None else self._frames(cond.context, "cond.context")
+        h = self.h0.expand(1, n, -1).contiguous()
+        prev = torch.zeros(n, 1, self.config.keys, device=self.h0.device)
+        if ctx is not None:  # read the context; the last frame is the next step's input
+            seq = torch.cat([prev, self._inside(ctx.expand(n, -1, -1))[:, :-1]], dim=1)
+            _, h = self.rnn(seq, h)
+            prev = self._inside(ctx.expand(n, -1, -1))[:, -1:]
+        out = []
+        for _ in range(frames):
+            o, h = self.rnn(prev, h)
+            c = self.to_cond(o[:, 0])
+            w = self._flow_inverse(self.base.sample(c, temperature, generator), c)
+            v, _ = self.logit.inverse(w)
+            frame = quantize(v.clamp(0, 1))
+            full = torch.zeros(n, ALL_KEYS, device=frame.device)
+            full[:, self.config.offset : self.config.offset + self.config.keys] = frame
+            out.append(full)
+            prev = frame[:, None]
+        return torch.stack(out, dim=2)[:, None]
