@@ -296,6 +296,8 @@ def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, seed, 
         _write(c, r, path, save_latent, _side_path(png, i, num_outputs), _side_path(wav, i, num_outputs))
     more = f" (outputs use {base}..{base + num_outputs - 1})" if num_outputs > 1 else ""
     click.echo(f"seed {base}{more}")
+    if c.ck.kind == "cnf" and not quiet:
+        click.echo(f"neural ODE: {c.model.last_nfe} vector-field evaluations per beat", err=True)
 
 
 @main.command("decode")
@@ -419,6 +421,9 @@ def score_cmd(midi, per_window, model) -> None:
             line += "  [" + " ".join(f"{x:.3f}" for x in s["per_window"][g]) + "]"
         click.echo(line)
     click.echo("(upper bounds through dequantization)")
+    if c.ck.kind == "cnf":
+        click.echo(f"neural ODE: {c.model.last_nfe} vector-field evaluations (last genre's solve), "
+                   "Hutchinson trace estimate", err=True)
 
 
 @main.command("classify")

@@ -219,7 +219,7 @@ def test_cli_trains_and_composes_with_guidance(tiny_data, tmp_path):
     r = runner.invoke(main, ["compose", "--model", str(out), "--guidance", "2", "--bars", "1",
                              "--seed", "0", "-g", "folk", "-o", str(midi)])
     assert r.exit_code == 0, r.output
-    assert midi.is_file()
+    assert midi.is_file() and "vector-field evaluations per beat" in r.output
     r = runner.invoke(main, ["train", "--model", "glow", "--objective", "fm", "--data", str(tiny_data),
                              "--out", str(tmp_path / "g.pt"), "--steps", "1"])
     assert r.exit_code == 2 and "--objective" in r.output
