@@ -113,8 +113,7 @@ class CNFConfig:
                 raise MusicflowError(f"CNFConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         if self.kinetic < 0 or self.jacobian < 0:
             raise MusicflowError("CNFConfig.kinetic and .jacobian must be non-negative")
-        for solver in (self.likelihood_solver, self.sample_solver, self.train_solver):
-            del solver  # building them validates the methods
+        _ = (self.likelihood_solver, self.sample_solver, self.train_solver)  # validates the methods
 
     @property
     def dim(self) -> int:
