@@ -134,9 +134,11 @@ def _parse_overrides(items: tuple[str, ...]) -> dict:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Model config field, e.g. --set hidden=64 (repeatable).")
+@click.option("--objective", type=click.Choice(["fm", "ml"]), default=None,
+              help="Neural-ODE flow only: flow matching (fm, default) or maximum likelihood (ml).")
 @quiet_option
 def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, valid_every, minutes,
-              seed, resume, device, overrides, quiet) -> None:
+              seed, resume, device, overrides, objective, quiet) -> None:
     """Train a flow; under torchrun it uses DistributedDataParallel automatically."""
     from musicflow.paths import checkpoints_dir, default_dataset
     from musicflow.train import TrainConfig, train
@@ -151,7 +153,12 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
     if kind == "classifier":
         _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command)
         return
-    record = train(kind, data, out, cfg, _parse_overrides(overrides), resume, device, quiet, command)
+    overrides = _parse_overrides(overrides)
+    if objective is not None:
+        if kind != "cnf":
+            raise MusicflowError("--objective applies to the neural-ODE flow (--model cnf) only")
+        overrides["objective"] = objective
+    record = train(kind, data, out, cfg, overrides, resume, device, quiet, command)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"wrote {out}: step {record['step']}, valid {record.get('valid_bpd', float('nan')):.4f}"
                    f" bits/dim, {record['wall_time_s']:.0f} s")
@@ -344,10 +351,12 @@ def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, seed, 
     genres = list(genres) or [c.default_genre]
     stem = "-".join(g.split(":")[0] for g in genres)
     for i, path in enumerate(_out_paths(output, stem, num_outputs)):
-        r = c.compose_result(genres, bars, base + i, temperature, tempo, key, program)
+        r = c.compose_result(genres, bars, base + i, temperature, tempo, key, program, guidance=guidance)
         _write(c, r, path, save_latent, _side_path(png, i, num_outputs), _side_path(wav, i, num_outputs))
     more = f" (outputs use {base}..{base + num_outputs - 1})" if num_outputs > 1 else ""
     click.echo(f"seed {base}{more}")
+    if c.ck.kind == "cnf" and not quiet:
+        click.echo(f"neural ODE: {c.model.last_nfe} vector-field evaluations per beat", err=True)
 
 
 @main.command("decode")
@@ -472,6 +481,9 @@ def score_cmd(midi, per_window, model) -> None:
             line += "  [" + " ".join(f"{x:.3f}" for x in s["per_window"][g]) + "]"
         click.echo(line)
     click.echo("(upper bounds through dequantization)")
+    if c.ck.kind == "cnf":
+        click.echo(f"neural ODE: {c.model.last_nfe} vector-field evaluations (last genre's solve), "
+                   "Hutchinson trace estimate", err=True)
 
 
 @main.command("classify")

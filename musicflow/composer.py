@@ -142,9 +142,10 @@ class Composer:
         return Condition(weights, torch.from_numpy(ctx[None]).float())
 
     def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray,
-                  threshold: float = 0.5) -> np.ndarray:
+                  threshold: float = 0.5, guidance: float | None = None) -> np.ndarray:
         """One piece: decode a latent per window after ``prefix`` (see :func:`decoding.generate`)."""
-        return generate(self.model, latents[None], weights, self.spec, threshold, prefix[None])[0]
+        return generate(self.model, latents[None], weights, self.spec, threshold, prefix[None],
+                        guidance)[0]
 
     def _windows(self, roll: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """A roll cut into model windows ``(n, 2, P, window)``, each with the ``context`` steps
@@ -200,8 +201,10 @@ class Composer:
     def compose_result(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
                        temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None,
                        key: str | None = None, program: int | str | None = None,
-                       velocity: int = 80) -> Result:
+                       velocity: int = 80, guidance: float | None = None) -> Result:
         """Like :meth:`compose` but also returns the roll, latents and seed."""
+        if guidance is not None and self.ck.kind != "cnf":
+            raise MusicflowError("--guidance works with the neural-ODE flow (--model cnf) only")
         if bars < 1:
             raise MusicflowError(f"--bars {bars}: must be at least 1")
         if not temperature > 0:
@@ -214,19 +217,23 @@ class Composer:
         steps = bars * self.spec.bar_steps()
         z = self._latents(math.ceil(steps / self.window), seed, temperature)
         roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
-                              self.threshold(w))[..., :steps]
+                              self.threshold(w), guidance)[..., :steps]
         return Result(self._midi(roll, tempo, key, program, velocity), roll, z, seed, w)
 
     def compose(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
                 temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None, key: str | None = None,
-                program: int | str | None = None, velocity: int = 80) -> pretty_midi.PrettyMIDI:
+                program: int | str | None = None, velocity: int = 80,
+                guidance: float | None = None) -> pretty_midi.PrettyMIDI:
         """A new piece of ``bars`` bars (4/4) in a genre or a mix of genres.
 
         ``genre``: a name, ``"name:weight"``, a list of those, or ``{name: weight}`` (default:
         :attr:`default_genre`); ``key``
-        transposes the result (``"D"``, ``"Am"``); ``program`` is a General MIDI number or name.
+        transposes the result (``"D"``, ``"Am"``); ``program`` is a General MIDI number or name;
+        ``guidance`` (neural-ODE flow only) scales the genre: 1 plain, 0 ignores it, above 1
+        exaggerates it.
         """
-        return self.compose_result(genre, bars, seed, temperature, tempo, key, program, velocity).midi
+        return self.compose_result(genre, bars, seed, temperature, tempo, key, program, velocity,
+                                   guidance).midi
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, tempo: float | None = None,
                        key: str | None = None, program: int | str | None = None,

@@ -29,11 +29,14 @@ def clean(roll: np.ndarray, spec: PianoRollSpec) -> np.ndarray:
 
 @torch.no_grad()
 def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollSpec,
-             threshold: float = 0.5, prefix: np.ndarray | None = None) -> np.ndarray:
+             threshold: float = 0.5, prefix: np.ndarray | None = None,
+             guidance: float | None = None) -> np.ndarray:
     """Free-running generation of ``B`` pieces window by window: ``latents`` ``(B, W, D)``, one per
     window; each window is decoded given the ``context_steps`` before it (the prefix, then what was
-    generated), thresholded, and cleaned. ``genre`` is ``(1, G)`` or ``(B, G)``. Returns rolls
+    generated), thresholded, and cleaned. ``genre`` is ``(1, G)`` or ``(B, G)``; ``guidance`` goes
+    to the decoder of a model that takes it (the neural ODE). Returns rolls
     ``(B, 2, P, prefix + W * steps)``."""
+    kw = {} if guidance is None else {"guidance": guidance}
     b, w, _ = latents.shape
     c = model.config.context_steps
     rolls = np.zeros((b, 2, spec.pitches, 0), np.float32) if prefix is None else prefix.copy()
@@ -43,7 +46,7 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
         tail = rolls[..., -c:] if rolls.shape[-1] else rolls
         if tail.shape[-1]:
             ctx[..., -tail.shape[-1]:] = tail
-        v = model.decode(latents[:, k], Condition(genre, torch.from_numpy(ctx)))
+        v = model.decode(latents[:, k], Condition(genre, torch.from_numpy(ctx)), **kw)
         held = rolls[:, 1, :, -1] > 0 if rolls.shape[-1] else None
         chunk = clean_continuation((v > threshold).numpy(), held)
         rolls = np.concatenate([rolls, chunk], axis=-1)

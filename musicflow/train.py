@@ -46,13 +46,18 @@ class TrainConfig:
 
 
 class _Objective(nn.Module):
-    """Bits/dim of a batch through ``forward``, so DDP sees the call and syncs gradients."""
+    """The model's training loss of a batch through ``forward``, so DDP sees the call and syncs
+    gradients: ``model.loss`` where the model has one (the neural ODE's flow matching or penalised
+    likelihood), else bits/dim."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, x, ctx, g, generator=None):
+        loss = getattr(self.model, "loss", None)
+        if callable(loss):
+            return loss(x, Condition(g, ctx), generator=generator).mean()
         return self.model.bits_per_dim(x, Condition(g, ctx), generator=generator).mean()
 
 
@@ -78,11 +83,13 @@ def _lr_lambda(cfg: TrainConfig):
 @torch.no_grad()
 def evaluate_bpd(model, windows: WindowSet, per_genre: int, device, seed: int = 0,
                  batch_size: int = 128) -> dict[str, float]:
-    """Mean bits/dim per genre on up to ``per_genre`` windows of each (fixed choice and noise)."""
+    """Mean bits/dim per genre on up to ``per_genre`` windows of each (fixed choice and noise);
+    a model's ``valid_bits_per_dim`` (a cheaper estimate, e.g. the neural ODE's) where it has one."""
     was = model.training
     model.eval()
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
+    bpd = getattr(model, "valid_bits_per_dim", model.bits_per_dim)
     out = {}
     for gi, name in enumerate(windows.genres):
         idx = np.flatnonzero(windows.labels == gi)
@@ -92,7 +99,7 @@ def evaluate_bpd(model, windows: WindowSet, per_genre: int, device, seed: int = 
         vals = []
         for s in range(0, len(idx), batch_size):
             x, ctx, g = (t.to(device) for t in windows.batch(idx[s:s + batch_size]))
-            vals.append(model.bits_per_dim(x, Condition(g, ctx), generator=gen).cpu())
+            vals.append(bpd(x, Condition(g, ctx), generator=gen).cpu())
         out[name] = float(torch.cat(vals).mean())
     model.train(was)
     return out
@@ -211,6 +218,9 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     record.update({"train_config": asdict(cfg), "data": str(data), "data_hash": ds.content_hash(),
                    "command": command or record.get("command", ""), "world_size": world,
                    "train_windows": len(train_w), "valid_windows": len(valid_w)})
+    if hasattr(model, "valid_note"):
+        record["valid_note"] = model.valid_note
+    loss_name = getattr(model, "loss_name", "bpd")
 
     def save(final: bool) -> None:
         if rank != 0:
@@ -247,18 +257,18 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         elapsed = time.perf_counter() - t0
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.update(1)
-        bar.set_postfix(bpd=f"{running:.4f}")
+        bar.set_postfix({loss_name: f"{running:.4f}"})
         out_of_time = cfg.minutes is not None and elapsed > cfg.minutes * 60
         if step % cfg.valid_every == 0 or step == cfg.steps or out_of_time:
             if rank == 0:
                 per = evaluate_bpd(model, valid_w, cfg.valid_windows, dev)
                 mean = float(np.mean(list(per.values()))) if per else float("nan")
                 record.setdefault("history", []).append(
-                    {"step": step, "train_bpd": round(running, 5), "valid_bpd": round(mean, 5),
+                    {"step": step, f"train_{loss_name}": round(running, 5), "valid_bpd": round(mean, 5),
                      "elapsed_s": round(elapsed, 1)})
                 record["valid_bpd"], record["valid_bpd_per_genre"] = mean, per
                 if not quiet:
-                    tqdm.write(f"step {step}: train {running:.4f}  valid {mean:.4f} bits/dim  "
+                    tqdm.write(f"step {step}: train {loss_name} {running:.4f}  valid {mean:.4f} bits/dim  "
                                + " ".join(f"{k}={v:.4f}" for k, v in per.items()))
             save(final=step >= cfg.steps)
             if world > 1:

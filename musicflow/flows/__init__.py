@@ -1,4 +1,4 @@
-"""Flows over piano-roll windows: one :class:`Flow` interface, Glow as the first family.
+"""Flows over piano-roll windows: one :class:`Flow` interface, Glow and the neural-ODE CNF.
 
 >>> import torch
 >>> from musicflow.flows import Condition, Glow, GlowConfig
@@ -10,6 +10,7 @@ torch.Size([1, 2, 8, 8])
 from __future__ import annotations
 
 from musicflow.flows.base import Condition, Flow, Transform
+from musicflow.flows.cnf import CNF, CNFConfig
 from musicflow.flows.dequantize import (
     Logit,
     UniformDequantizer,
@@ -27,6 +28,7 @@ from musicflow.flows.layers import (
     Squeeze,
 )
 from musicflow.flows.nets import CondFeatures, CondNet, ContextEncoder
+from musicflow.flows.odefunc import Solver, VectorField
 from musicflow.flows.splines import SplineCoupling, rq_spline
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "AffineCoupling",
     "SplineCoupling",
     "rq_spline",
+    "CNF",
+    "CNFConfig",
     "CondFeatures",
     "CondNet",
     "Condition",
@@ -44,11 +48,13 @@ __all__ = [
     "GlowConfig",
     "InvConv1x1",
     "Logit",
+    "Solver",
     "Split",
     "Squeeze",
     "Transform",
     "UniformDequantizer",
     "VariationalDequantizer",
+    "VectorField",
     "centre",
     "quantize",
 ]
