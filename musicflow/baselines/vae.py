@@ -138,16 +138,9 @@ class VAE(Flow):
     # -- conditioning -------------------------------------------------------------------------
     def features(self, cond: Condition, drop_context: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Condition vector ``(B, cond_dim)`` and per-pitch context map ``(B, C, P)``."""
-        c, genre = self.config, cond.genre
-        if genre.dim() != 2 or genre.shape[1] != c.n_genres:
-            raise MusicflowError(f"cond.genre must have shape (B, {c.n_genres}), got {tuple(genre.shape)}")
-        b = genre.shape[0]
-        if not torch.allclose(genre.sum(dim=1), genre.new_ones(b), atol=1e-3):
-            raise MusicflowError("cond.genre: each row of genre weights must sum to 1")
-        ctx = cond.context
-        if ctx is not None and (ctx.dim() != 4 or ctx.shape[:3] != (b, 2, c.pitches)):
-            raise MusicflowError(f"cond.context must have shape ({b}, 2, {c.pitches}, T_ctx), "
-                                 f"got {tuple(ctx.shape)}")
+        c = self.config
+        b = cond.validate(c.n_genres, c.pitches)
+        genre, ctx = cond.genre, cond.context
         drop = None
         if drop_context and ctx is not None and c.context_dropout > 0:
             drop = torch.rand(b, device=genre.device) < c.context_dropout

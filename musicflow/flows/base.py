@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from musicflow.errors import MusicflowError
+
 
 @dataclass
 class Condition:
@@ -33,6 +35,25 @@ class Condition:
     @property
     def batch_size(self) -> int:
         return self.genre.shape[0]
+
+    def validate(self, n_genres: int, pitches: int) -> int:
+        """Check the shapes a model with ``n_genres`` genres and ``pitches`` pitches needs; return
+        the batch size. Bad conditions are one-line :class:`MusicflowError` s.
+
+        >>> Condition(torch.tensor([[0.5, 0.5]])).validate(n_genres=2, pitches=8)
+        1
+        """
+        genre = self.genre
+        if genre.dim() != 2 or genre.shape[1] != n_genres:
+            raise MusicflowError(f"cond.genre must have shape (B, {n_genres}), got {tuple(genre.shape)}")
+        batch = genre.shape[0]
+        if not torch.allclose(genre.sum(dim=1), genre.new_ones(batch), atol=1e-3):
+            raise MusicflowError("cond.genre: each row of genre weights must sum to 1")
+        ctx = self.context
+        if ctx is not None and (ctx.dim() != 4 or ctx.shape[:3] != (batch, 2, pitches)):
+            raise MusicflowError(
+                f"cond.context must have shape ({batch}, 2, {pitches}, T_ctx), got {tuple(ctx.shape)}")
+        return batch
 
     def to(self, device: torch.device | str) -> Condition:
         ctx = None if self.context is None else self.context.to(device)

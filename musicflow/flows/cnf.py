@@ -179,16 +179,8 @@ class CNF(Flow):
         """Condition to features; ``drop`` applies genre and context dropout (training),
         ``null_genre`` replaces every genre by the null embedding (guidance)."""
         cfg = self.config
-        genre = cond.genre
-        if genre.dim() != 2 or genre.shape[1] != cfg.n_genres:
-            raise MusicflowError(f"cond.genre must have shape (B, {cfg.n_genres}), got {tuple(genre.shape)}")
-        batch = genre.shape[0]
-        if not torch.allclose(genre.sum(dim=1), genre.new_ones(batch), atol=1e-3):
-            raise MusicflowError("cond.genre: each row of genre weights must sum to 1")
-        ctx = cond.context
-        if ctx is not None and (ctx.dim() != 4 or ctx.shape[:3] != (batch, 2, cfg.pitches)):
-            raise MusicflowError(
-                f"cond.context must have shape ({batch}, 2, {cfg.pitches}, T_ctx), got {tuple(ctx.shape)}")
+        batch = cond.validate(cfg.n_genres, cfg.pitches)
+        genre, ctx = cond.genre, cond.context
         dev = genre.device
         drop_ctx = torch.rand(batch, device=dev) < cfg.context_dropout if drop and ctx is not None else None
         ctx_vec, pitch_map = self.context_encoder(ctx, batch, drop_ctx)

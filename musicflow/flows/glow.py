@@ -205,17 +205,8 @@ class Glow(Flow):
     def features(self, cond: Condition, drop_context: bool = False) -> CondFeatures:
         """The :class:`CondFeatures` every layer receives; ``drop_context`` applies dropout."""
         cfg = self.config
-        genre = cond.genre
-        if genre.dim() != 2 or genre.shape[1] != cfg.n_genres:
-            raise MusicflowError(f"cond.genre must have shape (B, {cfg.n_genres}), got {tuple(genre.shape)}")
-        batch = genre.shape[0]
-        if not torch.allclose(genre.sum(dim=1), genre.new_ones(batch), atol=1e-3):
-            raise MusicflowError("cond.genre: each row of genre weights must sum to 1")
-        ctx = cond.context
-        if ctx is not None and (ctx.dim() != 4 or ctx.shape[:3] != (batch, 2, cfg.pitches)):
-            raise MusicflowError(
-                f"cond.context must have shape ({batch}, 2, {cfg.pitches}, T_ctx), got {tuple(ctx.shape)}"
-            )
+        batch = cond.validate(cfg.n_genres, cfg.pitches)
+        genre, ctx = cond.genre, cond.context
         drop = None
         if drop_context and ctx is not None and cfg.context_dropout > 0:
             drop = torch.rand(batch, device=genre.device) < cfg.context_dropout
