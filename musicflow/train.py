@@ -82,14 +82,15 @@ def _lr_lambda(cfg: TrainConfig):
 
 @torch.no_grad()
 def evaluate_bpd(model, windows: WindowSet, per_genre: int, device, seed: int = 0,
-                 batch_size: int = 128) -> dict[str, float]:
+                 batch_size: int = 128, estimate: bool = True) -> dict[str, float]:
     """Mean bits/dim per genre on up to ``per_genre`` windows of each (fixed choice and noise);
-    a model's ``valid_bits_per_dim`` (a cheaper estimate, e.g. the neural ODE's) where it has one."""
+    with ``estimate``, a model's ``valid_bits_per_dim`` (a cheaper estimate, e.g. the neural
+    ODE's) where it has one, else always its own ``bits_per_dim``."""
     was = model.training
     model.eval()
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    bpd = getattr(model, "valid_bits_per_dim", model.bits_per_dim)
+    bpd = getattr(model, "valid_bits_per_dim", model.bits_per_dim) if estimate else model.bits_per_dim
     out = {}
     for gi, name in enumerate(windows.genres):
         idx = np.flatnonzero(windows.labels == gi)

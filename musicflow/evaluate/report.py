@@ -39,9 +39,8 @@ from musicflow.errors import MusicflowError
 from musicflow.evaluate.fidelity import STATS, classify_rolls, real_windows, statistics
 from musicflow.evaluate.metrics import overlap_area
 from musicflow.evaluate.novelty import nearest, segments, summarize
-from musicflow.flows.base import Condition
 from musicflow.genre import genre_vector
-from musicflow.train import model_windows
+from musicflow.train import evaluate_bpd, model_windows
 
 
 @dataclass(frozen=True)
@@ -109,24 +108,7 @@ def test_bpd(model, windows: WindowSet, per_genre: int, seed: int = 0, batch_siz
     """Mean ``model.bits_per_dim`` per genre on up to ``per_genre`` windows of each, chosen and
     noised with ``seed``. Always the model's own ``bits_per_dim`` (its reported bound), never a
     cheaper validation estimate that training may use."""
-    model.eval()
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for gi, name in enumerate(windows.genres):
-        idx = np.flatnonzero(windows.labels == gi)
-        if not len(idx):
-            continue
-        idx = rng.choice(idx, size=min(per_genre, len(idx)), replace=False)
-        vals = [model.bits_per_dim(*_cond(windows, idx[s:s + batch_size]), generator=gen)
-                for s in range(0, len(idx), batch_size)]
-        out[name] = float(torch.cat(vals).mean())
-    return out
-
-
-def _cond(windows: WindowSet, idx: np.ndarray):
-    x, ctx, g = windows.batch(idx)
-    return x, Condition(g, ctx)
+    return evaluate_bpd(model, windows, per_genre, "cpu", seed, batch_size, estimate=False)
 
 
 def _bpd(subjects: list[Subject], ds: Dataset, cfg: EvalConfig) -> dict:
