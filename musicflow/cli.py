@@ -219,6 +219,11 @@ def calibrate_cmd(checkpoint, data, temperature) -> None:
               help="Pieces per 50/50 genre pair (0: no mixes).")
 @click.option("--classify-pieces", type=int, default=10, show_default=True,
               help="Test pieces per genre for likelihood classification.")
+@click.option("--classify-bars", type=int, default=16, show_default=True,
+              help="Their first bars, scored under every genre.")
+@click.option("--ode-solver", default="",
+              help="Neural-ODE flow only: the likelihood solver, e.g. rk4:8 (eight fixed RK4 steps, "
+                   "several times cheaper) [default: the checkpoint's own, adaptive dopri5].")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Also evaluate the Bernoulli baseline and the VAE checkpoint.")
 @click.option("--vae", default=None,
@@ -229,7 +234,8 @@ def calibrate_cmd(checkpoint, data, temperature) -> None:
               help="JSON report; the markdown tables go beside it (.md).")
 @quiet_option
 def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, real_windows, mix_samples,
-                 classify_pieces, baselines, vae, classifier, output, quiet) -> None:
+                 classify_pieces, classify_bars, ode_solver, baselines, vae, classifier, output,
+                 quiet) -> None:
     """Evaluate a model against baselines: bits/dim, musical metrics, genre fidelity, likelihood
     classification and novelty, in one JSON report and a markdown table."""
     import json
@@ -240,7 +246,7 @@ def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, re
 
     cfg = EvalConfig(samples=samples, bars=bars, seed=seed, temperature=temperature,
                      test_windows=test_windows, real_windows=real_windows, mix_samples=mix_samples,
-                     classify_pieces=classify_pieces)
+                     classify_pieces=classify_pieces, classify_bars=classify_bars, ode_solver=ode_solver)
     report = evaluate(model, data, cfg, baselines, vae, classifier, quiet)
     out = Path(output)
     text = json.dumps(report, indent=1) + "\n"

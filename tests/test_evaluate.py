@@ -141,6 +141,8 @@ TINY_GLOW = {"levels": 1, "depth": 1, "hidden": 8, "context_channels": 4, "cond_
              "steps": 4, "context_steps": 16}
 TINY_VAE = {"hidden": 8, "bottleneck": 8, "dim": 4, "context_channels": 4, "cond_dim": 8, "embed_dim": 4,
             "steps": 4, "context_steps": 16}
+TINY_CNF = {"hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4, "blocks": 1, "steps": 4,
+            "context_steps": 16, "sample_steps": 2}
 SMALL = EvalConfig(samples=3, bars=4, test_windows=8, real_windows=4, mix_samples=2, classify_pieces=1,
                    classify_bars=4)
 
@@ -161,6 +163,7 @@ def tiny(tmp_path_factory):
     cfg = TrainConfig(steps=2, batch_size=8, valid_every=2, warmup=1, valid_windows=4)
     train("glow", data, root / "glow.pt", cfg, TINY_GLOW, quiet=True)
     train("vae", data, root / "vae-music21.pt", cfg, TINY_VAE, quiet=True)
+    train("cnf", data, root / "cnf.pt", cfg, TINY_CNF, quiet=True)
     clf, info = train_classifier(Dataset.load(data), steps=2, batch_size=8, quiet=True)
     save_checkpoint(root / "clf.pt", "classifier", clf, ds.spec, ds.genres, info)
     return root
@@ -241,3 +244,38 @@ def test_test_bpd_is_the_models_own_bound(tiny):
     ws = model_windows(Dataset.load(tiny / "tiny.npz"), "test", ck.model.config, ck.genres)
     ours = test_bpd(ck.model, ws, 5, seed=3)
     assert ours == pytest.approx(evaluate_bpd(ck.model, ws, 5, "cpu", seed=3))
+
+
+def test_cnf_report_uses_the_asked_ode_solver(tiny):
+    from dataclasses import replace
+
+    from musicflow.composer import Composer, Input
+    from musicflow.evaluate.report import use_ode_solver
+    from musicflow.flows.odefunc import Solver
+
+    cfg = replace(SMALL, ode_solver="rk4:3", mix_samples=0)
+    report = evaluate(tiny / "cnf.pt", tiny / "tiny.npz", cfg, baselines=False, classifier=tiny / "clf.pt")
+    assert report["models"]["model"]["likelihood_solver"] == "rk4:3"
+    assert "solver rk4:3" in to_markdown(report)
+    # the classification's likelihoods are those of the model under that solver
+    c = Composer.load(tiny / "cnf.pt")
+    ds = Dataset.load(tiny / "tiny.npz")
+    roll = ds.roll(ds.indices("test", "folk")[0])[..., :4 * ds.spec.bar_steps()]
+    xs, ctx = c._windows(roll)
+    vec = torch.zeros(len(xs), 2)
+    vec[:, 0] = 1
+    solver = Solver("rk4", steps=3)
+    want, _ = c.model.log_prob_with_stderr(xs, Condition(vec, ctx), torch.Generator().manual_seed(0), solver)
+    use_ode_solver(c, "rk4:3")
+    got, _ = c.log_likelihoods(Input(roll, 0, "", 100.0, None))
+    assert np.allclose(got[c.genres[0]], want.detach().numpy(), atol=1e-4)
+    assert c.model.last_nfe == 12
+
+
+def test_ode_solver_on_a_glow_or_bad_text_is_one_line(tiny, tmp_path):
+    base = ["evaluate", "--data", str(tiny / "tiny.npz"), "--classifier", str(tiny / "clf.pt"),
+            "--no-baselines", "-o", str(tmp_path / "r.json"), "--quiet"]
+    r = CliRunner().invoke(main, [*base, "--model", str(tiny / "glow.pt"), "--ode-solver", "rk4:8"])
+    assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "neural-ODE" in r.output
+    r = CliRunner().invoke(main, [*base, "--model", str(tiny / "cnf.pt"), "--ode-solver", "rk4"])
+    assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "rk4:8" in r.output

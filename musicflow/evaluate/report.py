@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from musicflow.errors import MusicflowError
 from musicflow.evaluate.fidelity import STATS, classify_rolls, real_windows, statistics
 from musicflow.evaluate.metrics import overlap_area
 from musicflow.evaluate.novelty import nearest, segments, summarize
+from musicflow.flows.odefunc import Solver
 from musicflow.genre import genre_vector
 from musicflow.train import evaluate_bpd, model_windows
 
@@ -57,6 +58,7 @@ class EvalConfig:
     classify_pieces: int = 10  # real test pieces per genre for likelihood classification
     classify_bars: int = 16  # their first bars
     novelty_hop: int = 16  # training windows start every bar line
+    ode_solver: str = ""  # a CNF's likelihood solver ("rk4:8", "dopri5"); "": the checkpoint's own
 
 
 @dataclass
@@ -246,6 +248,22 @@ def _decoding_for_kind(c: Composer) -> Composer:
     return c
 
 
+def use_ode_solver(c: Composer, text: str) -> None:
+    """Compute a neural-ODE flow's likelihoods with solver ``text`` (``rk4:8``: eight fixed RK4
+    steps, a few times cheaper than the adaptive default; see ``benchmarks/bench_cnf.py``)."""
+    if c.ck.kind != "cnf":
+        raise MusicflowError(f"--ode-solver applies to a neural-ODE flow; {c.ck.path} is a {c.ck.kind}")
+    s = Solver.parse(text)
+    c.model.config = replace(c.model.config, method=s.method, likelihood_steps=s.steps)
+
+
+def _solver_text(c: Composer) -> str | None:
+    if c.ck.kind != "cnf":
+        return None
+    s = c.model.config.likelihood_solver
+    return f"{s.method}:{s.steps}" if s.evaluations_per_solve else f"{s.method} rtol={s.rtol} atol={s.atol}"
+
+
 def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: bool, ds: Dataset,
                   temperature: float) -> list[Subject]:
     """The model, then (with ``baselines``) the Bernoulli baseline fitted on the train split and
@@ -293,6 +311,8 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     ds = Dataset.load(data)
     subjects = load_subjects(model, vae, baselines, ds, cfg.temperature)
     main = subjects[0].composer
+    if cfg.ode_solver:
+        use_ode_solver(main, cfg.ode_solver)
     genres = main.genres
     clf_path = Path(classifier) if classifier else checkpoints_dir() / "genre-classifier.pt"
     clf_ck = load_checkpoint(clf_path)
@@ -352,7 +372,9 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
                             "params": _params(s.composer.model), "temperature": s.temperature,
                             "window_steps": s.composer.model.config.steps,
                             "train_steps": s.composer.ck.info.get("step"),
-                            "train_wall_time_s": s.composer.ck.info.get("wall_time_s")}
+                            "train_wall_time_s": s.composer.ck.info.get("wall_time_s"),
+                            **({"likelihood_solver": _solver_text(s.composer)}
+                               if s.composer.ck.kind == "cnf" else {})}
                    for s in subjects},
         "data": {"path": _rel(data), "hash": ds.content_hash(), "genres": genres},
         "classifier": {"path": _rel(clf_path),

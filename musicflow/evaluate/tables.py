@@ -75,6 +75,10 @@ def to_markdown(report: dict) -> str:
         lines += [f"Data `{report['data']['path']}` (hash {report['data']['hash']}); "
                   f"{s.get('samples')} pieces of {s.get('bars')} bars per genre, seed {s.get('seed')}, "
                   f"temperature {s.get('temperature')} (bernoulli draws as fitted).", ""]
+        for n, m in models.items():
+            if m.get("likelihood_solver"):
+                lines += [f"The {n}'s likelihoods (a neural-ODE flow) use the solver "
+                          f"{m['likelihood_solver']}.", ""]
     if all(k in report for k in ("data", "bits_per_dim", "metrics", "fidelity", "likelihood_classification")):
         lines += ["## Summary", ""] + headline(report)
     if "bits_per_dim" in report:

@@ -52,7 +52,8 @@ OBJECTIVES = ("fm", "ml")
 class CNFConfig:
     """Everything needed to rebuild a :class:`CNF`; stored in checkpoints via :meth:`to_dict`.
 
-    Three solvers: ``method``/``rtol``/``atol`` (adaptive) for likelihoods and ``encode``;
+    Three solvers: ``method``/``rtol``/``atol`` (adaptive; a fixed-step ``method`` takes
+    ``likelihood_steps`` steps) for likelihoods and ``encode``;
     ``sample_method``/``sample_steps`` (fixed-step) for ``decode`` and sampling;
     ``train_method``/``train_steps`` (fixed-step) for maximum-likelihood training and the cheap
     validation estimate. ``exact_trace_dim``: windows of at most this many dimensions get the exact
@@ -80,6 +81,7 @@ class CNFConfig:
     genre_dropout: float = 0.15
     context_dropout: float = 0.1
     method: str = "dopri5"
+    likelihood_steps: int = 8  # used when ``method`` is a fixed-step method
     rtol: float = 1e-5
     atol: float = 1e-5
     sample_method: str = "rk4"
@@ -94,7 +96,8 @@ class CNFConfig:
 
     def __post_init__(self) -> None:
         for name in ("pitches", "steps", "n_genres", "context_steps", "context_channels", "embed_dim",
-                     "cond_dim", "hidden", "blocks", "dequant_hidden", "dequant_steps", "probes"):
+                     "cond_dim", "hidden", "blocks", "dequant_hidden", "dequant_steps", "probes",
+                     "likelihood_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise MusicflowError(f"CNFConfig.{name} must be a positive integer, got {value!r}")
@@ -122,7 +125,8 @@ class CNFConfig:
 
     @property
     def likelihood_solver(self) -> Solver:
-        return Solver(self.method, rtol=self.rtol, atol=self.atol, adjoint=self.adjoint)
+        return Solver(self.method, steps=self.likelihood_steps, rtol=self.rtol, atol=self.atol,
+                      adjoint=self.adjoint)
 
     @property
     def sample_solver(self) -> Solver:

@@ -57,6 +57,20 @@ class Solver:
         if not (self.rtol > 0 and self.atol > 0):
             raise MusicflowError("solver rtol and atol must be positive")
 
+    @classmethod
+    def parse(cls, text: str, **kw) -> Solver:
+        """``"rk4:8"`` (a fixed-step method and its steps) or ``"dopri5"`` (an adaptive method).
+
+        >>> Solver.parse("rk4:16").steps, Solver.parse("dopri5").method
+        (16, 'dopri5')
+        """
+        method, _, steps = text.partition(":")
+        if method in FIXED and not steps.isdigit():
+            raise MusicflowError(f"solver {text!r}: a fixed-step method needs its steps, e.g. {method}:8")
+        if method in ADAPTIVE and steps:
+            raise MusicflowError(f"solver {text!r}: an adaptive method takes no step count")
+        return cls(method, steps=int(steps) if steps else 8, **kw)
+
     @property
     def evaluations_per_solve(self) -> int | None:
         """NFE of one solve for fixed-step methods (``None``: adaptive, known only afterwards)."""
