@@ -240,9 +240,11 @@ def test_glow_bijection_logdet_matches_jacobian(coupling: str) -> None:
     assert logdet_inv.item() == pytest.approx(-logdet.item(), abs=1e-8)
 
 
-@pytest.mark.parametrize(("context", "coupling"), [(True, "affine"), (False, "affine"), (True, "spline")])
-def test_encode_decode_round_trip(context: bool, coupling: str) -> None:
-    model, x, cond = _model(coupling=coupling), _rolls(4), _cond(4, genre=1, context=context)
+@pytest.mark.parametrize(("context", "coupling", "chroma"),
+                         [(True, "affine", False), (False, "affine", False), (True, "spline", False),
+                          (True, "affine", True), (False, "affine", True)])
+def test_encode_decode_round_trip(context: bool, coupling: str, chroma: bool) -> None:
+    model, x, cond = _model(coupling=coupling, chroma=chroma), _rolls(4), _cond(4, genre=1, context=context)
     z = model.encode(x, cond)
     assert z.shape == (4, TINY.dim)
     v = model.decode(z, cond)
@@ -296,6 +298,30 @@ def test_genre_mix_and_context_change_the_sample() -> None:
         assert not torch.equal(quantize(v), quantize(ref))
     # Mixing is linear in the embedding: a mix differs from both of its parts.
     assert (_sample(model, mix) - _sample(model, other)).abs().max() > 1e-2
+
+
+def test_chroma_context_sees_octaves_the_convolutions_cannot() -> None:
+    """With ``chroma``, moving one context note by an octave (beyond the encoder's pitch reach)
+    leaves the pitch-class profile and its share of the condition unchanged, while moving it by
+    a fifth changes them; without it, the model cannot tell pitch classes apart at a distance."""
+    from musicflow.flows.nets import ContextEncoder, chroma_profile
+
+    torch.manual_seed(0)
+    enc = ContextEncoder(pitches=48, channels=4, out_dim=6, chroma=True)
+    base = torch.zeros(1, 2, 48, 16)
+    base[0, :, 5, -4] = 1
+    base[0, 1, 5, -3:] = 1
+    octave, fifth = base.roll(12 * 2, dims=2), base.roll(7, dims=2)
+    assert torch.equal(chroma_profile(base), chroma_profile(octave))
+    assert not torch.equal(chroma_profile(base), chroma_profile(fifth))
+    # the chroma part of the vector depends on the pitch class only
+    part = [enc.chroma_vec(chroma_profile(c).flatten(1)) for c in (base, octave, fifth)]
+    assert torch.equal(part[0], part[1]) and (part[0] - part[2]).abs().max() > 1e-4
+    # and every pitch of the same class gets the same chroma share of the map
+    share = enc.chroma_map(chroma_profile(base))[..., enc.pitch_class]
+    assert torch.equal(share[..., 0], share[..., 12]) and torch.equal(share[..., 5], share[..., 41])
+    with pytest.raises(MusicflowError, match="chroma"):
+        GlowConfig(chroma="yes")
 
 
 def test_context_dropout_swaps_in_the_no_context_value_per_row() -> None:

@@ -68,6 +68,7 @@ class GlowConfig:
     net_blocks: int = 1  # hidden blocks per coupling net, time dilation 2, 4, ...
     context_steps: int = 64  # context the data pipeline supplies; the encoder takes any length
     context_channels: int = 16
+    chroma: bool = False  # the context's pitch-class profile joins the condition (flows/nets.py)
     embed_dim: int = 16  # genre embedding size
     cond_dim: int = 64  # size of the global conditioning vector
     dequantization: str = "uniform"
@@ -108,6 +109,8 @@ class GlowConfig:
             )
         if not 0.0 < self.alpha < 0.5:
             raise MusicflowError(f"GlowConfig.alpha must be in (0, 0.5), got {self.alpha}")
+        if not isinstance(self.chroma, bool):
+            raise MusicflowError(f"GlowConfig.chroma must be true or false, got {self.chroma!r}")
         if self.coupling not in ("affine", "spline"):
             raise MusicflowError(f"GlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}")
         if not isinstance(self.bins, int) or self.bins < 2:
@@ -157,7 +160,7 @@ class Glow(Flow):
         cfg = config if config is not None else GlowConfig()
         self.config = cfg
         self.genre_table = nn.Parameter(torch.randn(cfg.n_genres, cfg.embed_dim))
-        self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim)
+        self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim, cfg.chroma)
         self.cond_mlp = nn.Sequential(
             nn.Linear(cfg.embed_dim + cfg.cond_dim, cfg.cond_dim),
             nn.ReLU(),

@@ -125,6 +125,24 @@ class CondNet(nn.Module):
         return F.relu(a)
 
 
+def chroma_profile(context: torch.Tensor) -> torch.Tensor:
+    """Pitch-class profile of a context ``(B, 2, P, T)``: ``(B, 4, 12)``, the share of each pitch
+    class (pitch row modulo 12) among the sounding cells of the whole context and of its last beat
+    (4 steps), for onsets and for sustain. Which scale and which chord: octave-related rows are
+    far apart on the pitch axis, where convolutions see only neighbours.
+
+    >>> ctx = torch.zeros(1, 2, 24, 8)
+    >>> ctx[0, 1, 0, :] = 1; ctx[0, 1, 12, 4:] = 1; ctx[0, 1, 7, :4] = 1  # rows 0 and 12: class 0
+    >>> chroma_profile(ctx)[0, 1, [0, 7]].tolist(), chroma_profile(ctx)[0, 3, [0, 7]].tolist()
+    ([0.75, 0.25], [1.0, 0.0])
+    """
+    b, c, p, t = context.shape
+    folded = F.pad(context, (0, 0, 0, (-p) % 12)).reshape(b, c, -1, 12, t).sum(dim=2)
+    parts = [folded.sum(-1), folded[..., -4:].sum(-1)]
+    out = torch.cat([x / x.sum(dim=-1, keepdim=True).clamp_min(1.0) for x in parts], dim=1)
+    return out  # (B, 4, 12): whole onsets, whole sustain, last-beat onsets, last-beat sustain
+
+
 class ContextEncoder(nn.Module):
     """Summarise the previous bars ``(B, 2, P, T_ctx)`` as a vector and a per-pitch map.
 
@@ -133,7 +151,8 @@ class ContextEncoder(nn.Module):
     continuation must pick up). A learned
     "no context" vector and map stand in for missing context: when ``context`` is ``None`` and for
     the batch rows where ``drop`` is true (context dropout during training, so that one model can
-    both start and continue a piece). Any ``T_ctx >= 1`` works.
+    both start and continue a piece). Any ``T_ctx >= 1`` works. With ``chroma``, the context's
+    :func:`chroma_profile` also joins the vector and, per pitch class, the map.
 
     >>> enc = ContextEncoder(pitches=8, channels=4, out_dim=6)
     >>> vec, pmap = enc(torch.zeros(3, 2, 8, 16), batch_size=3)
@@ -141,7 +160,7 @@ class ContextEncoder(nn.Module):
     (torch.Size([3, 6]), torch.Size([3, 4, 8]))
     """
 
-    def __init__(self, pitches: int, channels: int, out_dim: int) -> None:
+    def __init__(self, pitches: int, channels: int, out_dim: int, chroma: bool = False) -> None:
         super().__init__()
         c = channels
         self.convs = nn.Sequential(
@@ -160,6 +179,11 @@ class ContextEncoder(nn.Module):
         # Small random rather than zero so the empty context still tells pitches apart.
         self.null_map = nn.Parameter(0.1 * torch.randn(c, pitches))
         self.null_vec = nn.Parameter(torch.zeros(out_dim))
+        self.chroma = chroma
+        if chroma:
+            self.chroma_map = nn.Conv1d(4, c, 1)
+            self.chroma_vec = nn.Linear(48, out_dim)
+            self.register_buffer("pitch_class", torch.arange(pitches) % 12, persistent=False)
 
     def forward(
         self,
@@ -179,7 +203,12 @@ class ContextEncoder(nn.Module):
         last = context[..., -4:]
         last = F.pad(last, (4 - last.shape[-1], 0)).permute(0, 1, 3, 2).reshape(batch_size, 8, -1)
         pmap = self.to_map(torch.cat([a.mean(dim=-1), a[..., -1], last], dim=1))
+        if self.chroma:
+            prof = chroma_profile(context)
+            pmap = pmap + self.chroma_map(prof)[..., self.pitch_class]
         vec = self.to_vec(torch.cat([pmap.mean(dim=-1), pmap.amax(dim=-1)], dim=1))
+        if self.chroma:
+            vec = vec + self.chroma_vec(prof.flatten(1))
         if drop is not None:
             vec = torch.where(drop[:, None], null_vec, vec)
             pmap = torch.where(drop[:, None, None], null_map, pmap)
