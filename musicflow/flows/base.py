@@ -103,5 +103,18 @@ class Flow(nn.Module):
     def encode(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         raise NotImplementedError
 
+    def draw_latents(self, n: int, cond: Condition, temperature: float,
+                     generator: torch.Generator | None) -> tuple[torch.Tensor, Condition]:
+        """``n`` standard-normal latents ``(n, dim)`` times ``temperature``, on the model's device
+        and dtype, and ``cond`` expanded to ``n``; bad ``n`` or condition batch sizes are one-line
+        errors. What every flow's ``sample`` starts from."""
+        if n < 1:
+            raise MusicflowError(f"sample: n must be positive, got {n}")
+        if cond.batch_size not in (1, n):
+            raise MusicflowError(f"sample: condition batch size {cond.batch_size} is not 1 or {n}")
+        ref = next(self.parameters())
+        z = torch.randn(n, self.config.dim, generator=generator, device=ref.device, dtype=ref.dtype)
+        return z * temperature, cond.expand(n)
+
     def decode(self, z: torch.Tensor, cond: Condition) -> torch.Tensor:
         raise NotImplementedError

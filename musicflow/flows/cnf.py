@@ -317,13 +317,8 @@ class CNF(Flow):
     def sample(self, n: int, cond: Condition, temperature: float = 1.0,
                generator: torch.Generator | None = None, guidance: float | None = None) -> torch.Tensor:
         """``n`` binary rolls ``(n, 2, P, T)``; ``cond`` has batch size 1 or ``n``."""
-        if n < 1:
-            raise MusicflowError(f"sample: n must be positive, got {n}")
-        if cond.batch_size not in (1, n):
-            raise MusicflowError(f"sample: condition batch size {cond.batch_size} is not 1 or {n}")
-        ref = self.genre_table
-        z = torch.randn(n, self.config.dim, generator=generator, device=ref.device, dtype=ref.dtype)
-        return quantize(self.decode(z * temperature, cond.expand(n), guidance))
+        z, cond = self.draw_latents(n, cond, temperature, generator)
+        return quantize(self.decode(z, cond, guidance))
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, cond: Condition, solver: Solver | None = None) -> torch.Tensor:

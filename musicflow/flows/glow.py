@@ -303,13 +303,7 @@ class Glow(Flow):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Like :meth:`sample` but the continuous ``v in [0, 1]`` before thresholding."""
-        if n < 1:
-            raise MusicflowError(f"sample: n must be positive, got {n}")
-        if cond.batch_size not in (1, n):
-            raise MusicflowError(f"sample: condition batch size {cond.batch_size} is not 1 or {n}")
-        ref = self.genre_table
-        z = torch.randn(n, self.config.dim, generator=generator, device=ref.device, dtype=ref.dtype)
-        return self.decode(z * temperature, cond.expand(n))
+        return self.decode(*self.draw_latents(n, cond, temperature, generator))
 
     def encode(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
         """Binary rolls to standardised latents ``(B, D)``, deterministically (cell centres)."""
