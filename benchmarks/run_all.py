@@ -37,6 +37,10 @@ QUICK = {
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
                   "--classify-pieces", "2"]
 FLOWS = ("glow", "cnf")
+# The neural ODE's likelihoods cost a solve per window and genre: fixed RK4 steps (within 0.2 nats
+# of the adaptive solver per window, benchmarks/bench_cnf.py) and fewer test windows and pieces.
+EVALUATE_ARGS = {"cnf": ["--ode-solver", "rk4:8", "--test-windows", "300", "--classify-pieces", "4",
+                         "--classify-bars", "8"]}
 
 
 def _short(path: Path) -> str:
@@ -139,7 +143,9 @@ def summary(log: list[dict] | None = None) -> Path:
         lines += [f"## {path.stem}", ""]
         if path.stem.startswith("evaluate-"):
             kind = path.stem.split("-", 1)[1]
-            lines += [f"Reproduce: `musicflow evaluate --model {kind} -o benchmarks/results/{path.name}` "
+            extra = "".join(f"{a} " for a in EVALUATE_ARGS.get(kind, []))
+            lines += [f"Reproduce: `musicflow evaluate --model {kind} {extra}"
+                      f"-o benchmarks/results/{path.name}` "
                       f"(settings: {d.get('settings')}).", ""]
         elif (HERE / f"{path.stem}.py").is_file():
             lines += [f"Reproduce: `python benchmarks/{path.stem}.py` (its settings are in the JSON).", ""]
@@ -180,8 +186,8 @@ def main() -> int:
                 if args.only and args.only not in name:
                     continue
                 out = RESULTS / f"{name}.json"
-                cmd = [sys.executable, "-m", "musicflow", "evaluate", "--model", kind, "-o",
-                       _short(out), "--quiet"] + (EVALUATE_QUICK if args.quick else [])
+                cmd = [sys.executable, "-m", "musicflow", "evaluate", "--model", kind, "-o", _short(out),
+                       "--quiet", *EVALUATE_ARGS.get(kind, []), *(EVALUATE_QUICK if args.quick else [])]
                 run(cmd, log, name)
     path = summary(log)
     print(f"wrote {path}")
