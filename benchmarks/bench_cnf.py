@@ -14,6 +14,7 @@ decoded from the same latents: the share of cells that agree, and the musical st
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import replace
@@ -37,6 +38,37 @@ from musicflow.train import model_windows  # noqa: E402
 
 SETTINGS = [("euler", 4), ("rk4", 1), ("rk4", 2), ("rk4", 4), ("rk4", 8)]
 REFERENCE = ("rk4", 16)
+LIKELIHOOD_SOLVERS = ["rk4:2", "rk4:4", "rk4:8", "rk4:16"]
+
+
+@torch.no_grad()
+def likelihood_solvers(model, windows, per_genre: int, seed: int = 0) -> dict:
+    """Fixed-step likelihood solvers against the checkpoint's adaptive one on the same test windows
+    (``per_genre`` per genre, numpy seed ``seed``) with the same dequantization noise and Hutchinson
+    probes (torch seed ``seed``): per-window difference in nats and time per window."""
+    from musicflow.flows.odefunc import Solver
+
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.choice(np.flatnonzero(windows.labels == gi), per_genre, replace=False)
+                          for gi in range(len(windows.genres)) if (windows.labels == gi).sum() >= per_genre])
+    x, ctx, g = windows.batch(np.sort(idx))
+    cond = Condition(g, ctx)
+
+    def run(solver):
+        t = time.perf_counter()
+        lp, _ = model.log_prob_with_stderr(x, cond, torch.Generator().manual_seed(seed), solver)
+        return lp, (time.perf_counter() - t) / len(x), model.last_nfe
+
+    ref, ref_t, ref_nfe = run(None)
+    out = {"reference": {"solver": f"{model.config.method} rtol={model.config.rtol} atol={model.config.atol}",
+                         "s_per_window": round(ref_t, 4), "nfe": ref_nfe}, "windows": len(x)}
+    for text in LIKELIHOOD_SOLVERS:
+        lp, t, nfe = run(Solver.parse(text))
+        d = (lp - ref).abs()
+        out[text] = {"mean_abs_diff_nats": round(d.mean().item(), 4),
+                     "max_abs_diff_nats": round(d.max().item(), 4), "s_per_window": round(t, 4),
+                     "time_ratio": round(t / ref_t, 3), "nfe": nfe}
+    return out
 
 
 def pieces(model, spec, genres, thresholds, n, bars, temperature, guidance=None, seed=0):
@@ -106,6 +138,9 @@ def main() -> None:
     ap.add_argument("--bpd-windows", type=int, default=50, help="per genre and split")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--decoding", choices=("exact", "calibrated"), default="exact")
+    ap.add_argument("--solver-windows", type=int, default=8, help="per genre, likelihood solver comparison")
+    ap.add_argument("--only-solvers", action="store_true",
+                    help="run only the likelihood-solver comparison and update it in the saved JSON")
     args = ap.parse_args()
     ck = load_checkpoint(args.checkpoint)
     model, cfg = ck.model, ck.model.config
@@ -116,6 +151,25 @@ def main() -> None:
                     "config": cfg.to_dict(), "temperature": args.temperature, "decoding": args.decoding,
                     "train_steps": ck.info.get("step"), "train_wall_time_s": ck.info.get("wall_time_s"),
                     "command": ck.info.get("command")}
+
+    def solvers() -> None:
+        test_w = model_windows(ds, "test", cfg, ck.genres)
+        result["likelihood_solvers"] = likelihood_solvers(model.eval(), test_w, args.solver_windows)
+        result["likelihood_solvers_note"] = (
+            "log-likelihood per window under fixed-step RK4 against the adaptive reference, same "
+            "windows, dequantization noise and Hutchinson probes (musicflow evaluate --ode-solver)")
+
+    if args.only_solvers:
+        from common import RESULTS
+
+        path = RESULTS / "bench_cnf.json"
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        old.pop("benchmark", None)
+        old.pop("machine", None)
+        result = {**old, **{k: v for k, v in result.items() if k not in old}}
+        solvers()
+        save("bench_cnf", result)
+        return
 
     # -- speed ------------------------------------------------------------------------------
     train_w = model_windows(ds, "train", cfg, ck.genres)
@@ -230,6 +284,7 @@ def main() -> None:
         f"{cfg.method} rtol={cfg.rtol} atol={cfg.atol}, Hutchinson trace with {cfg.probes} Rademacher "
         f"probes (cnf_trace_stderr: standard error of the genre mean from the trace estimate)")
     result["bpd_eval_s"] = round(time.perf_counter() - t0, 1)
+    solvers()
     save("bench_cnf", result)
 
 
