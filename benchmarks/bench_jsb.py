@@ -76,9 +76,16 @@ def main() -> None:
     # A sanity check of samples, not a quality measure: how many keys sound per step.
     rolls = ck.model.sample(16, generator=torch.Generator().manual_seed(0), frames=64)
     real = [frames(p) for p in read_boulanger(args.data)["valid"]]
+
+    def share(counts: np.ndarray) -> list[float]:  # share of steps sounding 0, 1, ..., 7, 8+ keys
+        return [round(float(v), 3) for v in np.bincount(np.minimum(counts, 8).astype(int), minlength=9) /
+                len(counts)]
+
     result["sample_check"] = {
         "sampled_keys_per_step": round(float(rolls.sum() / (16 * 64)), 2),
         "valid_keys_per_step": round(float(np.mean([f.sum(1).mean() for f in real])), 2),
+        "sampled_share_of_steps_by_keys_0_to_8": share(rolls.sum((1, 2)).flatten().numpy()),
+        "valid_share_of_steps_by_keys_0_to_8": share(np.concatenate([f.sum(1) for f in real])),
         "sampled_distinct_pitch_range": [int(rolls.sum((0, 1, 3)).nonzero().min()) + 21,
                                          int(rolls.sum((0, 1, 3)).nonzero().max()) + 21]
         if rolls.sum() else None,
