@@ -206,11 +206,12 @@ def test_cli_evaluate_writes_json_and_markdown(tiny, tmp_path):
     out = tmp_path / "r.json"
     args = ["evaluate", "--model", str(tiny / "glow.pt"), "--data", str(tiny / "tiny.npz"), "--samples", "2",
             "--test-windows", "4", "--real-windows", "3", "--mix-samples", "0", "--classify-pieces", "1",
-            "--no-baselines", "--classifier", str(tiny / "clf.pt"), "-o", str(out), "--quiet"]
+            "--classify-bars", "2", "--no-baselines", "--classifier", str(tiny / "clf.pt"), "-o", str(out), "--quiet"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     report = json.loads(out.read_text())
     assert set(report["models"]) == {"model"} and all(s in report for s in SECTIONS)
+    assert report["likelihood_classification"]["bars_per_piece"] == 2
     assert out.with_suffix(".md").read_text().startswith("# musicflow evaluation")
 
 
