@@ -60,9 +60,10 @@ def jsb() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="FrameFlowConfig field, e.g. --set hidden=128 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from --out.")
 @click.option("--quiet", "-q", is_flag=True)
 def jsb_train(data, out, steps, batch_size, lr, transpose, valid_every, minutes, steps_per_quarter,
-              seed, overrides, quiet) -> None:
+              seed, overrides, resume, quiet) -> None:
     """Train the benchmark flow; keeps the weights with the best validation NLL."""
     from musicflow.cli import _parse_overrides
     from musicflow.jsb import JSBTrainConfig, train_jsb
@@ -73,7 +74,7 @@ def jsb_train(data, out, steps, batch_size, lr, transpose, valid_every, minutes,
                          valid_every=valid_every, seed=seed, minutes=minutes,
                          steps_per_quarter=steps_per_quarter)
     command = "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
-    record = train_jsb(data, out, cfg, _parse_overrides(overrides), quiet, command)
+    record = train_jsb(data, out, cfg, _parse_overrides(overrides), quiet, command, resume)
     click.echo(f"wrote {out}: {record['step']} steps in {record['wall_time_s']:.0f} s; best valid "
                f"{record['valid_nats_per_step']:.3f} nats/step at step {record['best_step']}")
 

@@ -192,28 +192,46 @@ class JSBTrainConfig:
 
 
 def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides: dict | None = None,
-              quiet: bool = False, command: str = "") -> dict:
+              quiet: bool = False, command: str = "", resume: bool = False) -> dict:
     """Train a :class:`~musicflow.flows.frame.FrameFlow` on the ``train`` split of a benchmark
     file, keep the weights with the best ``valid`` NLL, and write the checkpoint to ``out``.
 
     Whole pieces are scored per step (teacher forcing over all their frames at once). The model
     range defaults to the 64 keys 36..99 (the data uses 43..96); the keys outside get the fixed
     Bernoulli fitted on ``train``. Returns the training record stored in the checkpoint.
+
+    At every validation ``out`` is rewritten (atomically) with the best weights so far, and
+    ``out + '.resume'`` holds the current weights, optimiser, schedule and noise state, so that
+    ``resume=True`` continues an interrupted run; the resume file goes when training completes.
     """
     from tqdm.auto import tqdm
 
-    from musicflow.checkpoint import model_classes, save_checkpoint
+    from musicflow.checkpoint import load_checkpoint, model_classes, save_checkpoint
+    from musicflow.io.midi import atomic_write
     from musicflow.roll import PianoRollSpec
 
     train = load_split(data, "train")
     valid = load_split(data, "valid")
-    config_cls, model_cls = model_classes(KIND)
-    config = config_cls.from_dict({**config_cls().to_dict(), **(overrides or {})})
-    with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
-        torch.manual_seed(cfg.seed)
-        model = model_cls(config)
+    out, resume_path = Path(out), Path(str(out) + ".resume")
+    state, best_ck = None, None
+    if resume:
+        if not resume_path.is_file():
+            raise MusicflowError(f"{resume_path}: nothing to resume (no unfinished run at {out})")
+        best_ck = load_checkpoint(out)
+        if best_ck.kind != KIND or best_ck.info.get("data_sha1") != file_sha1(data):
+            raise MusicflowError(f"{out}: not an unfinished {KIND} run on {data}")
+        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+        model = copy.deepcopy(best_ck.model)
+        model.load_state_dict(state["model"])
+    else:
+        config_cls, model_cls = model_classes(KIND)
+        config = config_cls.from_dict({**config_cls().to_dict(), **(overrides or {})})
+        with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
+            torch.manual_seed(cfg.seed)
+            model = model_cls(config)
     all_train = torch.from_numpy(np.concatenate(train))
-    model.fit_outside(all_train)
+    if state is None:
+        model.fit_outside(all_train)
     inside = all_train[:, model.config.offset:model.config.offset + model.config.keys].sum()
     if inside < all_train.sum():
         raise MusicflowError(f"{data}: training notes lie outside the modelled keys "
@@ -226,7 +244,8 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
         shift = int(rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
         return pad([train[i] for i in idx], shift)
 
-    model.initialize(*draw(), generator=gen)
+    if state is None:
+        model.initialize(*draw(), generator=gen)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -242,9 +261,31 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
     record: dict = {"train_config": asdict(cfg), "data": str(data), "data_sha1": file_sha1(data),
                     "command": command, "train_pieces": len(train), "valid_pieces": len(valid),
                     "history": []}
-    best, best_state = math.inf, None
-    bar = tqdm(total=cfg.steps, desc="train jsb", disable=quiet, unit="step")
-    t0, step, running = time.perf_counter(), 0, None
+    best, best_state, step, elapsed = math.inf, None, 0, 0.0
+    if state is not None:
+        record = {**best_ck.info, "train_config": asdict(cfg),
+                  "command": command or best_ck.info.get("command")}
+        best, best_state = best_ck.info["valid_nats_per_step"], copy.deepcopy(best_ck.model.state_dict())
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+        rng = np.random.default_rng([cfg.seed, step])
+
+    def save(final: bool) -> None:
+        record.update(step=step, wall_time_s=round(elapsed, 1))
+        best_model = copy.deepcopy(model)
+        best_model.load_state_dict(best_state)
+        save_checkpoint(out, KIND, best_model, spec, ["chorale"], record)
+        if final:
+            resume_path.unlink(missing_ok=True)
+        else:
+            rs = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                  "generator": gen.get_state(), "step": step, "elapsed": elapsed}
+            atomic_write(resume_path, lambda tmp: torch.save(rs, tmp))
+
+    bar = tqdm(total=cfg.steps, initial=step, desc="train jsb", disable=quiet, unit="step")
+    t0, running = time.perf_counter() - elapsed, None
     while step < cfg.steps:
         rolls, lengths = draw()
         lp = model.sequence_log_prob(rolls, lengths, gen)
@@ -272,10 +313,10 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
                 best, best_state = v, copy.deepcopy(model.state_dict())
                 record.update(best_step=step, valid_nats_per_step=round(v, 4))
             model.train()
+            save(final=step >= cfg.steps)
         if out_of_time:
             break
     bar.close()
-    record.update(step=step, wall_time_s=round(time.perf_counter() - t0, 1))
-    model.load_state_dict(best_state)
-    save_checkpoint(out, KIND, model, spec, ["chorale"], record)
+    if step < cfg.steps and not quiet:
+        tqdm.write(f"stopped after {cfg.minutes} minutes at step {step}; --resume continues")
     return record

@@ -206,7 +206,8 @@ def test_cli_evaluate_writes_json_and_markdown(tiny, tmp_path):
     out = tmp_path / "r.json"
     args = ["evaluate", "--model", str(tiny / "glow.pt"), "--data", str(tiny / "tiny.npz"), "--samples", "2",
             "--test-windows", "4", "--real-windows", "3", "--mix-samples", "0", "--classify-pieces", "1",
-            "--classify-bars", "2", "--no-baselines", "--classifier", str(tiny / "clf.pt"), "-o", str(out), "--quiet"]
+            "--classify-bars", "2", "--no-baselines", "--classifier", str(tiny / "clf.pt"), "-o", str(out),
+            "--quiet"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     report = json.loads(out.read_text())

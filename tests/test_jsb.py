@@ -205,3 +205,25 @@ def test_training_is_reproducible_from_its_seed(jsb_json, tmp_path):
         train_jsb(jsb_json, tmp_path / name, cfg, TINY_MODEL, quiet=True)
         states.append(torch.load(tmp_path / name, weights_only=True)["state_dict"])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_an_interrupted_run_resumes_and_keeps_the_best_weights(jsb_json, tmp_path):
+    from musicflow.checkpoint import load_checkpoint
+
+    ck, resume = tmp_path / "run.pt", tmp_path / "run.pt.resume"
+    sets = [a for k, v in TINY_MODEL.items() for a in ("--set", f"{k}={v}")]
+    base = ["jsb", "train", "--data", str(jsb_json), "--out", str(ck), "--steps", "4", "--batch-size", "2",
+            "--valid-every", "2", "--quiet", *sets]
+    r = CliRunner().invoke(main, [*base, "--resume"])
+    assert r.exit_code == 2 and "nothing to resume" in r.output and r.output.strip().count("\n") == 0
+    r = CliRunner().invoke(main, [*base, "--minutes", "0"])  # out of time after its first step
+    assert r.exit_code == 0, r.output
+    first = load_checkpoint(ck)
+    assert first.info["step"] == 1 and resume.is_file()  # a usable checkpoint and the state to go on
+    r = CliRunner().invoke(main, [*base, "--resume"])
+    assert r.exit_code == 0, r.output
+    done = load_checkpoint(ck)
+    assert done.info["step"] == 4 and not resume.is_file()
+    assert [h["step"] for h in done.info["history"]] == [1, 2, 4]
+    best = min(done.info["history"], key=lambda h: h["valid_nats"])
+    assert done.info["best_step"] == best["step"] and done.info["valid_nats_per_step"] == best["valid_nats"]
