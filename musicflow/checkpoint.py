@@ -73,6 +73,38 @@ def save_checkpoint(path: str | Path, kind: str, model: torch.nn.Module, spec: P
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def resume_path(out: str | Path) -> Path:
+    """Where an unfinished run writing ``out`` keeps the state to go on: ``out + '.resume'``."""
+    return Path(str(out) + ".resume")
+
+
+def save_resume_state(out: str | Path, opt: torch.optim.Optimizer, sched, gen: torch.Generator,
+                      step: int, elapsed: float, **extra) -> Path:
+    """Write (atomically) what a run needs to continue beside its checkpoint ``out``: optimiser,
+    schedule, noise generator, step, elapsed seconds, and any ``extra`` tensors or state dicts."""
+    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": gen.get_state(),
+             "step": step, "elapsed": elapsed, **extra}
+    return atomic_write(resume_path(out), lambda tmp: torch.save(state, tmp))
+
+
+def require_resume(out: str | Path) -> Path:
+    """The resume file of ``out``; a one-line error when there is none (nothing to resume)."""
+    path = resume_path(out)
+    if not path.is_file():
+        raise MusicflowError(f"{path}: nothing to resume (no unfinished run at {out})")
+    return path
+
+
+def load_resume_state(out: str | Path, opt: torch.optim.Optimizer, sched, gen: torch.Generator) -> dict:
+    """Restore optimiser, schedule and generator saved by :func:`save_resume_state` for ``out``;
+    return the whole state (``step``, ``elapsed`` and the extras)."""
+    state = torch.load(require_resume(out), map_location="cpu", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    return state
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Load and rebuild a model; a missing, corrupt or mismatched file is a one-line error.
 

@@ -206,23 +206,25 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
     """
     from tqdm.auto import tqdm
 
-    from musicflow.checkpoint import load_checkpoint, model_classes, save_checkpoint
-    from musicflow.io.midi import atomic_write
+    from musicflow.checkpoint import (
+        load_checkpoint,
+        load_resume_state,
+        model_classes,
+        require_resume,
+        resume_path,
+        save_checkpoint,
+        save_resume_state,
+    )
     from musicflow.roll import PianoRollSpec
 
     train = load_split(data, "train")
     valid = load_split(data, "valid")
-    out, resume_path = Path(out), Path(str(out) + ".resume")
-    state, best_ck = None, None
     if resume:
-        if not resume_path.is_file():
-            raise MusicflowError(f"{resume_path}: nothing to resume (no unfinished run at {out})")
+        require_resume(out)
         best_ck = load_checkpoint(out)
         if best_ck.kind != KIND or best_ck.info.get("data_sha1") != file_sha1(data):
             raise MusicflowError(f"{out}: not an unfinished {KIND} run on {data}")
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
-        model = copy.deepcopy(best_ck.model)
-        model.load_state_dict(state["model"])
+        model = copy.deepcopy(best_ck.model)  # its weights: the current ones, restored below
     else:
         config_cls, model_cls = model_classes(KIND)
         config = config_cls.from_dict({**config_cls().to_dict(), **(overrides or {})})
@@ -230,7 +232,7 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
             torch.manual_seed(cfg.seed)
             model = model_cls(config)
     all_train = torch.from_numpy(np.concatenate(train))
-    if state is None:
+    if not resume:
         model.fit_outside(all_train)
     inside = all_train[:, model.config.offset:model.config.offset + model.config.keys].sum()
     if inside < all_train.sum():
@@ -244,7 +246,7 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
         shift = int(rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
         return pad([train[i] for i in idx], shift)
 
-    if state is None:
+    if not resume:
         model.initialize(*draw(), generator=gen)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -262,13 +264,12 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
                     "command": command, "train_pieces": len(train), "valid_pieces": len(valid),
                     "history": []}
     best, best_state, step, elapsed = math.inf, None, 0, 0.0
-    if state is not None:
+    if resume:
         record = {**best_ck.info, "train_config": asdict(cfg),
                   "command": command or best_ck.info.get("command")}
         best, best_state = best_ck.info["valid_nats_per_step"], copy.deepcopy(best_ck.model.state_dict())
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
+        state = load_resume_state(out, opt, sched, gen)
+        model.load_state_dict(state["model"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
         rng = np.random.default_rng([cfg.seed, step])
 
@@ -278,11 +279,9 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
         best_model.load_state_dict(best_state)
         save_checkpoint(out, KIND, best_model, spec, ["chorale"], record)
         if final:
-            resume_path.unlink(missing_ok=True)
+            resume_path(out).unlink(missing_ok=True)
         else:
-            rs = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                  "generator": gen.get_state(), "step": step, "elapsed": elapsed}
-            atomic_write(resume_path, lambda tmp: torch.save(rs, tmp))
+            save_resume_state(out, opt, sched, gen, step, elapsed, model=model.state_dict())
 
     bar = tqdm(total=cfg.steps, initial=step, desc="train jsb", disable=quiet, unit="step")
     t0, running = time.perf_counter() - elapsed, None

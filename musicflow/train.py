@@ -20,12 +20,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from musicflow.checkpoint import load_checkpoint, model_classes, save_checkpoint
+from musicflow.checkpoint import (
+    load_checkpoint,
+    load_resume_state,
+    model_classes,
+    require_resume,
+    resume_path,
+    save_checkpoint,
+    save_resume_state,
+)
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
-from musicflow.io.midi import atomic_write
 
 
 @dataclass(frozen=True)
@@ -169,16 +176,12 @@ def train(
 def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, world) -> dict:
     ds = Dataset.load(data)
     config_cls, model_cls = model_classes(kind)
-    resume_path = Path(str(out) + ".resume")
-    state = None
     if resume:
-        if not resume_path.is_file():
-            raise MusicflowError(f"{resume_path}: nothing to resume (no unfinished run at {out})")
+        require_resume(out)
         ck = load_checkpoint(out)
         if ck.info.get("data_hash") != ds.content_hash():
             raise MusicflowError(f"{out}: was trained on other data than {data}")
         model, genres = ck.model, ck.genres
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
         record = ck.info
     else:
         genres = ds.genres
@@ -199,7 +202,7 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         shift = int(np_rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
         return (t.to(dev) for t in train_w.batch(idx, shift))
 
-    if state is None and hasattr(model, "initialize"):
+    if not resume and hasattr(model, "initialize"):
         x, ctx, g = draw()
         model.initialize(x, Condition(g, ctx))
     objective = _Objective(model)
@@ -210,10 +213,8 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     step, elapsed = 0, 0.0
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
+    if resume:
+        state = load_resume_state(out, opt, sched, gen)
         step, elapsed = int(state["step"]), float(state["elapsed"])
         np_rng = np.random.default_rng([cfg.seed, step, rank])
     record.update({"train_config": asdict(cfg), "data": str(data), "data_hash": ds.content_hash(),
@@ -229,11 +230,9 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         record.update(step=step, wall_time_s=round(elapsed, 1))
         save_checkpoint(out, kind, model, ds.spec, genres, record)
         if final:
-            resume_path.unlink(missing_ok=True)
+            resume_path(out).unlink(missing_ok=True)
         else:
-            rs = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                  "generator": gen.get_state(), "step": step, "elapsed": elapsed}
-            atomic_write(resume_path, lambda tmp: torch.save(rs, tmp))
+            save_resume_state(out, opt, sched, gen, step, elapsed)
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {kind}", disable=quiet, unit="step")
     t0 = time.perf_counter() - elapsed
