@@ -24,20 +24,19 @@ Structured Output Representation using Deep Conditional Generative Models" (2015
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from musicflow.errors import MusicflowError
-from musicflow.flows.base import Condition, Flow
+from musicflow.flows.base import Condition, ConfigDict, Flow
 from musicflow.flows.nets import ContextEncoder, soft_clamp
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(ConfigDict):
     """Everything needed to rebuild a :class:`VAE`; stored in checkpoints.
 
     >>> cfg = VAEConfig(pitches=8, steps=4, dim=4)
@@ -74,15 +73,6 @@ class VAEConfig:
         """Binary cells of one window, ``2 * pitches * steps`` (what bits/dim is per)."""
         return 2 * self.pitches * self.steps
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise MusicflowError(f"VAEConfig: unknown keys {unknown}")
-        return cls(**data)
 
 
 class _PitchNet(nn.Module):

@@ -12,12 +12,40 @@ one-hot row is a single genre, other rows are mixes) and an optional previous-wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
 
 from musicflow.errors import MusicflowError
+
+
+class ConfigDict:
+    """``to_dict``/``from_dict`` for a model's config dataclass, as checkpoints store it.
+
+    >>> @dataclass(frozen=True)
+    ... class Tiny(ConfigDict):
+    ...     size: int = 2
+    >>> Tiny.from_dict(Tiny(3).to_dict())
+    Tiny(size=3)
+    >>> Tiny.from_dict({"size": 3, "colour": 1})
+    Traceback (most recent call last):
+    ...
+    musicflow.errors.MusicflowError: Tiny: unknown keys ['colour']
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a checkpoint from elsewhere)."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise MusicflowError(f"{cls.__name__}: unknown keys {unknown}")
+        return cls(**data)
 
 
 @dataclass

@@ -33,14 +33,13 @@ evaluated with Hutchinson's estimator leaves its standard error in :attr:`CNF.la
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from musicflow.errors import MusicflowError
-from musicflow.flows.base import Condition, Flow
+from musicflow.flows.base import Condition, ConfigDict, Flow
 from musicflow.flows.dequantize import Logit, UniformDequantizer, VariationalDequantizer, centre, quantize
 from musicflow.flows.nets import CondFeatures, ContextEncoder
 from musicflow.flows.odefunc import Solver, VectorField, flow, flow_with_logdet
@@ -49,7 +48,7 @@ OBJECTIVES = ("fm", "ml")
 
 
 @dataclass(frozen=True)
-class CNFConfig:
+class CNFConfig(ConfigDict):
     """Everything needed to rebuild a :class:`CNF`; stored in checkpoints via :meth:`to_dict`.
 
     Three solvers: ``method``/``rtol``/``atol`` (adaptive; a fixed-step ``method`` takes
@@ -137,17 +136,6 @@ class CNFConfig:
         return Solver(self.train_method, steps=self.train_steps, rtol=self.rtol, atol=self.atol,
                       adjoint=self.adjoint)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CNFConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a checkpoint from elsewhere)."""
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise MusicflowError(f"CNFConfig: unknown keys {unknown}")
-        return cls(**data)
 
 
 class CNF(Flow):

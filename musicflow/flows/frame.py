@@ -36,15 +36,14 @@ References: Dinh et al., "Real NVP" (2017); Kingma & Dhariwal, "Glow" (2018); Ho
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from musicflow.errors import MusicflowError
-from musicflow.flows.base import Condition, Flow, Transform
+from musicflow.flows.base import Condition, ConfigDict, Flow, Transform
 from musicflow.flows.dequantize import Logit, quantize
 from musicflow.flows.layers import SCALE_BOUND, ActNorm, InvConv1x1
 from musicflow.flows.nets import soft_clamp
@@ -53,7 +52,7 @@ ALL_KEYS, LOWEST = 88, 21  # piano keys A0..C8
 
 
 @dataclass(frozen=True)
-class FrameFlowConfig:
+class FrameFlowConfig(ConfigDict):
     """Everything needed to rebuild a :class:`FrameFlow`.
 
     >>> cfg = FrameFlowConfig(keys=8, low=60)
@@ -94,15 +93,6 @@ class FrameFlowConfig:
         """Column of the first modelled key in an 88-key frame."""
         return self.low - LOWEST
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FrameFlowConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise MusicflowError(f"FrameFlowConfig: unknown keys {unknown}")
-        return cls(**data)
 
 
 def _mlp(n_in: int, hidden: int, n_out: int, zero: bool = True) -> nn.Sequential:

@@ -18,14 +18,13 @@ References: Kingma & Dhariwal, "Glow" (2018); Ho et al., "Flow++" (2019).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from musicflow.errors import MusicflowError
-from musicflow.flows.base import Condition, Flow, Transform
+from musicflow.flows.base import Condition, ConfigDict, Flow, Transform
 from musicflow.flows.dequantize import (
     Logit,
     UniformDequantizer,
@@ -48,7 +47,7 @@ DEQUANTIZERS = ("uniform", "variational")
 
 
 @dataclass(frozen=True)
-class GlowConfig:
+class GlowConfig(ConfigDict):
     """Everything needed to rebuild a :class:`Glow`; stored in checkpoints via :meth:`to_dict`.
 
     ``pitches`` and ``steps`` must be multiples of ``2**levels``. Defaults fit a 2-core CPU: one
@@ -123,18 +122,6 @@ class GlowConfig:
         """Dimensions of one window, ``2 * pitches * steps``."""
         return 2 * self.pitches * self.steps
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GlowConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a checkpoint from elsewhere)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MusicflowError(f"GlowConfig: unknown keys {unknown}")
-        return cls(**data)
 
 
 class Glow(Flow):
