@@ -257,9 +257,8 @@ def use_ode_solver(c: Composer, text: str) -> None:
     c.model.config = replace(c.model.config, method=s.method, likelihood_steps=s.steps)
 
 
-def _solver_text(c: Composer) -> str | None:
-    if c.ck.kind != "cnf":
-        return None
+def _solver_text(c: Composer) -> str:
+    """A neural-ODE flow's likelihood solver as the report states it."""
     s = c.model.config.likelihood_solver
     return f"{s.method}:{s.steps}" if s.evaluations_per_solve else f"{s.method} rtol={s.rtol} atol={s.atol}"
 
