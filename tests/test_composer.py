@@ -66,6 +66,16 @@ def test_same_seed_same_music_and_mix_matters(composer):
     assert (vs[0] - vs[1]).abs().max() > 1e-3 and (vs[1] - vs[2]).abs().max() > 1e-4
 
 
+def test_compose_rolls_batches_the_pieces_of_consecutive_seeds(composer):
+    rolls = composer.compose_rolls(genre="high", n=3, bars=2, seed=5)
+    assert rolls.shape == (3, 2, composer.spec.pitches, 2 * composer.spec.bar_steps())
+    for i in range(3):
+        assert (rolls[i] == composer.compose_result(genre="high", bars=2, seed=5 + i).roll).all()
+    assert rolls.any()
+    with pytest.raises(MusicflowError, match="n = 0"):
+        composer.compose_rolls(genre="high", n=0)
+
+
 def test_bad_genres_and_weights(composer):
     with pytest.raises(MusicflowError, match="known: high, low"):
         composer.compose(genre="jazz")

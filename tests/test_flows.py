@@ -22,6 +22,7 @@ from musicflow.flows import (
     GlowConfig,
     InvConv1x1,
     Logit,
+    PitchAutoregressive,
     SplineCoupling,
     Split,
     Squeeze,
@@ -105,6 +106,7 @@ def _layers() -> dict[str, torch.nn.Module]:
         "invconv": InvConv1x1(4),
         "coupling": AffineCoupling(4, hidden=8, **net),
         "spline": SplineCoupling(4, hidden=8, bins=4, **net),
+        "autoregressive": PitchAutoregressive(4, pitches=4, steps=4, hidden=8, blocks=2, bins=4, **net),
         "squeeze": Squeeze(),
         "split": Split(4, hidden=8, **net),
         "prior": ConditionalPrior(4, pitches=4, steps=4, hidden=8, **net),
@@ -113,7 +115,7 @@ def _layers() -> dict[str, torch.nn.Module]:
     for name, layer in layers.items():
         # A strongly perturbed spline has near-flat bins whose float32 inverse loses digits (the
         # float64 Jacobian test below checks it exactly); 0.05 still bends it far from identity.
-        _perturb(layer, scale=0.05 if name == "spline" else 0.2)
+        _perturb(layer, scale=0.05 if name in ("spline", "autoregressive") else 0.2)
         layer.eval()
     return layers
 
@@ -153,6 +155,34 @@ def test_layer_logdet_matches_jacobian(name: str) -> None:
         sign, logabs = torch.linalg.slogdet(full[b, :, b])
         assert sign != 0
         assert logabs.item() == pytest.approx(logdet[b].item(), abs=1e-6)
+
+
+def test_pitch_autoregressive_cell_depends_only_on_cells_before_it() -> None:
+    """Order: pitch rows upward, within a row step-major; the Jacobian in that order is lower
+    triangular with no zero on the diagonal, and cells do depend on lower pitches (it is not
+    merely elementwise)."""
+    layer = _layers()["autoregressive"].double()
+    x, h = _layer_input("autoregressive", torch.float64)[:1], _features(1, pitches=4, dtype=torch.float64)
+
+    def ordered(t: torch.Tensor) -> torch.Tensor:  # (1, 4, 4, 4) -> cells in autoregressive order
+        return layer._rows(t).transpose(1, 2).flatten()
+
+    def unordered(flat: torch.Tensor) -> torch.Tensor:
+        return layer._unrows(flat.reshape(1, 4, 16).transpose(1, 2))
+
+    full = jacobian(lambda f: ordered(layer(unordered(f), h)[0]), ordered(x))
+    assert torch.equal(full.triu(1), torch.zeros_like(full))
+    assert (full.diagonal().abs() > 0).all()
+    assert full[16:, :16].abs().max() > 1e-3  # row 1 depends on row 0
+    assert full[1:16, :1].abs().max() > 1e-3  # later cells of row 0 depend on its first cell
+
+
+def test_pitch_autoregressive_context_and_genre_change_the_map() -> None:
+    layer, x = _layers()["autoregressive"], _layer_input("autoregressive")
+    h = _features(pitches=4)
+    y = layer(x, h)[0]
+    assert not torch.allclose(y, layer(x, CondFeatures(h.vec + 1, h.pitch_map))[0])
+    assert not torch.allclose(y, layer(x, CondFeatures(h.vec, h.pitch_map + 1))[0])
 
 
 def test_coupling_net_sees_both_parts_of_the_condition() -> None:
@@ -223,9 +253,11 @@ def test_variational_dequantizer_log_q_matches_jacobian() -> None:
 # -- the Glow model -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("coupling", ["affine", "spline"])
-def test_glow_bijection_logdet_matches_jacobian(coupling: str) -> None:
-    model = _model(coupling=coupling, bins=4).double()
+@pytest.mark.parametrize(("coupling", "autoregressive"),
+                         [("affine", False), ("spline", False), ("affine", True)])
+def test_glow_bijection_logdet_matches_jacobian(coupling: str, autoregressive: bool) -> None:
+    model = _model(coupling=coupling, bins=4, autoregressive=autoregressive, ar_hidden=8,
+                   ar_blocks=2).double()
     cond = _cond(1)
     cond = Condition(cond.genre.double(), cond.context.double())
     h = model.features(cond)
@@ -240,11 +272,14 @@ def test_glow_bijection_logdet_matches_jacobian(coupling: str) -> None:
     assert logdet_inv.item() == pytest.approx(-logdet.item(), abs=1e-8)
 
 
-@pytest.mark.parametrize(("context", "coupling", "chroma"),
-                         [(True, "affine", False), (False, "affine", False), (True, "spline", False),
-                          (True, "affine", True), (False, "affine", True)])
-def test_encode_decode_round_trip(context: bool, coupling: str, chroma: bool) -> None:
-    model, x, cond = _model(coupling=coupling, chroma=chroma), _rolls(4), _cond(4, genre=1, context=context)
+@pytest.mark.parametrize(("context", "coupling", "chroma", "autoregressive"),
+                         [(True, "affine", False, False), (False, "affine", False, False),
+                          (True, "spline", False, False), (True, "affine", True, False),
+                          (False, "affine", True, False), (True, "affine", False, True),
+                          (False, "affine", False, True)])
+def test_encode_decode_round_trip(context: bool, coupling: str, chroma: bool, autoregressive: bool) -> None:
+    model = _model(coupling=coupling, chroma=chroma, autoregressive=autoregressive, ar_hidden=8, ar_blocks=2)
+    x, cond = _rolls(4), _cond(4, genre=1, context=context)
     z = model.encode(x, cond)
     assert z.shape == (4, TINY.dim)
     v = model.decode(z, cond)
@@ -338,11 +373,15 @@ def test_context_dropout_swaps_in_the_no_context_value_per_row() -> None:
     assert kept.any() and dropped.any()
 
 
-@pytest.mark.parametrize(("dequantization", "coupling"),
-                         [("uniform", "affine"), ("variational", "affine"), ("variational", "spline")])
-def test_bits_per_dim_positive_finite_and_training_lowers_it(dequantization: str, coupling: str) -> None:
+@pytest.mark.parametrize(("dequantization", "coupling", "autoregressive"),
+                         [("uniform", "affine", False), ("variational", "affine", False),
+                          ("variational", "spline", False), ("variational", "affine", True)])
+def test_bits_per_dim_positive_finite_and_training_lowers_it(
+    dequantization: str, coupling: str, autoregressive: bool
+) -> None:
     torch.manual_seed(0)
-    model = Glow(GlowConfig(**{**TINY.to_dict(), "dequantization": dequantization, "coupling": coupling}))
+    model = Glow(GlowConfig(**{**TINY.to_dict(), "dequantization": dequantization, "coupling": coupling,
+                               "autoregressive": autoregressive, "ar_hidden": 8, "ar_blocks": 2}))
     # A learnable corpus: two fixed patterns, one per genre.
     x = torch.cat([_rolls(1, seed=s).expand(8, -1, -1, -1) for s in (10, 11)])
     genres = torch.zeros(16, TINY.n_genres)

@@ -16,9 +16,9 @@ STATS = ("pitch_range", "pitch_classes_used", "pitch_class_entropy", "scale_cons
 
 def sample_rolls(composer, genre, n: int, bars: int = 4, seed: int = 0,
                  temperature: float = 1.0) -> np.ndarray:
-    """``n`` pieces of ``bars`` bars from seeds ``seed .. seed+n-1``, as rolls ``(n, 2, P, T)``."""
-    return np.stack([composer.compose_result(genre, bars, seed + i, temperature).roll
-                     for i in range(n)])
+    """``n`` pieces of ``bars`` bars from seeds ``seed .. seed+n-1``, as rolls ``(n, 2, P, T)``
+    (generated in one batch: :meth:`~musicflow.composer.Composer.compose_rolls`)."""
+    return composer.compose_rolls(genre, n, bars, seed, temperature)
 
 
 def real_windows(ds: Dataset, split: str, genre: str, n: int, steps: int = 64,

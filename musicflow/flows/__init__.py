@@ -9,6 +9,7 @@ torch.Size([1, 2, 8, 8])
 
 from __future__ import annotations
 
+from musicflow.flows.autoregressive import PitchAutoregressive
 from musicflow.flows.base import Condition, Flow, Transform
 from musicflow.flows.cnf import CNF, CNFConfig
 from musicflow.flows.dequantize import (
@@ -48,6 +49,7 @@ __all__ = [
     "GlowConfig",
     "InvConv1x1",
     "Logit",
+    "PitchAutoregressive",
     "Solver",
     "Split",
     "Squeeze",

@@ -3,7 +3,10 @@
 The model: a binary roll ``x`` ``(B, 2, P, T)`` is dequantized to ``v in [0, 1)`` and mapped to
 logit space ``w`` (:mod:`musicflow.flows.dequantize`); ``w`` goes through ``levels`` scales of
 ``squeeze -> depth x (ActNorm, 1x1 conv, affine coupling) -> split``, each split factoring half
-the channels out under a conditional prior (:mod:`musicflow.flows.layers`). All latents are
+the channels out under a conditional prior (:mod:`musicflow.flows.layers`). With
+``autoregressive`` a :class:`~musicflow.flows.autoregressive.PitchAutoregressive` spline layer
+comes first, between the logit and the first squeeze: each cell given every cell below it in
+pitch, so that a beat's notes are chosen knowing one another. All latents are
 standardised by their priors, so the whole flattened ``z`` ``(B, 2*P*T)`` is ``N(0, I)`` under
 the model: temperature and interpolation act on every scale alike.
 
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 
 from musicflow.errors import MusicflowError
+from musicflow.flows.autoregressive import PitchAutoregressive
 from musicflow.flows.base import Condition, ConfigDict, Flow, Transform
 from musicflow.flows.dequantize import (
     Logit,
@@ -77,6 +81,11 @@ class GlowConfig(ConfigDict):
     context_dropout: float = 0.1
     coupling: str = "affine"  # or "spline": rational-quadratic splines (flows/splines.py)
     bins: int = 8  # spline bins
+    # A pitch-autoregressive spline layer in front of the couplings (flows/autoregressive.py):
+    # each cell given every cell below it, NADE-style.
+    autoregressive: bool = False
+    ar_hidden: int = 64
+    ar_blocks: int = 5
 
     def __post_init__(self) -> None:
         sizes = (
@@ -91,6 +100,8 @@ class GlowConfig(ConfigDict):
             "context_channels",
             "embed_dim",
             "dequant_hidden",
+            "ar_hidden",
+            "ar_blocks",
         )
         for name in sizes:
             value = getattr(self, name)
@@ -108,6 +119,10 @@ class GlowConfig(ConfigDict):
             )
         if not 0.0 < self.alpha < 0.5:
             raise MusicflowError(f"GlowConfig.alpha must be in (0, 0.5), got {self.alpha}")
+        if not isinstance(self.autoregressive, bool):
+            raise MusicflowError(
+                f"GlowConfig.autoregressive must be true or false, got {self.autoregressive!r}"
+            )
         if not isinstance(self.chroma, bool):
             raise MusicflowError(f"GlowConfig.chroma must be true or false, got {self.chroma!r}")
         if self.coupling not in ("affine", "spline"):
@@ -162,6 +177,12 @@ class Glow(Flow):
             self.dequantizer = UniformDequantizer()
 
         net = {"cond_dim": cfg.cond_dim, "pitch_channels": cfg.context_channels}
+        self.pitch_ar = (
+            PitchAutoregressive(2, cfg.pitches, cfg.steps, cfg.ar_hidden, blocks=cfg.ar_blocks,
+                                bins=cfg.bins, **net)
+            if cfg.autoregressive
+            else None
+        )
         self.levels = nn.ModuleList()
         self._latent_shapes: list[tuple[int, int, int]] = []
         c, p, t = 2, cfg.pitches, cfg.steps
@@ -210,6 +231,8 @@ class Glow(Flow):
     def flow_forward(self, w: torch.Tensor, h: CondFeatures) -> tuple[torch.Tensor, torch.Tensor]:
         """Logit-space roll ``(B, 2, P, T)`` to flat latent ``(B, D)``, with ``log|det dz/dw|``."""
         x, logdet, zs = w, w.new_zeros(w.shape[0]), []
+        if self.pitch_ar is not None:
+            x, logdet = self.pitch_ar(x, h)
         for i, level in enumerate(self.levels):
             for layer in level:
                 x, ld = layer(x, h)
@@ -234,6 +257,9 @@ class Glow(Flow):
             for layer in reversed(self.levels[i]):
                 x, ld = layer.inverse(x, h)
                 logdet = logdet + ld
+        if self.pitch_ar is not None:
+            x, ld = self.pitch_ar.inverse(x, h)
+            logdet = logdet + ld
         return x, logdet
 
     # -- the Flow interface -------------------------------------------------------------------
