@@ -177,6 +177,18 @@ def test_pitch_autoregressive_cell_depends_only_on_cells_before_it() -> None:
     assert full[1:16, :1].abs().max() > 1e-3  # later cells of row 0 depend on its first cell
 
 
+def test_pitch_autoregressive_both_inverses_agree_and_fixed_point_gives_up_cleanly() -> None:
+    layer, x, h = _layers()["autoregressive"], _layer_input("autoregressive"), _features(pitches=4)
+    y, logdet = layer(x, h)
+    seq, ld_seq = layer.inverse_sequential(y, h)
+    fixed = layer.inverse_fixed_point(y, h)
+    assert fixed is not None
+    assert (seq - x).abs().max() < 1e-5 and (fixed[0] - x).abs().max() < 1e-4
+    assert torch.allclose(ld_seq, -logdet, atol=1e-4) and torch.allclose(fixed[1], -logdet, atol=1e-3)
+    # One pass cannot settle 64 dependent cells; the caller then falls back to the sequential solver.
+    assert layer.inverse_fixed_point(y, h, max_iter=1) is None
+
+
 def test_pitch_autoregressive_context_and_genre_change_the_map() -> None:
     layer, x = _layers()["autoregressive"], _layer_input("autoregressive")
     h = _features(pitches=4)

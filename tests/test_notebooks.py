@@ -33,7 +33,7 @@ EXPECTED = {
     "02_compose_and_mix": (["samples", "mix_sweep", "mix_rolls"],
                            ["sample-celtic", "sample-chorale", "mix-middle"]),
     "03_latent_space": (["roundtrip", "interpolation", "transfer", "variations"],
-                        ["piece-a", "interpolation-middle", "transfer-chorale", "variation"]),
+                        ["piece-a", "interpolation-path", "transfer-chorale", "variation"]),
     "04_likelihood": (["score", "likelihood_matrix"], []),
 }
 

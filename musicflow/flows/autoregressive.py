@@ -29,6 +29,11 @@ from musicflow.flows.base import Transform
 from musicflow.flows.nets import CondFeatures, CondNet
 from musicflow.flows.splines import rq_spline
 
+# Up to this batch size, inverse() tries the fixed-point solver first: on this project's CPU it
+# samples one beat in 0.1-0.2 s against 0.5 s cell by cell; for 20 beats at once the two cost
+# about the same, and beyond that the sequential solver is faster.
+FIXED_POINT_MAX_BATCH = 4
+
 
 class PitchAutoregressive(Transform):
     """Autoregressive rational-quadratic spline over ``(B, channels, pitches, steps)`` maps.
@@ -133,6 +138,43 @@ class PitchAutoregressive(Transform):
         return self._unrows(y), logd.flatten(1).sum(dim=1)
 
     def inverse(self, y: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact inverse. A small batch (one piece being composed) first tries
+        :meth:`inverse_fixed_point`, which usually converges in a few dozen parallel passes instead
+        of one step per cell; a large batch, or one that does not converge, takes
+        :meth:`inverse_sequential`. Both return the same values up to float rounding."""
+        if y.shape[0] <= FIXED_POINT_MAX_BATCH:
+            found = self.inverse_fixed_point(y, h)
+            if found is not None:
+                return found
+        return self.inverse_sequential(y, h)
+
+    def inverse_fixed_point(
+        self, y: torch.Tensor, h: CondFeatures | None = None, max_iter: int = 64
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Solve ``forward(x) = y`` by fixed-point (Jacobi) iteration: invert every cell's spline
+        at once with the knots that the current guess gives, and repeat. The Jacobian is
+        triangular, so after ``k`` passes at least the first ``k`` cells in the order are exact,
+        and in practice the whole window settles long before all ``P * cells`` of them (Song et
+        al., "Accelerating Feedforward Computation via Parallel Nonlinear Equation Solving",
+        2021). Returns ``None`` if no pass within ``max_iter`` moves every value by less than
+        1e-4 (1e-10 in float64)."""
+        tol = 1e-10 if y.dtype == torch.float64 else 1e-4
+        target = self._rows(y)
+        x = target
+        for _ in range(max_iter):
+            raw = self._spline_params(self._row_features(x, h), x)
+            new, logd = self._spline(target, raw, inverse=True)
+            settled = bool((new - x).abs().max() <= tol)
+            x = new
+            if settled:
+                return self._unrows(x), logd.flatten(1).sum(dim=1)
+        return None
+
+    def inverse_sequential(
+        self, y: torch.Tensor, h: CondFeatures | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inverse one cell at a time in the autoregressive order: one pass of the row net
+        per pitch row, one spline per cell."""
         target = self._rows(y)
         x = torch.zeros_like(target)
         logdet = target.new_zeros(target.shape[0])
