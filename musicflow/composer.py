@@ -188,6 +188,17 @@ class Composer:
             return mixed_threshold(self.ck.info.get("thresholds"), weights)
         return float(self.decoding)
 
+    def _plan(self, genre: GenreArg | None, bars: int, temperature: float
+              ) -> tuple[dict[str, float], torch.Tensor, int, int]:
+        """Check a new piece's arguments; its genre weights and vector, steps and model windows."""
+        if bars < 1:
+            raise MusicflowError(f"--bars {bars}: must be at least 1")
+        if not temperature > 0:
+            raise MusicflowError(f"--temperature {temperature}: must be positive")
+        w, vec = self._weights(self.default_genre if genre is None else genre)
+        steps = bars * self.spec.bar_steps()
+        return w, vec, steps, math.ceil(steps / self.window)
+
     @staticmethod
     def _seed(seed: int | None) -> int:
         return int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
@@ -205,17 +216,12 @@ class Composer:
         """Like :meth:`compose` but also returns the roll, latents and seed."""
         if guidance is not None and self.ck.kind != "cnf":
             raise MusicflowError("--guidance works with the neural-ODE flow (--model cnf) only")
-        if bars < 1:
-            raise MusicflowError(f"--bars {bars}: must be at least 1")
-        if not temperature > 0:
-            raise MusicflowError(f"--temperature {temperature}: must be positive")
+        w, vec, steps, windows = self._plan(genre, bars, temperature)
         if key is not None:
             parse_key(key)
         parse_program(program)
         seed = self._seed(seed)
-        w, vec = self._weights(self.default_genre if genre is None else genre)
-        steps = bars * self.spec.bar_steps()
-        z = self._latents(math.ceil(steps / self.window), seed, temperature)
+        z = self._latents(windows, seed, temperature)
         roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
                               self.threshold(w), guidance)[..., :steps]
         return Result(self._midi(roll, tempo, key, program, velocity), roll, z, seed, w)
@@ -228,13 +234,7 @@ class Composer:
         costs much the same for one piece as for many (the autoregressive Glow)."""
         if n < 1:
             raise MusicflowError(f"n = {n}: must be at least 1")
-        if bars < 1:
-            raise MusicflowError(f"--bars {bars}: must be at least 1")
-        if not temperature > 0:
-            raise MusicflowError(f"--temperature {temperature}: must be positive")
-        w, vec = self._weights(self.default_genre if genre is None else genre)
-        steps = bars * self.spec.bar_steps()
-        windows = math.ceil(steps / self.window)
+        w, vec, steps, windows = self._plan(genre, bars, temperature)
         z = torch.stack([self._latents(windows, int(seed) + i, temperature) for i in range(n)])
         return generate(self.model, z, vec, self.spec, self.threshold(w))[..., :steps]
 
