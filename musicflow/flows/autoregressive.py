@@ -95,18 +95,27 @@ class PitchAutoregressive(Transform):
 
     # -- the conditioner ------------------------------------------------------------------------
 
-    def _row_features(self, x: torch.Tensor, h: CondFeatures | None) -> torch.Tensor:
-        """``(B, hidden, P)``; column ``r`` depends on the rows below ``r`` (and ``h``) only."""
+    def _condition(self, h: CondFeatures | None, pitches: int):
+        """What the row net takes from ``h``: the pitch map's term ``(B, hidden, P)`` and the FiLM
+        scales and shifts. Computed once per call of the layer, not once per pass of the net."""
+        pitch = film = None
+        if self.pitch_in is not None and h is not None and h.pitch_map is not None:
+            pitch = self.pitch_in(h.pitch_map_at(pitches))
+        if self.film is not None and h is not None and h.vec is not None:
+            film = self.film(h.vec)[:, :, None].chunk(2 * (len(self.blocks) + 1), dim=1)
+        return pitch, film
+
+    def _row_features(self, x: torch.Tensor, cond) -> torch.Tensor:
+        """``(B, hidden, P)``; column ``r`` depends on the rows below ``r`` (and the condition
+        ``cond`` from :meth:`_condition`) only."""
+        pitch, film = cond
         p = x.shape[-1]
         shifted = F.pad(x, (1, 0))[..., :p]  # row r sees row r - 1 ...
         sounding = torch.sigmoid(3 * x)  # near 1 for cells decoded as notes, near 0 otherwise
         below = torch.cumsum(sounding, dim=-1) - sounding  # ... and how much sounds below it
         a = self.conv_in(torch.cat([shifted, below / 4], dim=1)) + self.position[:, :p]
-        if self.pitch_in is not None and h is not None and h.pitch_map is not None:
-            a = a + self.pitch_in(h.pitch_map_at(p))
-        film = None
-        if self.film is not None and h is not None and h.vec is not None:
-            film = self.film(h.vec)[:, :, None].chunk(2 * (len(self.blocks) + 1), dim=1)
+        if pitch is not None:
+            a = a + pitch
         a = CondNet._modulate(a, film, 0)
         for i, (conv, k) in enumerate(zip(self.blocks, self.dilations)):
             a = a + CondNet._modulate(conv(F.pad(a, (k, 0))), film, i + 1)  # causal: pad below only
@@ -119,10 +128,11 @@ class PitchAutoregressive(Transform):
         hid = F.relu(rows[:, None] + within + self.cell_embed[None, :, :, None])
         return self.out(hid.transpose(2, 3))
 
-    def _cell_params(self, row: torch.Tensor, x: torch.Tensor, j: int) -> torch.Tensor:
+    def _cell_params(self, row: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, j: int) -> torch.Tensor:
         """Cell ``j``'s raw spline parameters ``(B, 3 bins - 1)`` from one row's features
-        ``(B, H)`` and its cells ``(B, cells)``: :meth:`_spline_params` for that cell alone."""
-        hid = F.relu(row + x @ (self.cell_weight[j] * self.cell_mask[j]).T + self.cell_embed[j])
+        ``(B, H)`` and its cells ``(B, cells)``, ``weight`` being cell ``j``'s masked
+        ``(cell_weight * cell_mask)[j]``: :meth:`_spline_params` for that cell alone."""
+        hid = F.relu(row + x @ weight.T + self.cell_embed[j])
         return self.out(hid)
 
     def _spline(self, x: torch.Tensor, raw: torch.Tensor, inverse: bool):
@@ -133,7 +143,7 @@ class PitchAutoregressive(Transform):
 
     def forward(self, x: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self._rows(x)
-        raw = self._spline_params(self._row_features(rows, h), rows)
+        raw = self._spline_params(self._row_features(rows, self._condition(h, rows.shape[-1])), rows)
         y, logd = self._spline(rows, raw, inverse=False)
         return self._unrows(y), logd.flatten(1).sum(dim=1)
 
@@ -160,9 +170,9 @@ class PitchAutoregressive(Transform):
         1e-4 (1e-10 in float64)."""
         tol = 1e-10 if y.dtype == torch.float64 else 1e-4
         target = self._rows(y)
-        x = target
+        x, cond = target, self._condition(h, target.shape[-1])
         for _ in range(max_iter):
-            raw = self._spline_params(self._row_features(x, h), x)
+            raw = self._spline_params(self._row_features(x, cond), x)
             new, logd = self._spline(target, raw, inverse=True)
             settled = bool((new - x).abs().max() <= tol)
             x = new
@@ -178,12 +188,13 @@ class PitchAutoregressive(Transform):
         target = self._rows(y)
         x = torch.zeros_like(target)
         logdet = target.new_zeros(target.shape[0])
+        cond, masked = self._condition(h, target.shape[-1]), self.cell_weight * self.cell_mask
         for r in range(target.shape[-1]):
             # Rows above r are still zero; row r's features do not see them.
-            feats = self._row_features(x, h)[..., r]
+            feats = self._row_features(x, cond)[..., r]
             row = x[..., r]
             for j in range(self.cells):
-                raw = self._cell_params(feats, row, j)
+                raw = self._cell_params(feats, row, masked[j], j)
                 xj, logd = self._spline(target[:, j, r], raw, inverse=True)
                 row = torch.cat([row[:, :j], xj[:, None], row[:, j + 1 :]], dim=1)
                 logdet = logdet + logd
