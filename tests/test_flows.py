@@ -5,6 +5,7 @@ Shapes are tiny so the whole file runs in seconds; Jacobian checks run in double
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -181,12 +182,41 @@ def test_pitch_autoregressive_both_inverses_agree_and_fixed_point_gives_up_clean
     layer, x, h = _layers()["autoregressive"], _layer_input("autoregressive"), _features(pitches=4)
     y, logdet = layer(x, h)
     seq, ld_seq = layer.inverse_sequential(y, h)
-    fixed = layer.inverse_fixed_point(y, h)
-    assert fixed is not None
-    assert (seq - x).abs().max() < 1e-5 and (fixed[0] - x).abs().max() < 1e-4
-    assert torch.allclose(ld_seq, -logdet, atol=1e-4) and torch.allclose(fixed[1], -logdet, atol=1e-3)
-    # One pass cannot settle 64 dependent cells; the caller then falls back to the sequential solver.
-    assert layer.inverse_fixed_point(y, h, max_iter=1) is None
+    fixed, ld_fixed, settled = layer.inverse_fixed_point(y, h)
+    assert settled.all()
+    assert (seq - x).abs().max() < 1e-5 and (fixed - x).abs().max() < 1e-4
+    assert torch.allclose(ld_seq, -logdet, atol=1e-4) and torch.allclose(ld_fixed, -logdet, atol=1e-3)
+    # One pass cannot settle 64 dependent cells: the windows are marked unsettled, and inverse()
+    # finishes them with the sequential solver.
+    assert not layer.inverse_fixed_point(y, h, max_iter=1)[2].any()
+    inv, ld_inv = layer.inverse(y, h)
+    assert (inv - x).abs().max() < 1e-4 and torch.allclose(ld_inv, -logdet, atol=1e-3)
+
+
+def test_pitch_autoregressive_fixed_point_settles_each_window_on_its_own(monkeypatch) -> None:
+    """Windows settle separately: one outside the splines' range (where they are the identity)
+    settles in one pass while its neighbour still moves; inverse() finishes the unsettled one
+    with the sequential solver; a batch gives each window what it gives that window alone."""
+    layer = _layers()["autoregressive"]
+    x = _layer_input("autoregressive")
+    x[0] = 2 * layer.bound  # every cell outside [-bound, bound]
+    h = _features(pitches=4)
+    y, logdet = layer(x, h)
+    assert torch.equal(y[0], x[0])
+    settled = layer.inverse_fixed_point(y, h, max_iter=1)[2]
+    assert settled.tolist() == [True, False]
+    one_pass = functools.partial(PitchAutoregressive.inverse_fixed_point, layer, max_iter=1)
+    monkeypatch.setattr(layer, "inverse_fixed_point", one_pass)
+    inv, ld = layer.inverse(y, h)
+    assert (inv - x).abs().max() < 1e-4 and torch.allclose(ld, -logdet, atol=1e-3)
+    monkeypatch.undo()
+    whole, ld_whole, settled = layer.inverse_fixed_point(y, h)
+    assert settled.all()
+    for i in range(2):
+        one = CondFeatures(h.vec[i:i + 1], h.pitch_map[i:i + 1])
+        alone, ld_alone, _ = layer.inverse_fixed_point(y[i:i + 1], one)
+        assert torch.allclose(alone, whole[i:i + 1], atol=1e-6)
+        assert torch.allclose(ld_alone, ld_whole[i:i + 1], atol=1e-5)
 
 
 def test_pitch_autoregressive_context_and_genre_change_the_map() -> None:

@@ -29,11 +29,6 @@ from musicflow.flows.base import Transform
 from musicflow.flows.nets import CondFeatures, CondNet
 from musicflow.flows.splines import rq_spline
 
-# Up to this batch size, inverse() tries the fixed-point solver first: on this project's CPU it
-# samples one beat in 0.1-0.2 s against 0.5 s cell by cell; for 20 beats at once the two cost
-# about the same, and beyond that the sequential solver is faster.
-FIXED_POINT_MAX_BATCH = 4
-
 
 class PitchAutoregressive(Transform):
     """Autoregressive rational-quadratic spline over ``(B, channels, pitches, steps)`` maps.
@@ -148,37 +143,45 @@ class PitchAutoregressive(Transform):
         return self._unrows(y), logd.flatten(1).sum(dim=1)
 
     def inverse(self, y: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The exact inverse. A small batch (one piece being composed) first tries
-        :meth:`inverse_fixed_point`, which usually converges in a few dozen parallel passes instead
-        of one step per cell; a large batch, or one that does not converge, takes
-        :meth:`inverse_sequential`. Both return the same values up to float rounding."""
-        if y.shape[0] <= FIXED_POINT_MAX_BATCH:
-            found = self.inverse_fixed_point(y, h)
-            if found is not None:
-                return found
-        return self.inverse_sequential(y, h)
+        """The exact inverse: :meth:`inverse_fixed_point`, which settles most windows in a few
+        dozen parallel passes instead of one pass per pitch row, then :meth:`inverse_sequential`
+        for any window it did not settle. Both give the same values up to float rounding."""
+        x, logdet, settled = self.inverse_fixed_point(y, h)
+        if not bool(settled.all()):
+            rest = (~settled).nonzero().flatten()
+            x[rest], logdet[rest] = self.inverse_sequential(y[rest], _select(h, rest))
+        return x, logdet
 
     def inverse_fixed_point(
         self, y: torch.Tensor, h: CondFeatures | None = None, max_iter: int = 64
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Solve ``forward(x) = y`` by fixed-point (Jacobi) iteration: invert every cell's spline
         at once with the knots that the current guess gives, and repeat. The Jacobian is
         triangular, so after ``k`` passes at least the first ``k`` cells in the order are exact,
-        and in practice the whole window settles long before all ``P * cells`` of them (Song et
-        al., "Accelerating Feedforward Computation via Parallel Nonlinear Equation Solving",
-        2021). Returns ``None`` if no pass within ``max_iter`` moves every value by less than
-        1e-4 (1e-10 in float64)."""
+        and in practice a window settles long before all ``P * cells`` of them (Song et al.,
+        "Accelerating Feedforward Computation via Parallel Nonlinear Equation Solving", 2021).
+        Each window stops iterating once a pass moves none of its values by more than 1e-4
+        (1e-10 in float64), so a batch costs what its slower windows need, not the slowest one
+        times the batch. Returns ``x``, the log-determinant and ``settled`` ``(B,)``: false
+        for windows still moving after ``max_iter`` passes (their ``x`` is not the inverse)."""
         tol = 1e-10 if y.dtype == torch.float64 else 1e-4
         target = self._rows(y)
-        x, cond = target, self._condition(h, target.shape[-1])
+        x, cond = target.clone(), self._condition(h, target.shape[-1])
+        logdet = target.new_zeros(target.shape[0])
+        active = torch.arange(target.shape[0], device=y.device)
         for _ in range(max_iter):
-            raw = self._spline_params(self._row_features(x, cond), x)
-            new, logd = self._spline(target, raw, inverse=True)
-            settled = bool((new - x).abs().max() <= tol)
-            x = new
-            if settled:
-                return self._unrows(x), logd.flatten(1).sum(dim=1)
-        return None
+            whole = len(active) == target.shape[0]
+            xa, c = (x, cond) if whole else (x[active], _select_condition(cond, active))
+            raw = self._spline_params(self._row_features(xa, c), xa)
+            new, logd = self._spline(target if whole else target[active], raw, inverse=True)
+            moved = (new - xa).abs().flatten(1).amax(dim=1) > tol
+            x[active], logdet[active] = new, logd.flatten(1).sum(dim=1)
+            active = active[moved]
+            if not len(active):
+                break
+        settled = torch.ones(target.shape[0], dtype=torch.bool, device=y.device)
+        settled[active] = False
+        return self._unrows(x), logdet, settled
 
     def inverse_sequential(
         self, y: torch.Tensor, h: CondFeatures | None = None
@@ -200,3 +203,19 @@ class PitchAutoregressive(Transform):
                 logdet = logdet + logd
             x = torch.cat([x[..., :r], row[..., None], x[..., r + 1 :]], dim=-1)
         return self._unrows(x), logdet
+
+
+def _take(t: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    """Batch rows ``idx`` of ``t`` (``None`` and batch-1 tensors, which broadcast, pass as they are)."""
+    return t if t is None or t.shape[0] == 1 else t[idx]
+
+
+def _select(h: CondFeatures | None, idx: torch.Tensor) -> CondFeatures | None:
+    """The batch rows ``idx`` of a condition."""
+    return None if h is None else CondFeatures(_take(h.vec, idx), _take(h.pitch_map, idx))
+
+
+def _select_condition(cond, idx: torch.Tensor):
+    """The batch rows ``idx`` of :meth:`PitchAutoregressive._condition`'s output."""
+    pitch, film = cond
+    return _take(pitch, idx), None if film is None else tuple(_take(f, idx) for f in film)
