@@ -92,6 +92,7 @@ def _generate_per_threshold(model, z, vec, spec, thresholds, n, guidance):
     class Thresholded:
         # Shifting each genre's decoded values makes the common threshold 0.5 its own threshold.
         config = model.config
+        native_guidance = True
 
         def decode(self, z, cond, **kw):
             return model.decode(z, cond, **kw) + shift

@@ -24,7 +24,7 @@ from musicflow.baselines.bernoulli import bernoulli_bpd  # noqa: E402
 from musicflow.checkpoint import load_checkpoint  # noqa: E402
 from musicflow.composer import Composer  # noqa: E402
 from musicflow.data.dataset import Dataset  # noqa: E402
-from musicflow.evaluate.fidelity import classify_rolls, compare, real_windows, sample_rolls  # noqa: E402
+from musicflow.evaluate.fidelity import classify_rolls, compare, real_windows  # noqa: E402
 from musicflow.flows.base import Condition  # noqa: E402
 from musicflow.paths import checkpoints_dir, default_dataset  # noqa: E402
 from musicflow.train import evaluate_bpd, model_windows  # noqa: E402
@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=30, help="samples per genre for fidelity")
     ap.add_argument("--test-windows", type=int, default=1000, help="per genre")
     ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--guidance", type=float, default=None, help="[default: compose's]")
+    ap.add_argument("--candidates", type=int, default=None, help="[default: compose's]")
     args = ap.parse_args()
     ck = load_checkpoint(args.checkpoint)
     model, cfg = ck.model, ck.model.config
@@ -129,8 +131,16 @@ def main() -> None:
     t = median_time(lambda: model.sample(256, cond, 0.8, torch.Generator().manual_seed(0)), 3)
     result["sample_bars_per_s_batched"] = round(256 * cfg.steps / 16 / t, 1)
     comp = Composer(ck)
-    t = median_time(lambda: comp.compose(ck.genres[0], bars=8, seed=0), 3)
-    result["sample_bars_per_s_one_8bar_piece"] = round(8 / t, 1)
+    guidance, candidates = comp.sampling(args.guidance, args.candidates)
+    result["sampling"] = {"guidance": guidance, "candidates": candidates,
+                          "note": "how compose samples (genre guidance picks each beat among candidates); "
+                                  "*_plain figures: guidance 1, the model's own distribution"}
+    t = median_time(lambda: comp.compose(ck.genres[0], bars=8, seed=0, guidance=guidance,
+                                         candidates=candidates), 3)
+    t_plain = median_time(lambda: comp.compose(ck.genres[0], bars=8, seed=0, guidance=1.0), 3)
+    result["sample_bars_per_s_one_8bar_piece"] = round(8 / t, 2)
+    result["sample_bars_per_s_one_8bar_piece_plain"] = round(8 / t_plain, 2)
+    result["one_8bar_piece_time_ratio_guided_to_plain"] = round(t / t_plain, 2)
 
     t0 = time.perf_counter()
     flow = evaluate_bpd(model, test_w, args.test_windows, "cpu", seed=0)
@@ -145,24 +155,30 @@ def main() -> None:
                                                      args.temperature)
     result["teacher_forced_note"] = ("median log-likelihood under the model, nats per beat, of 200 "
                                      "real test beats and of one-beat samples given their real contexts")
-    fidelity, stats = {}, {}
+    fidelity, plain, stats = {}, {}, {}
     clf = load_checkpoint(args.classifier).model if Path(args.classifier).exists() else None
     for gi, gname in enumerate(ck.genres):
-        rolls = sample_rolls(comp, gname, args.samples, bars=4, seed=0, temperature=args.temperature)
+        rolls = comp.compose_rolls(gname, args.samples, 4, 0, args.temperature, guidance, candidates)
         real = real_windows(ds, "test", gname, 200)
         stats[gname] = {k: {kk: round(vv, 3) for kk, vv in v.items()}
                         for k, v in compare(rolls, real, ds.spec.low).items()}
         if clf is not None:
-            pred = classify_rolls(clf, rolls).argmax(1)
-            fidelity[gname] = round(float((pred == gi).mean()), 3)
+            fidelity[gname] = round(float((classify_rolls(clf, rolls).argmax(1) == gi).mean()), 3)
+            if candidates > 1:
+                rolls = comp.compose_rolls(gname, args.samples, 4, 0, args.temperature, guidance=1.0)
+                plain[gname] = round(float((classify_rolls(clf, rolls).argmax(1) == gi).mean()), 3)
     result["genre_fidelity"] = fidelity or "no classifier at " + args.classifier
+    if plain:
+        result["genre_fidelity_plain"] = plain
+        result["genre_fidelity_plain_min"] = min(plain.values())
     if clf is not None:
         result["teacher_forced_fidelity"] = teacher_forced_fidelity(model, clf, ds, ck.genres, args.samples,
                                                                     args.temperature)
         result["teacher_forced_fidelity_note"] = (
             f"{args.samples} real 8-bar test segments per genre (numpy seed 0), latents torch seed 0; "
             "classifier accuracy on their last 4 bars, on 4 bars of beats each drawn given the real "
-            "4 bars before it, and on a free continuation of their first 4 bars")
+            "4 bars before it, and on a free continuation of their first 4 bars (plain sampling, "
+            "no guidance: the model's own distribution)")
     result["sample_statistics"] = stats
     result["samples_per_genre"], result["sample_seeds"] = args.samples, f"0..{args.samples - 1}"
     if fidelity:

@@ -200,6 +200,16 @@ def calibrate_cmd(checkpoint, data, temperature) -> None:
     click.echo("thresholds: " + " ".join(f"{g}={t:.2f}" for g, t in ck.info["thresholds"].items()))
 
 
+def guidance_options(f):
+    """``--guidance`` and ``--candidates`` (see ``Composer.sampling``)."""
+    f = click.option("--candidates", type=int, default=None,
+                     help="Samples to pick each beat from under guidance [default: 16; not for the "
+                          "neural-ODE flow].")(f)
+    return click.option("--guidance", type=float, default=None,
+                        help="Genre strength: 1 plain sampling, 0 ignores the genre, above 1 "
+                             "exaggerates it [default: 3 for the Glow, 1 for the neural-ODE flow].")(f)
+
+
 # -- evaluation -----------------------------------------------------------------------------------
 
 @main.command("evaluate")
@@ -224,6 +234,7 @@ def calibrate_cmd(checkpoint, data, temperature) -> None:
 @click.option("--ode-solver", default="",
               help="Neural-ODE flow only: the likelihood solver, e.g. rk4:8 (eight fixed RK4 steps, "
                    "several times cheaper) [default: the checkpoint's own, adaptive dopri5].")
+@guidance_options
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Also evaluate the Bernoulli baseline and the VAE checkpoint.")
 @click.option("--vae", default=None,
@@ -234,8 +245,8 @@ def calibrate_cmd(checkpoint, data, temperature) -> None:
               help="JSON report; the markdown tables go beside it (.md).")
 @quiet_option
 def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, real_windows, mix_samples,
-                 classify_pieces, classify_bars, ode_solver, baselines, vae, classifier, output,
-                 quiet) -> None:
+                 classify_pieces, classify_bars, ode_solver, guidance, candidates, baselines, vae, classifier,
+                 output, quiet) -> None:
     """Evaluate a model against baselines: bits/dim, musical metrics, genre fidelity, likelihood
     classification and novelty, in one JSON report and a markdown table."""
     import json
@@ -246,7 +257,8 @@ def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, re
 
     cfg = EvalConfig(samples=samples, bars=bars, seed=seed, temperature=temperature,
                      test_windows=test_windows, real_windows=real_windows, mix_samples=mix_samples,
-                     classify_pieces=classify_pieces, classify_bars=classify_bars, ode_solver=ode_solver)
+                     classify_pieces=classify_pieces, classify_bars=classify_bars, ode_solver=ode_solver,
+                     guidance=guidance, candidates=candidates)
     report = evaluate(model, data, cfg, baselines, vae, classifier, quiet)
     out = Path(output)
     text = json.dumps(report, indent=1) + "\n"
@@ -272,10 +284,11 @@ program_option = click.option("--program", default=None,
 seed_option = click.option("--seed", type=int, default=None, help="Random seed [default: random, printed].")
 
 
-def _composer(model):
+
+def _composer(model, quiet: bool = True):
     from musicflow.composer import Composer
 
-    return Composer.load(model)
+    return Composer.load(model, progress=not quiet)
 
 
 def _out_paths(output: str | None, stem: str, n: int) -> list[Path]:
@@ -336,7 +349,7 @@ def _write(c, result, path: Path, save_latent: bool = False, png: Path | None = 
 @program_option
 @click.option("--temperature", "-t", type=float, default=1.0,  # composer.DEFAULT_TEMPERATURE
               show_default=True)
-@click.option("--guidance", type=float, default=None, help="Genre strength (neural-ODE flow only).")
+@guidance_options
 @seed_option
 @click.option("--num-outputs", "-n", type=int, default=1, show_default=True)
 @click.option("--output", "-o", default=None, help="MIDI file, or a folder for several.")
@@ -345,19 +358,19 @@ def _write(c, result, path: Path, save_latent: bool = False, png: Path | None = 
 @wav_option
 @model_option
 @quiet_option
-def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, seed, num_outputs, output,
-                save_latent, png, wav, model, quiet) -> None:
+def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, candidates, seed, num_outputs,
+                output, save_latent, png, wav, model, quiet) -> None:
     """Compose new music in a genre or a mix of genres."""
-    c = _composer(model)
-    if guidance is not None and c.ck.kind != "cnf":
-        raise MusicflowError("--guidance works with the neural-ODE flow (--model cnf) only")
+    c = _composer(model, quiet)
+    c.sampling(guidance, candidates)  # bad values fail before anything is written
     if num_outputs < 1:
         raise MusicflowError(f"--num-outputs {num_outputs}: must be at least 1")
     base = c._seed(seed)
     genres = list(genres) or [c.default_genre]
     stem = "-".join(g.split(":")[0] for g in genres)
     for i, path in enumerate(_out_paths(output, stem, num_outputs)):
-        r = c.compose_result(genres, bars, base + i, temperature, tempo, key, program, guidance=guidance)
+        r = c.compose_result(genres, bars, base + i, temperature, tempo, key, program, guidance=guidance,
+                             candidates=candidates)
         _write(c, r, path, save_latent, _side_path(png, i, num_outputs), _side_path(wav, i, num_outputs))
     more = f" (outputs use {base}..{base + num_outputs - 1})" if num_outputs > 1 else ""
     click.echo(f"seed {base}{more}")
@@ -394,18 +407,22 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
 @click.option("--temperature", "-t", type=float, default=1.0,  # composer.DEFAULT_TEMPERATURE
               show_default=True)
 @program_option
+@guidance_options
 @seed_option
 @click.option("--output", "-o", default=None)
 @png_option
 @wav_option
 @model_option
 @quiet_option
-def continue_cmd(midi, bars, genres, temperature, program, seed, output, png, wav, model, quiet) -> None:
+def continue_cmd(midi, bars, genres, temperature, program, guidance, candidates, seed, output, png, wav,
+                 model, quiet) -> None:
     """Continue a MIDI file by BARS new bars."""
-    c = _composer(model)
+    c = _composer(model, quiet)
+    c.sampling(guidance, candidates)
     inp = c.read(midi)
     click.echo(inp.report, err=True)
-    r = c.continue_(inp, bars, list(genres) or None, seed, temperature, program)
+    r = c.continue_(inp, bars, list(genres) or None, seed, temperature, program, guidance=guidance,
+                    candidates=candidates)
     _write(c, r, _out_paths(output, Path(midi).stem + "-continued", 1)[0], png=png, wav=wav)
     click.echo(f"seed {r.seed}")
 

@@ -42,6 +42,12 @@ MidiInput = str | Path | pretty_midi.PrettyMIDI
 #: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
 #: (the dequantization cell of a 1 is v > 0.5); lower temperatures drift towards silence.
 DEFAULT_TEMPERATURE = 1.0
+#: Genre guidance of the Glow by default (see :func:`musicflow.decoding.guided_pick`): each window is
+#: picked from ``DEFAULT_CANDIDATES`` of the model's own samples with probability proportional to
+#: ``p(genre | window) ** (DEFAULT_GUIDANCE - 1)``. Chosen on the validation-free classifier check
+#: of benchmarks/bench_glow.py (``guidance`` section); ``guidance=1`` samples the model plainly.
+DEFAULT_GUIDANCE = 3.0
+DEFAULT_CANDIDATES = 16
 _PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
@@ -108,11 +114,12 @@ class Result:
 class Composer:
     """Composes with a trained flow. Load once, call many times; no global state."""
 
-    def __init__(self, checkpoint: Checkpoint, decoding: str | float = "exact"):
+    def __init__(self, checkpoint: Checkpoint, decoding: str | float = "exact", progress: bool = False):
         if not (decoding in ("exact", "calibrated") or isinstance(decoding, (int, float))
                 and 0 < decoding < 1):
             raise MusicflowError(f"decoding {decoding!r}: use 'exact', 'calibrated' or a threshold in (0, 1)")
         self.decoding = decoding
+        self.progress = progress  # a bar over the beats of each piece (the CLI without --quiet)
         self.ck = checkpoint
         self.model = checkpoint.model.eval()
         self.spec: PianoRollSpec = checkpoint.spec
@@ -122,16 +129,17 @@ class Composer:
     # -- loading -------------------------------------------------------------------------------
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "cpu",
-             decoding: str | float = "exact") -> Composer:
+             decoding: str | float = "exact", progress: bool = False) -> Composer:
         """``None`` or ``"glow"``: the shipped Glow checkpoint; ``"cnf"``: the neural-ODE one;
         ``"vae"``: the VAE baseline; anything else is a checkpoint path. ``decoding`` is how
         continuous output becomes notes: ``"exact"`` (threshold 0.5, the dequantization cell
-        boundary), ``"calibrated"`` (the checkpoint's per-genre thresholds) or a threshold."""
+        boundary), ``"calibrated"`` (the checkpoint's per-genre thresholds) or a threshold;
+        ``progress`` shows a bar over the beats of each new piece."""
         if model is None or str(model) in ("glow", "cnf", "vae"):
             path = checkpoints_dir() / f"{model or 'glow'}-music21.pt"
         else:
             path = Path(model)
-        return cls(load_checkpoint(path, device), decoding)
+        return cls(load_checkpoint(path, device), decoding, progress)
 
     @property
     def genres(self) -> list[str]:
@@ -142,10 +150,14 @@ class Composer:
         return Condition(weights, torch.from_numpy(ctx[None]).float())
 
     def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray,
-                  threshold: float = 0.5, guidance: float | None = None) -> np.ndarray:
-        """One piece: decode a latent per window after ``prefix`` (see :func:`decoding.generate`)."""
-        return generate(self.model, latents[None], weights, self.spec, threshold, prefix[None],
-                        guidance)[0]
+                  threshold: float = 0.5, guidance: float | None = None,
+                  choice: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
+        """One piece: decode a latent (or pick one of its candidates) per window after ``prefix``
+        (see :func:`decoding.generate`). Returns the roll and the latent of each window."""
+        roll, picked = generate(self.model, latents[None], weights, self.spec, threshold, prefix[None],
+                                guidance, None if choice is None else choice[None], return_latents=True,
+                                progress=self.progress)
+        return roll[0], picked[0]
 
     def _windows(self, roll: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """A roll cut into model windows ``(n, 2, P, window)``, each with the ``context`` steps
@@ -165,8 +177,40 @@ class Composer:
         return self.model.encode(xs, Condition(weights.expand(len(xs), -1), ctx))
 
     def _latents(self, n: int, seed: int, temperature: float) -> torch.Tensor:
+        return self._draw(n, seed, temperature)[0]
+
+    def _draw(self, n: int, seed: int, temperature: float, candidates: int = 1
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Latents of ``n`` windows from ``seed``: ``(n, D)``, or ``(n, K, D)`` candidates and the
+        uniform noise ``(n, K)`` that picks among them. One candidate draws the same latents."""
         g = torch.Generator().manual_seed(int(seed))
-        return torch.randn(n, self.model.config.dim, generator=g) * float(temperature)
+        z = torch.randn(n, candidates, self.model.config.dim, generator=g) * float(temperature)
+        if candidates == 1:
+            return z[:, 0], None
+        return z, torch.rand(n, candidates, generator=g)
+
+    def sampling(self, guidance: float | None = None, candidates: int | None = None
+                 ) -> tuple[float | None, int]:
+        """The genre guidance and candidates per window that composing uses: the neural ODE
+        guides its own field (no candidates); any other model picks among candidates, by default
+        :data:`DEFAULT_GUIDANCE` and :data:`DEFAULT_CANDIDATES` for the Glow and plain sampling
+        for the baselines. Guidance 1 is plain sampling, one candidate."""
+        if getattr(self.model, "native_guidance", False):
+            if candidates not in (None, 1):
+                raise MusicflowError("--candidates: the neural-ODE flow guides its own sampling "
+                                     "(use --guidance alone)")
+            return guidance, 1
+        if guidance is None:
+            guidance = DEFAULT_GUIDANCE if self.ck.kind == "glow" else 1.0
+        guidance = float(guidance)
+        if not (math.isfinite(guidance) and guidance >= 0):
+            raise MusicflowError(f"--guidance {guidance}: must be a number >= 0 (1 is plain sampling)")
+        if guidance == 1.0:
+            return 1.0, 1
+        k = DEFAULT_CANDIDATES if candidates is None else int(candidates)
+        if k < 2:
+            raise MusicflowError(f"--candidates {k}: guidance picks among at least 2 candidates per window")
+        return guidance, k
 
     def _midi(self, roll: np.ndarray, tempo: float | None, key: str | None, program, velocity: int,
               shift: int = 0) -> pretty_midi.PrettyMIDI:
@@ -212,22 +256,25 @@ class Composer:
     def compose_result(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
                        temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None,
                        key: str | None = None, program: int | str | None = None,
-                       velocity: int = 80, guidance: float | None = None) -> Result:
-        """Like :meth:`compose` but also returns the roll, latents and seed."""
-        if guidance is not None and self.ck.kind != "cnf":
-            raise MusicflowError("--guidance works with the neural-ODE flow (--model cnf) only")
+                       velocity: int = 80, guidance: float | None = None,
+                       candidates: int | None = None) -> Result:
+        """Like :meth:`compose` but also returns the roll, the latent each window was decoded
+        from (``decode_latents`` of them gives the same piece back) and the seed."""
         w, vec, steps, windows = self._plan(genre, bars, temperature)
+        guidance, k = self.sampling(guidance, candidates)
         if key is not None:
             parse_key(key)
         parse_program(program)
         seed = self._seed(seed)
-        z = self._latents(windows, seed, temperature)
-        roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
-                              self.threshold(w), guidance)[..., :steps]
-        return Result(self._midi(roll, tempo, key, program, velocity), roll, z, seed, w)
+        z, choice = self._draw(windows, seed, temperature, k)
+        roll, picked = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
+                                      self.threshold(w), guidance, choice)
+        roll = roll[..., :steps]
+        return Result(self._midi(roll, tempo, key, program, velocity), roll, picked, seed, w)
 
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
-                      temperature: float = DEFAULT_TEMPERATURE) -> np.ndarray:
+                      temperature: float = DEFAULT_TEMPERATURE, guidance: float | None = None,
+                      candidates: int | None = None) -> np.ndarray:
         """The rolls ``(n, 2, P, steps)`` of the pieces that :meth:`compose_result` writes for seeds
         ``seed .. seed + n - 1``, generated side by side in one batch: the same latents, so the
         same pieces (up to float rounding), for a fraction of the time when decoding one window
@@ -235,23 +282,29 @@ class Composer:
         if n < 1:
             raise MusicflowError(f"n = {n}: must be at least 1")
         w, vec, steps, windows = self._plan(genre, bars, temperature)
-        z = torch.stack([self._latents(windows, int(seed) + i, temperature) for i in range(n)])
-        return generate(self.model, z, vec, self.spec, self.threshold(w))[..., :steps]
+        guidance, k = self.sampling(guidance, candidates)
+        draws = [self._draw(windows, int(seed) + i, temperature, k) for i in range(n)]
+        z = torch.stack([d[0] for d in draws])
+        choice = torch.stack([d[1] for d in draws]) if k > 1 else None
+        return generate(self.model, z, vec, self.spec, self.threshold(w), guidance=guidance,
+                        choice=choice, progress=self.progress)[..., :steps]
 
     def compose(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
                 temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None, key: str | None = None,
                 program: int | str | None = None, velocity: int = 80,
-                guidance: float | None = None) -> pretty_midi.PrettyMIDI:
+                guidance: float | None = None, candidates: int | None = None) -> pretty_midi.PrettyMIDI:
         """A new piece of ``bars`` bars (4/4) in a genre or a mix of genres.
 
         ``genre``: a name, ``"name:weight"``, a list of those, or ``{name: weight}`` (default:
         :attr:`default_genre`); ``key``
         transposes the result (``"D"``, ``"Am"``); ``program`` is a General MIDI number or name;
-        ``guidance`` (neural-ODE flow only) scales the genre: 1 plain, 0 ignores it, above 1
-        exaggerates it.
+        ``guidance`` scales the genre: 1 plain sampling, 0 ignores the genre, above 1 exaggerates
+        it. The neural-ODE flow guides its own vector field (default 1); other models pick each
+        window among ``candidates`` of their own samples (see :meth:`sampling`; the Glow's
+        default is guidance :data:`DEFAULT_GUIDANCE` with :data:`DEFAULT_CANDIDATES` candidates).
         """
         return self.compose_result(genre, bars, seed, temperature, tempo, key, program, velocity,
-                                   guidance).midi
+                                   guidance, candidates).midi
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, tempo: float | None = None,
                        key: str | None = None, program: int | str | None = None,
@@ -264,7 +317,7 @@ class Composer:
                                  f"(windows x {self.model.config.dim})")
         w, vec = self._weights(self.default_genre if genre is None else genre)
         empty = np.zeros((2, self.spec.pitches, 0), np.float32)
-        roll = self._generate(latents, vec, empty, self.threshold(w))
+        roll = self._generate(latents, vec, empty, self.threshold(w))[0]
         return Result(self._midi(roll, tempo, key, program, velocity), roll, latents, -1, w)
 
     def read(self, midi: MidiInput | Input) -> Input:
@@ -325,18 +378,21 @@ class Composer:
 
     def continue_(self, midi: MidiInput, bars: int = 8, genre: GenreArg | None = None,
                   seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
-                  program: int | str | None = None, velocity: int = 80) -> Result:
+                  program: int | str | None = None, velocity: int = 80,
+                  guidance: float | None = None, candidates: int | None = None) -> Result:
         """The input followed by ``bars`` new bars, in the input's key and tempo. ``genre``
-        defaults to the genre the model finds most likely for the input."""
+        defaults to the genre the model finds most likely for the input; ``guidance`` and
+        ``candidates`` as in :meth:`compose`."""
         inp = self.read(midi)
+        guidance, k = self.sampling(guidance, candidates)
         seed = self._seed(seed)
         w, vec = self._weights(self._genre_of(inp, genre))
         prefix = inp.roll[..., : math.ceil(inp.roll.shape[-1] / 4) * 4]
         n = math.ceil(bars * self.spec.bar_steps() / self.window)
-        z = self._latents(n, seed, temperature)
-        roll = self._generate(z, vec, prefix, self.threshold(w))
+        z, choice = self._draw(n, seed, temperature, k)
+        roll, picked = self._generate(z, vec, prefix, self.threshold(w), guidance, choice)
         roll = roll[..., : prefix.shape[-1] + bars * self.spec.bar_steps()]
-        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, seed, w)
+        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, picked, seed, w)
 
     def variations(self, midi: MidiInput, n: int = 4, amount: float = 0.3,
                    genre: GenreArg | None = None, seed: int | None = None,
@@ -354,7 +410,7 @@ class Composer:
             eps = self._latents(len(z0), seed + i, 1.0)
             z = math.sqrt(1 - amount**2) * z0 + amount * eps
             roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
-                                  self.threshold(w))
+                                  self.threshold(w))[0]
             roll = roll[..., : inp.roll.shape[-1]]
             out.append(Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift),
                               roll, z, seed + i, w))
@@ -368,7 +424,7 @@ class Composer:
         _, src = self._weights(self._genre_of(inp, source))
         w, dst = self._weights(to)
         z = self._encode(inp.roll, src)
-        roll = self._generate(z, dst, np.zeros((2, self.spec.pitches, 0), np.float32), self.threshold(w))
+        roll = self._generate(z, dst, np.zeros((2, self.spec.pitches, 0), np.float32), self.threshold(w))[0]
         roll = roll[..., : inp.roll.shape[-1]]
         return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, 0, w)
 
@@ -387,7 +443,7 @@ class Composer:
         for t in np.linspace(0, 1, steps):
             z = _slerp(za, zb, float(t))
             roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
-                                  self.threshold(w))
+                                  self.threshold(w))[0]
             out.append(Result(self._midi(roll, ia.tempo, None, program, velocity, -ia.shift),
                               roll, z, 0, w))
         return out

@@ -194,12 +194,15 @@ def test_report_has_every_section(tiny):
 
 def test_samples_are_those_of_compose(tiny):
     from musicflow.composer import DEFAULT_TEMPERATURE, Composer
-    from musicflow.evaluate.report import generate_pieces
+    from musicflow.evaluate.report import Subject, generate_pieces
 
     c = Composer.load(tiny / "glow.pt")
-    batch = generate_pieces(c, {"folk": 1.0}, 2, bars=2, seed=5, temperature=DEFAULT_TEMPERATURE)
+    batch = generate_pieces(Subject("model", c, DEFAULT_TEMPERATURE, "", guidance=None), {"folk": 1.0}, 2,
+                            bars=2, seed=5)
     one = c.compose_result("folk", bars=2, seed=6).roll
     assert np.array_equal(batch[1], one)
+    plain = generate_pieces(Subject("model", c, DEFAULT_TEMPERATURE, ""), {"folk": 1.0}, 2, bars=2, seed=5)
+    assert np.array_equal(plain[1], c.compose_result("folk", bars=2, seed=6, guidance=1).roll)
 
 
 def test_cli_evaluate_writes_json_and_markdown(tiny, tmp_path):

@@ -78,9 +78,10 @@ class Bernoulli(nn.Module):
         """``(B, 2, P, T)``: the mix of the genres' cell probabilities."""
         return torch.einsum("bg,gcpt->bcpt", cond.genre.to(self.probs.dtype), self.probs)
 
-    def log_prob(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
-        """Exact ``log P(x)`` in nats, ``(B,)``."""
+    def log_prob(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None,
+                 shared_noise: bool = False) -> torch.Tensor:
+        """Exact ``log P(x)`` in nats, ``(B,)`` (no noise: ``generator`` and ``shared_noise`` are
+        accepted for the common interface)."""
         p = self.cell_probs(cond)
         x = x.to(p.dtype)
         return (x * p.log() + (1 - x) * (-p).log1p()).flatten(1).sum(1)

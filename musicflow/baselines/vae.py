@@ -32,6 +32,7 @@ from torch import nn
 
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition, ConfigDict, Flow
+from musicflow.flows.dequantize import draw_noise
 from musicflow.flows.nets import ContextEncoder, soft_clamp
 
 
@@ -161,13 +162,14 @@ class VAE(Flow):
 
     # -- the Flow interface -------------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, cond: Condition,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, shared_noise: bool = False) -> torch.Tensor:
         """ELBO in nats, ``(B,)``: a lower bound on ``log P(x | c)`` of binary rolls, estimated with
-        one draw of ``z`` (from ``generator``); in training mode, context dropout is applied."""
+        one draw of ``z`` (from ``generator``; with ``shared_noise``, the same draw of the standard
+        noise for every window); in training mode, context dropout is applied."""
         x = self._check_rolls(x, cond)
         vec, pmap = self.features(cond, drop_context=self.training)
         mu, logvar = self.posterior(x, vec, pmap)
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+        eps = draw_noise(torch.randn, mu.cpu(), generator, shared_noise).to(mu.device)
         z = mu + (0.5 * logvar).exp() * eps
         rec = -F.binary_cross_entropy_with_logits(self.logits(z, vec, pmap), x, reduction="none")
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(dim=1)

@@ -14,13 +14,6 @@ STATS = ("pitch_range", "pitch_classes_used", "pitch_class_entropy", "scale_cons
          "polyphony", "empty_beat_rate", "groove_consistency", "note_density", "notes_per_bar")
 
 
-def sample_rolls(composer, genre, n: int, bars: int = 4, seed: int = 0,
-                 temperature: float = 1.0) -> np.ndarray:
-    """``n`` pieces of ``bars`` bars from seeds ``seed .. seed+n-1``, as rolls ``(n, 2, P, T)``
-    (generated in one batch: :meth:`~musicflow.composer.Composer.compose_rolls`)."""
-    return composer.compose_rolls(genre, n, bars, seed, temperature)
-
-
 def real_windows(ds: Dataset, split: str, genre: str, n: int, steps: int = 64,
                  seed: int = 0) -> np.ndarray:
     """Up to ``n`` real windows of one genre and split, chosen with a fixed seed."""

@@ -21,7 +21,6 @@ Every model here is a :class:`~musicflow.composer.Composer` over something with 
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,13 +33,11 @@ from musicflow.checkpoint import Checkpoint, load_checkpoint
 from musicflow.composer import Composer, Input
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet
-from musicflow.decoding import generate
 from musicflow.errors import MusicflowError
 from musicflow.evaluate.fidelity import STATS, classify_rolls, real_windows, statistics
 from musicflow.evaluate.metrics import overlap_area
 from musicflow.evaluate.novelty import nearest, segments, summarize
 from musicflow.flows.odefunc import Solver
-from musicflow.genre import genre_vector
 from musicflow.train import evaluate_bpd, model_windows
 
 
@@ -59,6 +56,8 @@ class EvalConfig:
     classify_bars: int = 16  # their first bars
     novelty_hop: int = 16  # training windows start every bar line
     ode_solver: str = ""  # a CNF's likelihood solver ("rk4:8", "dopri5"); "": the checkpoint's own
+    guidance: float | None = None  # the model's genre guidance; None: what `compose` uses by default
+    candidates: int | None = None  # candidates per window under guidance; None: compose's default
 
 
 @dataclass
@@ -69,6 +68,8 @@ class Subject:
     composer: Composer
     temperature: float
     source: str
+    guidance: float | None = 1.0  # baselines are sampled plainly
+    candidates: int | None = None
 
 
 def _rel(path: str | Path | None) -> str:
@@ -87,21 +88,15 @@ def _params(model: torch.nn.Module) -> int:
     return n or sum(b.numel() for b in model.buffers())
 
 
-def generate_pieces(c: Composer, weights: dict[str, float], n: int, bars: int, seed: int,
-                    temperature: float, batch: int = 64) -> np.ndarray:
-    """``n`` pieces of ``bars`` bars, piece ``i`` from seed ``seed + i``: the same latents and
-    threshold as ``Composer.compose(seed=seed + i)``, generated in batches. ``(n, 2, P, T)``."""
-    spec, cfg = c.spec, c.model.config
-    steps = bars * spec.bar_steps()
-    n_win = math.ceil(steps / cfg.steps)
-    vec, threshold = genre_vector(weights, c.genres), c.threshold(weights)
-    out = []
-    for s in range(0, n, batch):
-        # As Composer._latents: one generator per seed, one latent per window.
-        z = torch.stack([torch.randn(n_win, cfg.dim, generator=torch.Generator().manual_seed(seed + i))
-                         * temperature for i in range(s, min(s + batch, n))])
-        out.append(generate(c.model, z, vec, spec, threshold)[..., :steps])
-    return np.concatenate(out)
+def generate_pieces(s: Subject, weights: dict[str, float], n: int, bars: int, seed: int,
+                    batch: int = 64) -> np.ndarray:
+    """``n`` pieces of ``bars`` bars, piece ``i`` from seed ``seed + i``: the pieces of
+    ``Composer.compose(seed=seed + i)`` with the subject's temperature and guidance, generated in
+    batches. ``(n, 2, P, T)``."""
+    return np.concatenate([
+        s.composer.compose_rolls(weights, min(batch, n - i), bars, seed + i, s.temperature, s.guidance,
+                                 s.candidates)
+        for i in range(0, n, batch)])
 
 
 @torch.no_grad()
@@ -310,6 +305,8 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     ds = Dataset.load(data)
     subjects = load_subjects(model, vae, baselines, ds, cfg.temperature)
     main = subjects[0].composer
+    main.sampling(cfg.guidance, cfg.candidates)  # bad values fail before any work
+    subjects[0].guidance, subjects[0].candidates = cfg.guidance, cfg.candidates
     if cfg.ode_solver:
         use_ode_solver(main, cfg.ode_solver)
     genres = main.genres
@@ -335,12 +332,11 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     for s in subjects:
         samples[s.name] = {}
         for g in genres:
-            samples[s.name][g] = generate_pieces(s.composer, {g: 1.0}, cfg.samples, cfg.bars, cfg.seed,
-                                                 s.temperature)
+            samples[s.name][g] = generate_pieces(s, {g: 1.0}, cfg.samples, cfg.bars, cfg.seed)
             bar.update(1)
         if pairs:
-            mixes[s.name] = {(a, b): generate_pieces(s.composer, {a: 0.5, b: 0.5}, cfg.mix_samples,
-                                                     cfg.bars, cfg.seed, s.temperature) for a, b in pairs}
+            mixes[s.name] = {(a, b): generate_pieces(s, {a: 0.5, b: 0.5}, cfg.mix_samples, cfg.bars, cfg.seed)
+                             for a, b in pairs}
             bar.update(1)
     real = {g: real_windows(ds, "test", g, cfg.real_windows, steps, cfg.seed) for g in genres}
     real = {g: r for g, r in real.items() if len(r)}
@@ -369,6 +365,8 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
         "format": "musicflow-evaluation", "version": 1,
         "models": {s.name: {"kind": s.composer.ck.kind, "source": s.source,
                             "params": _params(s.composer.model), "temperature": s.temperature,
+                            **dict(zip(("guidance", "candidates"),
+                                       s.composer.sampling(s.guidance, s.candidates))),
                             "window_steps": s.composer.model.config.steps,
                             "train_steps": s.composer.ck.info.get("step"),
                             "train_wall_time_s": s.composer.ck.info.get("wall_time_s"),

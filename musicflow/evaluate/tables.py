@@ -76,6 +76,9 @@ def to_markdown(report: dict) -> str:
                   f"{s.get('samples')} pieces of {s.get('bars')} bars per genre, seed {s.get('seed')}, "
                   f"temperature {s.get('temperature')} (bernoulli draws as fitted).", ""]
         for n, m in models.items():
+            if m.get("candidates", 1) > 1:
+                lines += [f"The {n} is sampled as `compose` samples it: genre guidance {m['guidance']:g}, "
+                          f"each beat picked from {m['candidates']} candidates.", ""]
             if m.get("likelihood_solver"):
                 lines += [f"The {n}'s likelihoods (a neural-ODE flow) use the solver "
                           f"{m['likelihood_solver']}.", ""]

@@ -146,6 +146,9 @@ class CNF(Flow):
     up to the solver's error (see :meth:`reconstruction_error`).
     """
 
+    #: ``decode`` takes ``guidance`` itself (classifier-free guidance), not candidates to pick from.
+    native_guidance = True
+
     loss_name = "loss"
 
     def __init__(self, config: CNFConfig | None = None) -> None:

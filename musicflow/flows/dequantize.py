@@ -52,6 +52,21 @@ def centre(x: torch.Tensor) -> torch.Tensor:
     return (x + 0.5) / 2
 
 
+def draw_noise(draw, like: torch.Tensor, generator: torch.Generator | None, shared: bool = False
+               ) -> torch.Tensor:
+    """``draw`` (``torch.rand`` or ``torch.randn``) of ``like``'s shape, dtype and device. With
+    ``shared``, one row is drawn and repeated over the batch, so that a window's estimate does
+    not depend on its place in the batch or on the other windows in it.
+
+    >>> n = draw_noise(torch.randn, torch.zeros(3, 2), torch.Generator().manual_seed(0), shared=True)
+    >>> bool((n == n[:1]).all())
+    True
+    """
+    shape = (1, *like.shape[1:]) if shared else like.shape
+    noise = draw(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return noise.expand(like.shape)
+
+
 def _normal_log_prob(eps: torch.Tensor) -> torch.Tensor:
     return -0.5 * (eps.pow(2) + math.log(2 * math.pi)).flatten(1).sum(dim=1)
 
@@ -95,9 +110,11 @@ class UniformDequantizer(nn.Module):
         x: torch.Tensor,
         vec: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        shared: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(u, log q(u | x))``, shapes ``x.shape`` and ``(B,)``."""
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        """Return ``(u, log q(u | x))``, shapes ``x.shape`` and ``(B,)``; ``shared``: one draw
+        for every batch row (see :func:`draw_noise`)."""
+        u = draw_noise(torch.rand, x, generator, shared)
         return u, x.new_zeros(x.shape[0])
 
 
@@ -150,8 +167,10 @@ class VariationalDequantizer(nn.Module):
         x: torch.Tensor,
         vec: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        shared: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``u ~ q(u | x, vec)``; return ``u`` (shaped like ``x``) and ``log q`` ``(B,)``."""
-        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        """Draw ``u ~ q(u | x, vec)``; return ``u`` (shaped like ``x``) and ``log q`` ``(B,)``;
+        ``shared``: one noise draw for every batch row (see :func:`draw_noise`)."""
+        eps = draw_noise(torch.randn, x, generator, shared)
         u, logdet = self.transform(eps, x, vec)
         return u, _normal_log_prob(eps) - logdet

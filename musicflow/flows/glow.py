@@ -265,14 +265,16 @@ class Glow(Flow):
     # -- the Flow interface -------------------------------------------------------------------
 
     def log_prob(
-        self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None
+        self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None,
+        shared_noise: bool = False,
     ) -> torch.Tensor:
         """Lower bound on ``log P(x)`` in nats, ``(B,)``, for binary rolls ``x``.
 
         ``E_q[log p(x + u) - log q(u | x)]`` estimated with one draw of ``u`` (from
-        ``generator``); in training mode, context dropout is applied.
+        ``generator``; with ``shared_noise``, the same noise for every window of the batch);
+        in training mode, context dropout is applied.
         """
-        return self._log_prob(x, cond, generator, drop_context=self.training)
+        return self._log_prob(x, cond, generator, drop_context=self.training, shared_noise=shared_noise)
 
     def bits_per_dim(
         self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None
@@ -286,10 +288,11 @@ class Glow(Flow):
         cond: Condition,
         generator: torch.Generator | None,
         drop_context: bool,
+        shared_noise: bool = False,
     ) -> torch.Tensor:
         x = self._check_rolls(x, cond)
         h = self.features(cond, drop_context)
-        u, log_q = self.dequantizer(x, h.vec, generator=generator)
+        u, log_q = self.dequantizer(x, h.vec, generator=generator, shared=shared_noise)
         w, ld_logit = self.logit((x + u) / 2)
         z, ld_flow = self.flow_forward(w, h)
         log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(dim=1)
