@@ -185,11 +185,27 @@ def test_report_has_every_section(tiny):
     assert np.array(lc["model"]["confusion"]).sum() == sum(lc["pieces_per_genre"].values())
     assert report["novelty"]["model"]["samples"] == 3 * len(genres)
     assert "seed" in report["settings"] and report["seeds"]["samples"]
+    # The Glow is sampled as compose samples it (guided), the baselines plainly.
+    assert (report["models"]["model"]["guidance"], report["models"]["model"]["candidates"]) == (3.0, 16)
+    assert report["models"]["vae"]["candidates"] == 1 and report["models"]["bernoulli"]["guidance"] == 1.0
+    for g in genres:  # one test piece per genre, 8 bars long: one 4-bar opening each
+        assert report["fidelity"]["per_genre"][g]["real_openings"]["pieces"] == 1
     md = to_markdown(report)
+    assert "guidance 3, each beat picked from 16 candidates" in md
     for heading in ("Bits per dimension", "Musical metrics", "Genre fidelity", "Likelihood classification",
                     "Novelty"):
         assert heading in md
     json.dumps(report)  # JSON-able
+
+
+def test_real_openings_are_the_first_bars_of_test_pieces(tiny):
+    from musicflow.evaluate.fidelity import real_openings
+
+    ds = Dataset.load(tiny / "tiny.npz")
+    got = real_openings(ds, "test", "folk", n=5, steps=16)
+    first = ds.indices("test", "folk")[0]
+    assert got.shape == (1, 2, 8, 16) and np.array_equal(got[0], ds.roll(first)[..., :16])
+    assert len(real_openings(ds, "test", "folk", n=5, steps=10_000)) == 0  # no piece that long
 
 
 def test_samples_are_those_of_compose(tiny):

@@ -24,6 +24,20 @@ def real_windows(ds: Dataset, split: str, genre: str, n: int, steps: int = 64,
     return ws.batch(np.sort(idx))[0].numpy()
 
 
+def real_openings(ds: Dataset, split: str, genre: str, n: int, steps: int = 64) -> np.ndarray:
+    """The first ``steps`` steps of up to ``n`` real pieces of one genre and split (those at least
+    that long), in dataset order: what a piece composed from nothing should be compared with,
+    since openings are often thinner than the rest (imitative entries, a lone tune)."""
+    out = []
+    for i in ds.indices(split, genre):
+        roll = ds.roll(i)
+        if roll.shape[-1] >= steps:
+            out.append(roll[..., :steps])
+        if len(out) == n:
+            break
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, 2, ds.spec.pitches, steps), np.float32)
+
+
 def statistics(rolls: np.ndarray, low: int) -> dict[str, np.ndarray]:
     """Each metric of :data:`STATS` over a batch of rolls."""
     per = [all_metrics(r, low) for r in rolls]

@@ -34,7 +34,7 @@ from musicflow.composer import Composer, Input
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet
 from musicflow.errors import MusicflowError
-from musicflow.evaluate.fidelity import STATS, classify_rolls, real_windows, statistics
+from musicflow.evaluate.fidelity import STATS, classify_rolls, real_openings, real_windows, statistics
 from musicflow.evaluate.metrics import overlap_area
 from musicflow.evaluate.novelty import nearest, segments, summarize
 from musicflow.flows.odefunc import Solver
@@ -152,7 +152,7 @@ def _metrics(samples: dict, real: dict, train: dict, low: int) -> dict:
                     "and the test windows, the reference"}
 
 
-def _fidelity(clf, samples: dict, mixes: dict, real: dict, genres: list[str]) -> dict:
+def _fidelity(clf, samples: dict, mixes: dict, real: dict, genres: list[str], openings: dict) -> dict:
     per: dict = {}
     for gi, g in enumerate(genres):
         if g not in real:
@@ -160,12 +160,20 @@ def _fidelity(clf, samples: dict, mixes: dict, real: dict, genres: list[str]) ->
         p = classify_rolls(clf, real[g])
         per[g] = {"real_test": {"accuracy": round(float((p.argmax(1) == gi).mean()), 4),
                                 "mean_prob": round(float(p[:, gi].mean()), 4)}}
+        if len(openings.get(g, ())):
+            p = classify_rolls(clf, openings[g])
+            per[g]["real_openings"] = {"accuracy": round(float((p.argmax(1) == gi).mean()), 4),
+                                       "mean_prob": round(float(p[:, gi].mean()), 4),
+                                       "pieces": len(openings[g])}
         for name, by_genre in samples.items():
             p = classify_rolls(clf, by_genre[g])
             per[g][name] = {"accuracy": round(float((p.argmax(1) == gi).mean()), 4),
                             "mean_prob": round(float(p[:, gi].mean()), 4)}
     names = ["real_test", *samples]
     mean = {n: round(float(np.mean([v[n]["accuracy"] for v in per.values()])), 4) for n in names}
+    if any("real_openings" in v for v in per.values()):
+        mean["real_openings"] = round(float(np.mean([v["real_openings"]["accuracy"] for v in per.values()
+                                                     if "real_openings" in v])), 4)
     mix_out: dict = {}
     for name, by_pair in mixes.items():
         rows, mass = {}, []
@@ -182,7 +190,9 @@ def _fidelity(clf, samples: dict, mixes: dict, real: dict, genres: list[str]) ->
         mix_out[name] = {"pairs": rows, "mean_mass_on_pair": round(float(np.mean(mass)), 4) if mass else None}
     return {"per_genre": per, "mean_accuracy": mean, "mixes": mix_out,
             "note": "accuracy: share of pieces the independent classifier assigns to the genre they "
-                    "were conditioned on (real_test: on real test windows, the classifier's ceiling); "
+                    "were conditioned on (real_test: on real test windows, the classifier's ceiling; "
+                    "real_openings: on the same number of first bars of real test pieces, what a piece "
+                    "composed from nothing is comparable with); "
                     "mixes: mean classifier probability of each genre of a 50/50 mix, beside that of "
                     f"pure samples; chance {1 / len(genres):.3f}"}
 
@@ -346,7 +356,8 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
 
     t = time.perf_counter()
     metrics = _metrics(samples, real, train, ds.spec.low)
-    fidelity = _fidelity(clf, samples, mixes, real, genres)
+    openings = {g: real_openings(ds, "test", g, cfg.real_windows, steps) for g in genres}
+    fidelity = _fidelity(clf, samples, mixes, real, genres, openings)
     times["metrics_and_fidelity"] = time.perf_counter() - t
     bar.update(1)
 

@@ -50,17 +50,20 @@ def headline(report: dict) -> list[str]:
         rows.append([g, join(b["per_genre"].get(g, {}).get(n) for n in names),
                      f"{join(ov, 2)} ({_f(ref, 2)})",
                      f"{join((fid.get(n, {}).get('accuracy') for n in names), 2)} "
-                     f"({_f(fid.get('real_test', {}).get('accuracy'), 2)})",
+                     f"({_f(fid.get('real_test', {}).get('accuracy'), 2)}; "
+                     f"{_f(fid.get('real_openings', {}).get('accuracy'), 2)})",
                      join((c[n]["per_genre"].get(g) for n in names), 2)])
     ref = m["mean_overlap"].get("train_vs_test")
     rows.append(["**mean**", join(b["mean"].get(n) for n in names),
                  f"{join((m['mean_overlap'].get(n) for n in names), 2)} ({_f(ref, 2)})",
                  f"{join((f['mean_accuracy'].get(n) for n in names), 2)} "
-                 f"({_f(f['mean_accuracy'].get('real_test'), 2)})",
+                 f"({_f(f['mean_accuracy'].get('real_test'), 2)}; "
+                 f"{_f(f['mean_accuracy'].get('real_openings'), 2)})",
                  join((c[n]["accuracy"] for n in names), 2)])
     who = " / ".join(report["models"][n].get("kind", n) for n in names)
     return _table(["genre", f"test bits/dim ({who})", f"metric overlap ({who}; train vs test)",
-                   f"classifier fidelity ({who}; real)", f"likelihood classification ({who})"], rows)
+                   f"classifier fidelity ({who}; real windows; real openings)",
+                   f"likelihood classification ({who})"], rows)
 
 
 def to_markdown(report: dict) -> str:
@@ -122,7 +125,7 @@ def to_markdown(report: dict) -> str:
         f = report["fidelity"]
         cols = list(f["mean_accuracy"])
         lines += ["## Genre fidelity (independent classifier: share recognised as the genre asked for)", ""]
-        rows = [[g, *[v[c]["accuracy"] for c in cols]] for g, v in f["per_genre"].items()]
+        rows = [[g, *[v.get(c, {}).get("accuracy") for c in cols]] for g, v in f["per_genre"].items()]
         rows.append(["**mean**", *[f["mean_accuracy"][c] for c in cols]])
         lines += _table(["genre", *cols], rows)
         for n, mix in f["mixes"].items():
