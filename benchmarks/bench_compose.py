@@ -1,6 +1,7 @@
 """Composing speed: ``musicflow compose --bars 8`` end to end against the floor of starting Python
 with torch (``python -c "import torch"``), both as subprocesses in the same run, and API latency
-for 8 and 64 bars with the checkpoint already loaded.
+for 8 and 64 bars with the checkpoint already loaded (as compose samples by default, and for 8 bars
+also plainly, guidance 1, in the same run).
 
     python benchmarks/bench_compose.py [--model PATH] [--repeats 5]
 
@@ -80,6 +81,14 @@ def main() -> None:
             c.compose(bars=bars, seed=seed)
             times.append(time.perf_counter() - t)
         api[f"{bars}_bars_s_median"] = round(statistics.median(times), 3)
+    times = []
+    for seed in range(args.repeats):
+        t = time.perf_counter()
+        c.compose(bars=8, seed=seed, guidance=1.0)
+        times.append(time.perf_counter() - t)
+    api["8_bars_plain_s_median"] = round(statistics.median(times), 3)
+    api["8_bars_default_over_plain"] = round(api["8_bars_s_median"] / api["8_bars_plain_s_median"], 2)
+    guidance, candidates = c.sampling()
     result_cls = classify_held_out(c, args.pieces)
     save("bench_compose", {
         "classify_test_pieces": result_cls,
@@ -88,6 +97,7 @@ def main() -> None:
         "cli_over_floor_ratio": round(cli / floor, 2),
         "api": api,
         "repeats": args.repeats,
+        "sampling": {"guidance": guidance, "candidates": candidates},
         "model": args.model or "default (checkpoints/glow-music21.pt)",
     })
 
