@@ -109,7 +109,14 @@ def _bench_glow(d: dict) -> list[str]:
     out = _table(["genre", "glow bits/dim", "bernoulli", "ratio"], rows)
     fid = d.get("genre_fidelity")
     if isinstance(fid, dict):
-        out += ["Genre fidelity (classifier): " + ", ".join(f"{g} {v}" for g, v in fid.items()), ""]
+        how = d.get("sampling", {})
+        label = (f"guidance {how['guidance']:g}, {how['candidates']} candidates"
+                 if how.get("candidates", 1) > 1 else "plain sampling")
+        out += [f"Genre fidelity (classifier; {label}): " + ", ".join(f"{g} {v}" for g, v in fid.items()), ""]
+    plain = d.get("genre_fidelity_plain")
+    if isinstance(plain, dict):
+        out += ["Genre fidelity (classifier; plain sampling, same run): "
+                + ", ".join(f"{g} {v}" for g, v in plain.items()), ""]
     return out
 
 
