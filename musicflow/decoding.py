@@ -71,11 +71,25 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
         chunk = clean_continuation((v > threshold).numpy(), None if held is None else held.repeat(k, 0))
         pick = np.zeros(b, np.int64)
         if k > 1:
-            ratio = genre_log_ratio(model, torch.from_numpy(chunk), genre_k, ctx_k).view(b, k)
+            ratio = _unique_log_ratio(model, chunk, genre_k, ctx_k, k).view(b, k)
             pick = guided_pick(ratio, float(1.0 if guidance is None else guidance), choice[:, i]).numpy()
         rolls = np.concatenate([rolls, chunk.reshape(b, k, *chunk.shape[1:])[np.arange(b), pick]], axis=-1)
         picked.append(latents[torch.arange(b), i, torch.from_numpy(pick)])
     return (rolls, torch.stack(picked, 1)) if return_latents else rolls
+
+
+def _unique_log_ratio(model, chunk: np.ndarray, genre: torch.Tensor, ctx: torch.Tensor,
+                      k: int) -> torch.Tensor:
+    """:func:`genre_log_ratio` of ``B * K`` candidate chunks, ``K`` per piece in a row, scoring each
+    distinct chunk of a piece once: candidates of a piece share its context and genre, and a
+    window's ratio does not depend on the rest of the batch, so duplicates (common where a beat
+    only holds what sounded before) get the same ratio without their own forward passes."""
+    piece = np.arange(len(chunk)) // k
+    keys = np.concatenate([piece[:, None], chunk.reshape(len(chunk), -1)], axis=1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    sel = torch.from_numpy(first)
+    ratio = genre_log_ratio(model, torch.from_numpy(chunk[first]), genre[sel], ctx[sel])
+    return ratio[torch.from_numpy(inverse.reshape(-1))]
 
 
 @torch.no_grad()

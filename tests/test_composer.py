@@ -268,6 +268,28 @@ def test_strong_guidance_keeps_the_candidate_most_typical_of_the_genre(composer)
     assert torch.equal(r.latents[0], z[0, int(ratio.argmax())])
 
 
+def test_duplicate_candidates_are_scored_once_with_the_same_ratio(composer, monkeypatch):
+    """Two pieces of three candidates each, with repeated chunks: the deduplicated scoring gives
+    every candidate the ratio of scoring all six, and scores only the distinct (piece, chunk) pairs
+    (a chunk shared across pieces is scored per piece: contexts differ)."""
+    import musicflow.decoding as dec
+
+    gen = torch.Generator().manual_seed(3)
+    a, b = (torch.rand(1, 2, composer.spec.pitches, composer.model.config.steps, generator=gen) > 0.8
+            for _ in range(2))
+    chunk = torch.cat([a, b, a, a, a, b]).float().numpy()
+    vec = torch.eye(2)[[0, 0, 0, 1, 1, 1]]
+    ctx = (torch.rand(2, 2, composer.spec.pitches, composer.context, generator=gen) > 0.9).float()
+    ctx = ctx.repeat_interleave(3, 0)
+    seen = []
+    real = dec.genre_log_ratio
+    monkeypatch.setattr(dec, "genre_log_ratio", lambda m, x, g, c: seen.append(len(x)) or real(m, x, g, c))
+    got = dec._unique_log_ratio(composer.model, chunk, vec, ctx, 3)
+    want = real(composer.model, torch.from_numpy(chunk), vec, ctx)
+    assert seen == [4] and torch.allclose(got, want, atol=1e-4)
+    assert got[0] == got[2] and got[3] == got[4] and got[0] != got[3]
+
+
 def test_guidance_makes_pieces_more_typical_of_their_genre(composer):
     """Mean per-window genre log-ratio (the model's own evidence for the asked genre) of 6 pieces
     per genre, guided against plain, same seeds."""
