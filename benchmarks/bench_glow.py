@@ -133,7 +133,7 @@ def main() -> None:
     comp = Composer(ck)
     guidance, candidates = comp.sampling(args.guidance, args.candidates)
     result["sampling"] = {"guidance": guidance, "candidates": candidates,
-                          "note": "how compose samples (genre guidance picks each beat among candidates); "
+                          "note": "how compose samples (guidance: candidate pieces resampled each beat); "
                                   "*_plain figures: guidance 1, the model's own distribution"}
     t = median_time(lambda: comp.compose(ck.genres[0], bars=8, seed=0, guidance=guidance,
                                          candidates=candidates), 3)

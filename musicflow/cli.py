@@ -203,8 +203,8 @@ def calibrate_cmd(checkpoint, data, temperature) -> None:
 def guidance_options(f):
     """``--guidance`` and ``--candidates`` (see ``Composer.sampling``)."""
     f = click.option("--candidates", type=int, default=None,
-                     help="Samples to pick each beat from under guidance [default: 16; not for the "
-                          "neural-ODE flow].")(f)
+                     help="Pieces grown side by side under guidance, resampled each beat by how "
+                          "typical of the genre they are [default: 16; not for the neural-ODE flow].")(f)
     return click.option("--guidance", type=float, default=None,
                         help="Genre strength: 1 plain sampling, 0 ignores the genre, above 1 "
                              "exaggerates it [default: 3 for the Glow, 1 for the neural-ODE flow].")(f)

@@ -42,11 +42,11 @@ MidiInput = str | Path | pretty_midi.PrettyMIDI
 #: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
 #: (the dequantization cell of a 1 is v > 0.5); lower temperatures drift towards silence.
 DEFAULT_TEMPERATURE = 1.0
-#: Genre guidance of the Glow by default (see :func:`musicflow.decoding.guided_pick`): each window is
-#: picked from ``DEFAULT_CANDIDATES`` of the model's own samples with probability proportional to
+#: Genre guidance of the Glow by default (see :func:`musicflow.decoding.generate`): ``DEFAULT_CANDIDATES``
+#: candidate pieces grow side by side and are resampled after each window in proportion to
 #: ``p(genre | window) ** (DEFAULT_GUIDANCE - 1)``. Chosen with the independent classifier on seeds
-#: 1000..1019, apart from the seeds benchmarks and evaluation report (16 candidates beat a stronger
-#: tilt with 8; see checkpoints/README.md); ``guidance=1`` samples the model plainly.
+#: 1000..1019, apart from the seeds benchmarks and evaluation report (guidance 5 over-filled chorale
+#: and lost it: 75% against 85% at 3; see checkpoints/README.md); ``guidance=1`` samples plainly.
 DEFAULT_GUIDANCE = 3.0
 DEFAULT_CANDIDATES = 16
 _PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -153,8 +153,9 @@ class Composer:
     def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray,
                   threshold: float = 0.5, guidance: float | None = None,
                   choice: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
-        """One piece: decode a latent (or pick one of its candidates) per window after ``prefix``
-        (see :func:`decoding.generate`). Returns the roll and the latent of each window."""
+        """One piece: decode a latent per window after ``prefix`` (under guidance, grow candidate
+        pieces from the candidates' latents and keep one; see :func:`decoding.generate`). Returns
+        the roll and the latent of each window."""
         roll, picked = generate(self.model, latents[None], weights, self.spec, threshold, prefix[None],
                                 guidance, None if choice is None else choice[None], return_latents=True,
                                 progress=self.progress)
@@ -183,17 +184,19 @@ class Composer:
     def _draw(self, n: int, seed: int, temperature: float, candidates: int = 1
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Latents of ``n`` windows from ``seed``: ``(n, D)``, or ``(n, K, D)`` candidates and the
-        uniform noise ``(n, K)`` that picks among them. One candidate draws the same latents."""
+        uniform noise ``(n,)`` that resamples the particles after each window. One candidate draws
+        the same latents."""
         g = torch.Generator().manual_seed(int(seed))
         z = torch.randn(n, candidates, self.model.config.dim, generator=g) * float(temperature)
         if candidates == 1:
             return z[:, 0], None
-        return z, torch.rand(n, candidates, generator=g)
+        return z, torch.rand(n, generator=g)
 
     def sampling(self, guidance: float | None = None, candidates: int | None = None
                  ) -> tuple[float | None, int]:
-        """The genre guidance and candidates per window that composing uses: the neural ODE
-        guides its own field (no candidates); any other model picks among candidates, by default
+        """The genre guidance and candidate pieces that composing uses: the neural ODE guides its
+        own field (no candidates); any other model grows candidate pieces side by side and
+        resamples them each window by their genre evidence (:func:`decoding.generate`), by default
         :data:`DEFAULT_GUIDANCE` and :data:`DEFAULT_CANDIDATES` for the Glow and plain sampling
         for the baselines. Guidance 1 is plain sampling, one candidate."""
         if getattr(self.model, "native_guidance", False):
@@ -210,7 +213,7 @@ class Composer:
             return 1.0, 1
         k = DEFAULT_CANDIDATES if candidates is None else int(candidates)
         if k < 2:
-            raise MusicflowError(f"--candidates {k}: guidance picks among at least 2 candidates per window")
+            raise MusicflowError(f"--candidates {k}: guidance needs at least 2 candidate pieces")
         return guidance, k
 
     def _midi(self, roll: np.ndarray, tempo: float | None, key: str | None, program, velocity: int,
@@ -300,8 +303,8 @@ class Composer:
         :attr:`default_genre`); ``key``
         transposes the result (``"D"``, ``"Am"``); ``program`` is a General MIDI number or name;
         ``guidance`` scales the genre: 1 plain sampling, 0 ignores the genre, above 1 exaggerates
-        it. The neural-ODE flow guides its own vector field (default 1); other models pick each
-        window among ``candidates`` of their own samples (see :meth:`sampling`; the Glow's
+        it. The neural-ODE flow guides its own vector field (default 1); other models grow
+        ``candidates`` pieces side by side and keep one (see :meth:`sampling`; the Glow's
         default is guidance :data:`DEFAULT_GUIDANCE` with :data:`DEFAULT_CANDIDATES` candidates).
         """
         return self.compose_result(genre, bars, seed, temperature, tempo, key, program, velocity,

@@ -44,48 +44,76 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
 
     ``guidance`` scales the genre (1 or ``None``: plain sampling). A model with its own guidance
     (the neural ODE's classifier-free guidance) takes it in ``decode``. For any other model,
-    ``latents`` ``(B, W, K, D)`` hold ``K`` candidates per window and ``choice`` ``(B, W, K)``
-    uniform noise: :func:`guided_pick` keeps one candidate of each window (see there).
-    ``progress`` shows a bar over the windows (beats)."""
+    ``latents`` ``(B, W, K, D)`` drive ``K`` particles per piece and ``choice`` ``(B, W)`` holds
+    uniform noise: sequential Monte Carlo towards ``p(x | y) p(y | x) ** (guidance - 1)``. Each
+    particle (a piece so far) draws its next window from the model; particles are then resampled
+    in proportion to ``p(y | window) ** (guidance - 1)`` (:func:`genre_log_ratio`,
+    :func:`resample`), so histories whose windows are typical of the genre multiply and the others
+    die out, and after the last window one particle is kept with probability proportional to its
+    weight. Unlike picking one window at a time, a thin or ambiguous start survives only if what
+    grows out of it is typical of the genre. ``progress`` shows a bar over the windows (beats)."""
     native = getattr(model, "native_guidance", False)
     kw = {"guidance": guidance} if native and guidance is not None else {}
     if latents.dim() == 3:
         latents = latents[:, :, None]
     b, w, k, _ = latents.shape
-    if k > 1 and (native or choice is None or choice.shape != (b, w, k)):
-        raise MusicflowError(f"{k} candidates per window need a model without its own guidance and "
-                             f"choice noise of shape {(b, w, k)}")
+    if k > 1 and (native or choice is None or choice.shape != (b, w)):
+        raise MusicflowError(f"{k} particles per piece need a model without its own guidance and "
+                             f"choice noise of shape {(b, w)}")
     c = model.config.context_steps
-    rolls = np.zeros((b, 2, spec.pitches, 0), np.float32) if prefix is None else prefix.copy()
-    genre = genre.expand(b, -1)
-    genre_k = genre.repeat_interleave(k, 0)
-    picked = []
+    prefix = np.zeros((b, 2, spec.pitches, 0), np.float32) if prefix is None else prefix
+    keep = max(c, 1)  # steps of each particle's own piece kept: its context and its last step
+    tail = np.repeat(prefix[..., -keep:] if prefix.shape[-1] else prefix, k, axis=0)
+    genre_k = genre.expand(b, -1).repeat_interleave(k, 0)
+    chunks, lineage = [], np.zeros((b, k, 0), np.int64)  # lineage: each particle's latent per window
+    rows = np.arange(b)[:, None]
     for i in tqdm(range(w), desc="compose", unit="beat", disable=not progress, leave=False):
-        ctx = np.zeros((b, 2, spec.pitches, c), np.float32)
-        tail = rolls[..., -c:] if rolls.shape[-1] else rolls
-        if tail.shape[-1]:
-            ctx[..., -tail.shape[-1]:] = tail
-        ctx_k = torch.from_numpy(ctx).repeat_interleave(k, 0)
-        v = model.decode(latents[:, i].reshape(b * k, -1), Condition(genre_k, ctx_k), **kw)
-        held = rolls[:, 1, :, -1] > 0 if rolls.shape[-1] else None
-        chunk = clean_continuation((v > threshold).numpy(), None if held is None else held.repeat(k, 0))
-        pick = np.zeros(b, np.int64)
+        ctx = np.zeros((b * k, 2, spec.pitches, c), np.float32)
+        n = min(c, tail.shape[-1])
+        if n:
+            ctx[..., -n:] = tail[..., -n:]
+        ctx_t = torch.from_numpy(ctx)
+        v = model.decode(latents[:, i].reshape(b * k, -1), Condition(genre_k, ctx_t), **kw)
+        held = tail[:, 1, :, -1] > 0 if tail.shape[-1] else None
+        chunk = clean_continuation((v > threshold).numpy(), held)
+        chunks.append(chunk.reshape(b, k, *chunk.shape[1:]))
+        lineage = np.concatenate([lineage, np.broadcast_to(np.arange(k), (b, k))[..., None]], axis=-1)
+        tail = np.concatenate([tail, chunk], axis=-1)[..., -keep:]
         if k > 1:
-            ratio = _unique_log_ratio(model, chunk, genre_k, ctx_k, k).view(b, k)
-            pick = guided_pick(ratio, float(1.0 if guidance is None else guidance), choice[:, i]).numpy()
-        rolls = np.concatenate([rolls, chunk.reshape(b, k, *chunk.shape[1:])[np.arange(b), pick]], axis=-1)
-        picked.append(latents[torch.arange(b), i, torch.from_numpy(pick)])
-    return (rolls, torch.stack(picked, 1)) if return_latents else rolls
+            weight = (float(1.0 if guidance is None else guidance) - 1.0) * \
+                _unique_log_ratio(model, chunk, genre_k, ctx_t).view(b, k)
+            anc = resample(weight, choice[:, i], 1 if i == w - 1 else k).numpy()
+            lineage = lineage[rows, anc]
+            tail = tail.reshape(b, k, *tail.shape[1:])[rows, anc].reshape(-1, *tail.shape[1:])
+    pick = lineage[:, 0]  # (B, W): the kept particle's latent of each window
+    rolls = np.concatenate([prefix, *(chunks[j][np.arange(b), pick[:, j]] for j in range(w))], axis=-1)
+    if not return_latents:
+        return rolls
+    return rolls, latents[torch.arange(b)[:, None], torch.arange(w)[None], torch.from_numpy(pick)]
 
 
-def _unique_log_ratio(model, chunk: np.ndarray, genre: torch.Tensor, ctx: torch.Tensor,
-                      k: int) -> torch.Tensor:
-    """:func:`genre_log_ratio` of ``B * K`` candidate chunks, ``K`` per piece in a row, scoring each
-    distinct chunk of a piece once: candidates of a piece share its context and genre, and a
-    window's ratio does not depend on the rest of the batch, so duplicates (common where a beat
-    only holds what sounded before) get the same ratio without their own forward passes."""
-    piece = np.arange(len(chunk)) // k
-    keys = np.concatenate([piece[:, None], chunk.reshape(len(chunk), -1)], axis=1)
+def resample(log_weight: torch.Tensor, u: torch.Tensor, n: int) -> torch.Tensor:
+    """Systematic resampling: ``n`` ancestor indices ``(B, n)`` drawn among ``K`` particles in
+    proportion to ``softmax(log_weight)`` ``(B, K)``, at the positions ``(u + j) / n`` of the
+    weights' cumulative sum (``u`` ``(B,)`` uniform). Each particle gets ``n * weight`` copies
+    rounded down or up, the lowest-variance unbiased scheme; ``n = 1`` is one draw.
+
+    >>> resample(torch.log(torch.tensor([[0.25, 0.75]])), torch.tensor([0.5]), 4).tolist()
+    [[0, 1, 1, 1]]
+    """
+    cdf = torch.softmax(log_weight, dim=1).cumsum(1)
+    cdf[:, -1] = 1.0  # rounding must not leave a position past the end
+    pos = (u[:, None] + torch.arange(n, dtype=cdf.dtype)[None]) / n
+    return torch.searchsorted(cdf, pos.contiguous(), right=True).clamp(max=log_weight.shape[1] - 1)
+
+
+def _unique_log_ratio(model, chunk: np.ndarray, genre: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+    """:func:`genre_log_ratio` of candidate windows, scoring each distinct (genre, context, window)
+    once: a window's ratio does not depend on the rest of the batch, so duplicates (common where a
+    beat only holds what sounded before, and among particles that share a history) get the same
+    ratio without their own forward passes."""
+    keys = np.concatenate([genre.numpy(), ctx.reshape(len(ctx), -1).numpy(),
+                           chunk.reshape(len(chunk), -1)], axis=1)
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     sel = torch.from_numpy(first)
     ratio = genre_log_ratio(model, torch.from_numpy(chunk[first]), genre[sel], ctx[sel])
@@ -112,23 +140,6 @@ def genre_log_ratio(model, x: torch.Tensor, genre: torch.Tensor, ctx: torch.Tens
     one_hot = bool(((genre == 0) | (genre == 1)).all()) and bool((genre.sum(1) == 1).all())
     asked = each.gather(1, genre.argmax(1, keepdim=True))[:, 0] if one_hot else log_prob(genre)
     return asked - (torch.logsumexp(each, dim=1) - math.log(n_genres))
-
-
-def guided_pick(log_ratio: torch.Tensor, guidance: float, choice: torch.Tensor) -> torch.Tensor:
-    """Sampling-importance-resampling towards ``p(x | y) p(y | x) ** (guidance - 1)``: the index
-    ``(B,)`` of one of ``K`` candidates drawn from the model given genre ``y`` (``log_ratio``
-    ``(B, K)`` from :func:`genre_log_ratio`, which is ``log p(y | x)`` up to a constant), picked with
-    probability proportional to ``p(y | x) ** (guidance - 1)`` by the Gumbel-max trick on the
-    uniform noise ``choice`` ``(B, K)``. Guidance 1 keeps the model's own distribution, 0 draws
-    from the genre-free mixture ``p(x)``, above 1 favours what is most typical of the genre, the
-    analogue of classifier guidance for a flow with exact likelihoods. The more candidates,
-    the closer the picks follow that distribution.
-
-    >>> guided_pick(torch.tensor([[0.0, 5.0]]), 3.0, torch.tensor([[0.5, 0.5]])).tolist()
-    [1]
-    """
-    gumbel = -torch.log(-torch.log(choice.clamp(1e-12, 1 - 1e-7)))
-    return ((guidance - 1.0) * log_ratio + gumbel).argmax(dim=1)
 
 
 def clean_continuation(chunk: np.ndarray, held: np.ndarray | None) -> np.ndarray:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import make_midi
 
 from musicflow.cli import main
-from musicflow.composer import Composer, parse_key
+from musicflow.composer import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, Composer, parse_key
 from musicflow.data.build import build_dataset
 from musicflow.errors import MusicflowError
 from musicflow.train import TrainConfig, train
@@ -225,19 +225,56 @@ def test_decoding_modes(tiny_ckpt, composer):
 # -- genre guidance (candidates picked by the model's own genre posterior) -------------------------
 
 
-def test_guided_pick_follows_the_tilted_distribution():
-    """Picks among two candidates whose genre log-ratios differ by log 2: guidance 2 favours the
-    second 2:1, guidance 1 picks evenly, guidance 0 favours the first 2:1."""
-    from musicflow.decoding import guided_pick
+def test_resampling_follows_the_weights():
+    """One draw (the kept particle) picks two particles whose weights differ by a factor 2 in the
+    ratio 1:2; systematic resampling gives each particle its expected number of copies rounded
+    down or up, and never a particle of weight zero."""
+    from musicflow.decoding import resample
 
-    ratio = torch.tensor([[0.0, float(np.log(2))]]).expand(30000, -1)
-    u = torch.rand(30000, 2, generator=torch.Generator().manual_seed(0))
-    for guidance, share in ((2.0, 2 / 3), (1.0, 1 / 2), (0.0, 1 / 3)):
-        assert abs(guided_pick(ratio, guidance, u).float().mean().item() - share) < 0.01
+    u = torch.rand(30000, generator=torch.Generator().manual_seed(0))
+    logw = torch.tensor([[0.0, float(np.log(2))]]).expand(30000, -1)
+    assert abs(resample(logw, u, 1).float().mean().item() - 2 / 3) < 0.01
+    p = torch.tensor([[0.05, 0.0, 0.5, 0.2, 0.25]])
+    for ui in torch.rand(200, generator=torch.Generator().manual_seed(1)):
+        anc = resample(p.log(), ui[None], 8)[0]
+        counts = torch.bincount(anc, minlength=5).float()
+        assert torch.all((counts - 8 * p[0]).abs() < 1) and counts[1] == 0
+
+
+def test_resampling_keeps_the_particles_typical_of_the_genre():
+    """Guidance as sequential Monte Carlo on a stub model whose windows are all the same and whose
+    genre evidence favours particles by their latent's sign: strong guidance keeps only
+    positive-latent histories, guidance 1 (with particles) keeps both kinds."""
+    from types import SimpleNamespace
+
+    import musicflow.decoding as dec
+
+    spec = SimpleNamespace(pitches=2)
+
+    class Stub:
+        config = SimpleNamespace(context_steps=2)
+
+        def decode(self, z, cond):
+            return (z[:, :1, None, None] > 0).float().expand(-1, 2, 2, 2)
+
+        def log_prob(self, x, cond, generator=None, shared_noise=False):
+            return 3.0 * x[:, 0, 0, 0] * cond.genre[:, 0]
+
+    z = torch.randn(40, 3, 8, 1, generator=torch.Generator().manual_seed(2))
+    z[:, :, 0] = z[:, :, 0].abs()  # every window has a positive candidate
+    u = torch.rand(40, 3, generator=torch.Generator().manual_seed(3))
+    genre = torch.tensor([[1.0, 0.0]])
+    for guidance, lo, hi in ((1e3, 1.0, 1.0), (1.0, 0.3, 0.8)):
+        rolls, picked = dec.generate(Stub(), z, genre, spec, guidance=guidance, choice=u, return_latents=True)
+        assert rolls.shape == (40, 2, 2, 6)
+        share = float((picked[..., 0] > 0).float().mean())
+        assert lo <= share <= hi, (guidance, share)
+        assert np.array_equal(rolls[:, 0, 0, ::2], (picked[..., 0] > 0).float().numpy())
 
 
 def test_plain_sampling_is_guidance_one(composer):
-    assert composer.sampling() == (3.0, 16) and composer.sampling(1.0, 8) == (1.0, 1)
+    assert composer.sampling() == (DEFAULT_GUIDANCE, DEFAULT_CANDIDATES)
+    assert composer.sampling(1.0, 8) == (1.0, 1)
     r = composer.compose_result(genre="low", bars=2, seed=4, guidance=1)
     assert np.array_equal(r.latents.numpy(), composer._latents(len(r.latents), 4, 1.0).numpy())
 
@@ -270,8 +307,8 @@ def test_strong_guidance_keeps_the_candidate_most_typical_of_the_genre(composer)
 
 def test_duplicate_candidates_are_scored_once_with_the_same_ratio(composer, monkeypatch):
     """Two pieces of three candidates each, with repeated chunks: the deduplicated scoring gives
-    every candidate the ratio of scoring all six, and scores only the distinct (piece, chunk) pairs
-    (a chunk shared across pieces is scored per piece: contexts differ)."""
+    every candidate the ratio of scoring all six, and scores only the distinct (genre, context,
+    chunk) triples (a chunk shared across pieces is scored per piece: contexts differ)."""
     import musicflow.decoding as dec
 
     gen = torch.Generator().manual_seed(3)
@@ -284,7 +321,7 @@ def test_duplicate_candidates_are_scored_once_with_the_same_ratio(composer, monk
     seen = []
     real = dec.genre_log_ratio
     monkeypatch.setattr(dec, "genre_log_ratio", lambda m, x, g, c: seen.append(len(x)) or real(m, x, g, c))
-    got = dec._unique_log_ratio(composer.model, chunk, vec, ctx, 3)
+    got = dec._unique_log_ratio(composer.model, chunk, vec, ctx)
     want = real(composer.model, torch.from_numpy(chunk), vec, ctx)
     assert seen == [4] and torch.allclose(got, want, atol=1e-4)
     assert got[0] == got[2] and got[3] == got[4] and got[0] != got[3]
@@ -311,7 +348,7 @@ def test_guidance_makes_pieces_more_typical_of_their_genre(composer):
 def test_guidance_arguments_are_checked(composer, tiny_ckpt):
     with pytest.raises(MusicflowError, match="--guidance -1.0: must be a number >= 0"):
         composer.compose(genre="low", bars=1, guidance=-1)
-    with pytest.raises(MusicflowError, match="--candidates 1: guidance picks among at least 2"):
+    with pytest.raises(MusicflowError, match="--candidates 1: guidance needs at least 2 candidate pieces"):
         composer.compose(genre="low", bars=1, guidance=2, candidates=1)
     r = CliRunner().invoke(main, ["compose", "--model", str(tiny_ckpt), "--guidance", "nan", "-o", "x.mid"])
     assert r.exit_code != 0 and "Error: --guidance nan: must be a number >= 0" in r.output

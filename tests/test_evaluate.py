@@ -186,12 +186,15 @@ def test_report_has_every_section(tiny):
     assert report["novelty"]["model"]["samples"] == 3 * len(genres)
     assert "seed" in report["settings"] and report["seeds"]["samples"]
     # The Glow is sampled as compose samples it (guided), the baselines plainly.
-    assert (report["models"]["model"]["guidance"], report["models"]["model"]["candidates"]) == (3.0, 16)
+    from musicflow.composer import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE
+
+    assert (report["models"]["model"]["guidance"], report["models"]["model"]["candidates"]) == \
+        (DEFAULT_GUIDANCE, DEFAULT_CANDIDATES)
     assert report["models"]["vae"]["candidates"] == 1 and report["models"]["bernoulli"]["guidance"] == 1.0
     for g in genres:  # one test piece per genre, 8 bars long: one 4-bar opening each
         assert report["fidelity"]["per_genre"][g]["real_openings"]["pieces"] == 1
     md = to_markdown(report)
-    assert "guidance 3, each beat picked from 16 candidates" in md
+    assert f"guidance {DEFAULT_GUIDANCE:g}, {DEFAULT_CANDIDATES} candidate pieces resampled each beat" in md
     for heading in ("Bits per dimension", "Musical metrics", "Genre fidelity", "Likelihood classification",
                     "Novelty"):
         assert heading in md

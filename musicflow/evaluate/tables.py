@@ -81,7 +81,7 @@ def to_markdown(report: dict) -> str:
         for n, m in models.items():
             if m.get("candidates", 1) > 1:
                 lines += [f"The {n} is sampled as `compose` samples it: genre guidance {m['guidance']:g}, "
-                          f"each beat picked from {m['candidates']} candidates.", ""]
+                          f"{m['candidates']} candidate pieces resampled each beat.", ""]
             if m.get("likelihood_solver"):
                 lines += [f"The {n}'s likelihoods (a neural-ODE flow) use the solver "
                           f"{m['likelihood_solver']}.", ""]
