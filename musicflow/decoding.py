@@ -96,7 +96,7 @@ def resample(log_weight: torch.Tensor, u: torch.Tensor, n: int) -> torch.Tensor:
     """Systematic resampling: ``n`` ancestor indices ``(B, n)`` drawn among ``K`` particles in
     proportion to ``softmax(log_weight)`` ``(B, K)``, at the positions ``(u + j) / n`` of the
     weights' cumulative sum (``u`` ``(B,)`` uniform). Each particle gets ``n * weight`` copies
-    rounded down or up, the lowest-variance unbiased scheme; ``n = 1`` is one draw.
+    rounded down or up (unbiased, with less variance than independent draws); ``n = 1`` is one draw.
 
     >>> resample(torch.log(torch.tensor([[0.25, 0.75]])), torch.tensor([0.5]), 4).tolist()
     [[0, 1, 1, 1]]
