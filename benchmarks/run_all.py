@@ -110,7 +110,7 @@ def _bench_glow(d: dict) -> list[str]:
     fid = d.get("genre_fidelity")
     if isinstance(fid, dict):
         how = d.get("sampling", {})
-        label = (f"guidance {how['guidance']:g}, {how['candidates']} candidates"
+        label = (f"guidance {how['guidance']:g}, {how['candidates']} candidate pieces"
                  if how.get("candidates", 1) > 1 else "plain sampling")
         out += [f"Genre fidelity (classifier; {label}): " + ", ".join(f"{g} {v}" for g, v in fid.items()), ""]
     plain = d.get("genre_fidelity_plain")
