@@ -222,7 +222,7 @@ def test_decoding_modes(tiny_ckpt, composer):
     assert compose_default == DEFAULT_TEMPERATURE
 
 
-# -- genre guidance (candidates picked by the model's own genre posterior) -------------------------
+# -- genre guidance (candidate pieces resampled by the model's own genre posterior) ----------------
 
 
 def test_resampling_follows_the_weights():
