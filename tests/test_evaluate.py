@@ -191,9 +191,17 @@ def test_report_has_every_section(tiny):
     assert (report["models"]["model"]["guidance"], report["models"]["model"]["candidates"]) == \
         (DEFAULT_GUIDANCE, DEFAULT_CANDIDATES)
     assert report["models"]["vae"]["candidates"] == 1 and report["models"]["bernoulli"]["guidance"] == 1.0
+    from musicflow.evaluate.fidelity import real_openings, statistics
+
+    ds = Dataset.load(tiny / "tiny.npz")
+    steps = SMALL.bars * ds.spec.bar_steps()
     for g in genres:  # one test piece per genre, 8 bars long: one 4-bar opening each
         assert report["fidelity"]["per_genre"][g]["real_openings"]["pieces"] == 1
+        opening = statistics(real_openings(ds, "test", g, SMALL.real_windows, steps), ds.spec.low)
+        got = report["metrics"]["per_genre"][g]["notes_per_bar"]["real_openings"]
+        assert got == pytest.approx(float(opening["notes_per_bar"].mean()), abs=1e-4)
     md = to_markdown(report)
+    assert "| metric | real | real openings |" in md
     assert f"guidance {DEFAULT_GUIDANCE:g}, {DEFAULT_CANDIDATES} candidate pieces resampled each beat" in md
     for heading in ("Bits per dimension", "Musical metrics", "Genre fidelity", "Likelihood classification",
                     "Novelty"):

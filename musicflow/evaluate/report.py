@@ -127,16 +127,19 @@ def _bpd(subjects: list[Subject], ds: Dataset, cfg: EvalConfig) -> dict:
                     "exact; the same windows and cells for every model of the same window shape"}
 
 
-def _metrics(samples: dict, real: dict, train: dict, low: int) -> dict:
+def _metrics(samples: dict, real: dict, train: dict, low: int, openings: dict) -> dict:
     per: dict = {}
     overlaps: dict[str, list[float]] = {}
     for g, r in real.items():
         rs, ts = statistics(r, low), statistics(train[g], low)
+        os_ = statistics(openings[g], low) if len(openings.get(g, ())) else None
         gen = {name: statistics(by_genre[g], low) for name, by_genre in samples.items()}
         row = {}
         for k in STATS:
             ref = overlap_area(ts[k], rs[k])
             row[k] = {"real": round(float(rs[k].mean()), 4), "train_vs_test": round(ref, 4)}
+            if os_ is not None:
+                row[k]["real_openings"] = round(float(os_[k].mean()), 4)
             overlaps.setdefault("train_vs_test", []).append(ref)
             for name in samples:
                 ss = gen[name][k]
@@ -149,7 +152,8 @@ def _metrics(samples: dict, real: dict, train: dict, low: int) -> dict:
             "note": "overlap: overlapping area of the normalised histograms of a metric over generated "
                     "pieces and real test windows (1 = same distribution; Yang & Lerch 2018); "
                     "train_vs_test: the same between as many real train windows as generated pieces "
-                    "and the test windows, the reference"}
+                    "and the test windows, the reference; real_openings: the metric's mean over the "
+                    "first bars of real test pieces (pieces composed from nothing are openings)"}
 
 
 def _fidelity(clf, samples: dict, mixes: dict, real: dict, genres: list[str], openings: dict) -> dict:
@@ -355,8 +359,8 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     times["sampling"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    metrics = _metrics(samples, real, train, ds.spec.low)
     openings = {g: real_openings(ds, "test", g, cfg.real_windows, steps) for g in genres}
+    metrics = _metrics(samples, real, train, ds.spec.low, openings)
     fidelity = _fidelity(clf, samples, mixes, real, genres, openings)
     times["metrics_and_fidelity"] = time.perf_counter() - t
     bar.update(1)

@@ -110,16 +110,21 @@ def to_markdown(report: dict) -> str:
             cells = [r[k] for r in per]
             gen_cells = [f"{_mean(c[n]['mean'] for c in cells):.3f} "
                          f"({_mean(c[n]['overlap'] for c in cells):.2f})" for n in gen]
-            rows.append([k, _mean(c["real"] for c in cells), *gen_cells,
-                         _mean(c["train_vs_test"] for c in cells)])
-        lines += ["Per metric, mean over genres: real mean; generated mean (overlap); "
-                  "train-vs-test overlap.", ""]
-        lines += _table(["metric", "real", *gen, "train vs test"], rows)
+            opening = [c["real_openings"] for c in cells if "real_openings" in c]
+            rows.append([k, _mean(c["real"] for c in cells), _mean(opening) if opening else None,
+                         *gen_cells, _mean(c["train_vs_test"] for c in cells)])
+        lines += ["Per metric, mean over genres: real mean (test windows; first bars of test pieces); "
+                  "generated mean (overlap with real windows); train-vs-test overlap.", ""]
+        lines += _table(["metric", "real", "real openings", *gen, "train vs test"], rows)
         first = gen[0] if gen else None
         if first:
-            lines += [f"Per genre and metric for `{first}`: overlap (generated mean / real mean).", ""]
-            rows = [[g, *[f"{row[k][first]['overlap']:.2f} ({row[k][first]['mean']:.2f}/{row[k]['real']:.2f})"
-                          for k in m["stats"]]] for g, row in m["per_genre"].items()]
+            lines += [f"Per genre and metric for `{first}`: overlap (generated mean / real mean; "
+                      "real openings' mean).", ""]
+            def cell(c: dict) -> str:
+                opening = f"; {c['real_openings']:.2f}" if "real_openings" in c else ""
+                return f"{c[first]['overlap']:.2f} ({c[first]['mean']:.2f}/{c['real']:.2f}{opening})"
+
+            rows = [[g, *[cell(row[k]) for k in m["stats"]]] for g, row in m["per_genre"].items()]
             lines += _table(["genre", *m["stats"]], rows)
     if "fidelity" in report:
         f = report["fidelity"]
