@@ -204,10 +204,11 @@ def guidance_options(f):
     """``--guidance`` and ``--candidates`` (see ``Composer.sampling``)."""
     f = click.option("--candidates", type=int, default=None,
                      help="Pieces grown side by side under guidance, resampled each beat by how "
-                          "typical of the genre they are [default: 16; not for the neural-ODE flow].")(f)
+                          "clearly they read as the genre [default: 16; not for the neural-ODE flow].")(f)
     return click.option("--guidance", type=float, default=None,
-                        help="Genre strength: 1 plain sampling, 0 ignores the genre, above 1 "
-                             "exaggerates it [default: 3 for the Glow, 1 for the neural-ODE flow].")(f)
+                        help="Genre strength: 1 plain sampling, 0 ignores the genre, above 1 makes "
+                             "the piece read more surely as the genre [default: 10 for the Glow, "
+                             "1 for the neural-ODE flow].")(f)
 
 
 # -- evaluation -----------------------------------------------------------------------------------

@@ -43,11 +43,12 @@ MidiInput = str | Path | pretty_midi.PrettyMIDI
 #: (the dequantization cell of a 1 is v > 0.5); lower temperatures drift towards silence.
 DEFAULT_TEMPERATURE = 1.0
 #: Genre guidance of the Glow by default (see :func:`musicflow.decoding.generate`): ``DEFAULT_CANDIDATES``
-#: candidate pieces grow side by side and are resampled after each window in proportion to
-#: ``p(genre | window) ** (DEFAULT_GUIDANCE - 1)``. Chosen with the independent classifier on seeds
-#: 1000..1019, apart from the seeds benchmarks and evaluation report (guidance 5 over-filled chorale
-#: and lost it: 75% against 85% at 3; see checkpoints/README.md); ``guidance=1`` samples plainly.
-DEFAULT_GUIDANCE = 3.0
+#: candidate pieces grow side by side and are resampled after each window by how much it raised
+#: ``p(genre | piece so far) ** (DEFAULT_GUIDANCE - 1)``, the model's own posterior of the genre.
+#: Chosen with the independent classifier and the sample statistics on seeds 1000..1019, apart from
+#: the seeds benchmarks and evaluation report (see checkpoints/README.md); ``guidance=1`` samples
+#: plainly.
+DEFAULT_GUIDANCE = 10.0
 DEFAULT_CANDIDATES = 16
 _PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 

@@ -45,13 +45,17 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     ``guidance`` scales the genre (1 or ``None``: plain sampling). A model with its own guidance
     (the neural ODE's classifier-free guidance) takes it in ``decode``. For any other model,
     ``latents`` ``(B, W, K, D)`` drive ``K`` particles per piece and ``choice`` ``(B, W)`` holds
-    uniform noise: sequential Monte Carlo towards ``p(x | y) p(y | x) ** (guidance - 1)``. Each
-    particle (a piece so far) draws its next window from the model; particles are then resampled
-    in proportion to ``p(y | window) ** (guidance - 1)`` (:func:`genre_log_ratio`,
-    :func:`resample`), so histories whose windows are typical of the genre multiply and the others
-    die out, and after the last window one particle is kept with probability proportional to its
-    weight. Unlike picking one window at a time, a thin or ambiguous start survives only if what
-    grows out of it is typical of the genre. ``progress`` shows a bar over the windows (beats)."""
+    uniform noise: sequential Monte Carlo towards ``p(x | y) p(y | x) ** (guidance - 1)``, where
+    ``p(y | x)`` is the model's own posterior of the genre given the whole piece (Bayes' rule over
+    the genres, uniform prior; :func:`log_ratio`). Each particle (a piece so far) draws its next
+    window from the model and adds the window's log-likelihood under every genre to its running
+    totals; particles are then resampled in proportion to how much the window raised
+    ``p(y | piece so far) ** (guidance - 1)`` (:func:`resample`), so histories that read as the
+    genre multiply and the others die out, and after the last window one particle is kept with
+    probability proportional to its weight. Once a piece reads clearly as its genre the weights
+    level out: guidance asks the piece as a whole to be recognisable, not every window to be as
+    typical as possible (which fills pieces with notes). ``progress`` shows a bar over the windows
+    (beats)."""
     native = getattr(model, "native_guidance", False)
     kw = {"guidance": guidance} if native and guidance is not None else {}
     if latents.dim() == 3:
@@ -66,6 +70,8 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     tail = np.repeat(prefix[..., -keep:] if prefix.shape[-1] else prefix, k, axis=0)
     genre_k = genre.expand(b, -1).repeat_interleave(k, 0)
     chunks, lineage = [], np.zeros((b, k, 0), np.int64)  # lineage: each particle's latent per window
+    totals = torch.zeros(b * k, genre.shape[1] + 1)  # each particle's log p(piece | asked, each genre)
+    before = torch.zeros(b * k)  # each particle's log_ratio(totals) before its last window
     rows = np.arange(b)[:, None]
     for i in tqdm(range(w), desc="compose", unit="beat", disable=not progress, leave=False):
         ctx = np.zeros((b * k, 2, spec.pitches, c), np.float32)
@@ -80,11 +86,13 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
         lineage = np.concatenate([lineage, np.broadcast_to(np.arange(k), (b, k))[..., None]], axis=-1)
         tail = np.concatenate([tail, chunk], axis=-1)[..., -keep:]
         if k > 1:
-            weight = (float(1.0 if guidance is None else guidance) - 1.0) * \
-                _unique_log_ratio(model, chunk, genre_k, ctx_t).view(b, k)
+            totals = totals + _unique_log_probs(model, chunk, genre_k, ctx_t)
+            ratio = log_ratio(totals)
+            weight = (float(1.0 if guidance is None else guidance) - 1.0) * (ratio - before).view(b, k)
             anc = resample(weight, choice[:, i], 1 if i == w - 1 else k).numpy()
             lineage = lineage[rows, anc]
-            tail = tail.reshape(b, k, *tail.shape[1:])[rows, anc].reshape(-1, *tail.shape[1:])
+            flat = torch.from_numpy((rows * k + anc).reshape(-1))
+            tail, totals, before = tail[flat.numpy()], totals[flat], ratio[flat]
     pick = lineage[:, 0]  # (B, W): the kept particle's latent of each window
     rolls = np.concatenate([prefix, *(chunks[j][np.arange(b), pick[:, j]] for j in range(w))], axis=-1)
     if not return_latents:
@@ -107,27 +115,26 @@ def resample(log_weight: torch.Tensor, u: torch.Tensor, n: int) -> torch.Tensor:
     return torch.searchsorted(cdf, pos.contiguous(), right=True).clamp(max=log_weight.shape[1] - 1)
 
 
-def _unique_log_ratio(model, chunk: np.ndarray, genre: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-    """:func:`genre_log_ratio` of candidate windows, scoring each distinct (genre, context, window)
-    once: a window's ratio does not depend on the rest of the batch, so duplicates (common where a
+def _unique_log_probs(model, chunk: np.ndarray, genre: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+    """:func:`genre_log_probs` of candidate windows, scoring each distinct (genre, context, window)
+    once: a window's scores do not depend on the rest of the batch, so duplicates (common where a
     beat only holds what sounded before, and among particles that share a history) get the same
-    ratio without their own forward passes."""
+    scores without their own forward passes."""
     keys = np.concatenate([genre.numpy(), ctx.reshape(len(ctx), -1).numpy(),
                            chunk.reshape(len(chunk), -1)], axis=1)
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     sel = torch.from_numpy(first)
-    ratio = genre_log_ratio(model, torch.from_numpy(chunk[first]), genre[sel], ctx[sel])
-    return ratio[torch.from_numpy(inverse.reshape(-1))]
+    scores = genre_log_probs(model, torch.from_numpy(chunk[first]), genre[sel], ctx[sel])
+    return scores[torch.from_numpy(inverse.reshape(-1))]
 
 
 @torch.no_grad()
-def genre_log_ratio(model, x: torch.Tensor, genre: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-    """``log p(x | genre) - log mean_g p(x | g)`` per window ``(B,)``, in nats: how much better the
-    asked genre (or mix) ``(B, G)`` explains binary windows ``x`` after their contexts ``ctx`` than
-    the average genre does; with one genre, its log-posterior plus ``log G`` under a uniform prior.
+def genre_log_probs(model, x: torch.Tensor, genre: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+    """Log-likelihoods ``(B, 1 + G)`` of binary windows ``x`` after their contexts ``ctx``: under the
+    asked genre (or mix) ``genre`` ``(B, G)`` in column 0, then under each of the ``G`` genres.
     Every window and every condition sees the same noise of the likelihood bound (seed 0): the
-    differences carry less noise than each bound, and a window's ratio does not depend on the
-    other windows of the batch (so a piece is the same composed alone or in a batch)."""
+    differences carry less noise than each bound, and a window's scores do not depend on the other
+    windows of the batch (so a piece is the same composed alone or in a batch)."""
     b, n_genres = genre.shape
 
     def log_prob(weights: torch.Tensor) -> torch.Tensor:
@@ -139,7 +146,26 @@ def genre_log_ratio(model, x: torch.Tensor, genre: torch.Tensor, ctx: torch.Tens
     each = log_prob(eye.repeat_interleave(b, 0)).view(n_genres, b).T
     one_hot = bool(((genre == 0) | (genre == 1)).all()) and bool((genre.sum(1) == 1).all())
     asked = each.gather(1, genre.argmax(1, keepdim=True))[:, 0] if one_hot else log_prob(genre)
-    return asked - (torch.logsumexp(each, dim=1) - math.log(n_genres))
+    return torch.cat([asked[:, None], each], dim=1)
+
+
+def log_ratio(log_probs: torch.Tensor) -> torch.Tensor:
+    """``log p(x | asked) - log mean_g p(x | g)`` from :func:`genre_log_probs` (summed over a
+    piece's windows for the whole piece), in nats: how much better the asked genre or mix explains
+    ``x`` than the average genre does; with one genre, its log-posterior plus ``log G`` under a
+    uniform prior (at most ``log G``).
+
+    >>> round(float(log_ratio(torch.tensor([[0.0, 0.0, -50.0]]))[0]), 4)  # log 2: sure of genre 0
+    0.6931
+    """
+    each = log_probs[:, 1:]
+    return log_probs[:, 0] - (torch.logsumexp(each, dim=1) - math.log(each.shape[1]))
+
+
+def genre_log_ratio(model, x: torch.Tensor, genre: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+    """:func:`log_ratio` of each window ``(B,)`` on its own: the model's evidence that windows ``x``
+    after contexts ``ctx`` are of the asked genre (or mix) ``(B, G)``."""
+    return log_ratio(genre_log_probs(model, x, genre, ctx))
 
 
 def clean_continuation(chunk: np.ndarray, held: np.ndarray | None) -> np.ndarray:

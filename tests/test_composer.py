@@ -258,7 +258,7 @@ def test_resampling_keeps_the_particles_typical_of_the_genre():
             return (z[:, :1, None, None] > 0).float().expand(-1, 2, 2, 2)
 
         def log_prob(self, x, cond, generator=None, shared_noise=False):
-            return 3.0 * x[:, 0, 0, 0] * cond.genre[:, 0]
+            return 0.1 * x[:, 0, 0, 0] * cond.genre[:, 0]  # weak: the piece stays far from certain
 
     z = torch.randn(40, 3, 8, 1, generator=torch.Generator().manual_seed(2))
     z[:, :, 0] = z[:, :, 0].abs()  # every window has a positive candidate
@@ -270,6 +270,33 @@ def test_resampling_keeps_the_particles_typical_of_the_genre():
         share = float((picked[..., 0] > 0).float().mean())
         assert lo <= share <= hi, (guidance, share)
         assert np.array_equal(rolls[:, 0, 0, ::2], (picked[..., 0] > 0).float().numpy())
+
+
+def test_guidance_stops_pressing_once_the_piece_reads_as_its_genre():
+    """The weights follow the genre posterior of the whole piece: on a stub model where one
+    sounding window makes the asked genre certain, strong guidance keeps a sounding first window
+    in every piece and then leaves the later windows as the model draws them (about half sound),
+    where weighting each window on its own would make every window sound."""
+    from types import SimpleNamespace
+
+    import musicflow.decoding as dec
+
+    class Stub:
+        config = SimpleNamespace(context_steps=2)
+
+        def decode(self, z, cond):
+            return (z[:, :1, None, None] > 0).float().expand(-1, 2, 2, 2)
+
+        def log_prob(self, x, cond, generator=None, shared_noise=False):
+            return 60.0 * x[:, 0, 0, 0] * cond.genre[:, 0]
+
+    z = torch.randn(60, 3, 8, 1, generator=torch.Generator().manual_seed(4))
+    z[:, 0, 0] = z[:, 0, 0].abs()
+    u = torch.rand(60, 3, generator=torch.Generator().manual_seed(5))
+    _, picked = dec.generate(Stub(), z, torch.tensor([[1.0, 0.0]]), SimpleNamespace(pitches=2),
+                             guidance=1e3, choice=u, return_latents=True)
+    assert bool((picked[:, 0, 0] > 0).all())
+    assert 0.3 <= float((picked[:, 1:, 0] > 0).float().mean()) <= 0.7
 
 
 def test_plain_sampling_is_guidance_one(composer):
@@ -305,9 +332,9 @@ def test_strong_guidance_keeps_the_candidate_most_typical_of_the_genre(composer)
     assert torch.equal(r.latents[0], z[0, int(ratio.argmax())])
 
 
-def test_duplicate_candidates_are_scored_once_with_the_same_ratio(composer, monkeypatch):
+def test_duplicate_candidates_are_scored_once_with_the_same_scores(composer, monkeypatch):
     """Two pieces of three candidates each, with repeated chunks: the deduplicated scoring gives
-    every candidate the ratio of scoring all six, and scores only the distinct (genre, context,
+    every candidate the scores of scoring all six, and scores only the distinct (genre, context,
     chunk) triples (a chunk shared across pieces is scored per piece: contexts differ)."""
     import musicflow.decoding as dec
 
@@ -319,12 +346,12 @@ def test_duplicate_candidates_are_scored_once_with_the_same_ratio(composer, monk
     ctx = (torch.rand(2, 2, composer.spec.pitches, composer.context, generator=gen) > 0.9).float()
     ctx = ctx.repeat_interleave(3, 0)
     seen = []
-    real = dec.genre_log_ratio
-    monkeypatch.setattr(dec, "genre_log_ratio", lambda m, x, g, c: seen.append(len(x)) or real(m, x, g, c))
-    got = dec._unique_log_ratio(composer.model, chunk, vec, ctx)
+    real = dec.genre_log_probs
+    monkeypatch.setattr(dec, "genre_log_probs", lambda m, x, g, c: seen.append(len(x)) or real(m, x, g, c))
+    got = dec._unique_log_probs(composer.model, chunk, vec, ctx)
     want = real(composer.model, torch.from_numpy(chunk), vec, ctx)
-    assert seen == [4] and torch.allclose(got, want, atol=1e-4)
-    assert got[0] == got[2] and got[3] == got[4] and got[0] != got[3]
+    assert got.shape == (6, 3) and seen == [4] and torch.allclose(got, want, atol=1e-4)
+    assert torch.equal(got[0], got[2]) and torch.equal(got[3], got[4]) and not torch.equal(got[0], got[3])
 
 
 def test_guidance_makes_pieces_more_typical_of_their_genre(composer):
