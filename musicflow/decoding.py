@@ -91,8 +91,8 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
             weight = (float(1.0 if guidance is None else guidance) - 1.0) * (ratio - before).view(b, k)
             anc = resample(weight, choice[:, i], 1 if i == w - 1 else k).numpy()
             lineage = lineage[rows, anc]
-            flat = torch.from_numpy((rows * k + anc).reshape(-1))
-            tail, totals, before = tail[flat.numpy()], totals[flat], ratio[flat]
+            flat = (rows * k + anc).reshape(-1)  # the kept particles' rows of the (B * K) batch
+            tail, totals, before = tail[flat], totals[torch.from_numpy(flat)], ratio[torch.from_numpy(flat)]
     pick = lineage[:, 0]  # (B, W): the kept particle's latent of each window
     rolls = np.concatenate([prefix, *(chunks[j][np.arange(b), pick[:, j]] for j in range(w))], axis=-1)
     if not return_latents:
