@@ -30,7 +30,7 @@ from musicflow.checkpoint import (
     save_resume_state,
 )
 from musicflow.data.dataset import Dataset
-from musicflow.data.windows import WindowSet
+from musicflow.data.windows import WindowSet, thin_context
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
 
@@ -50,6 +50,8 @@ class TrainConfig:
     valid_windows: int = 200  # per genre
     seed: int = 0
     minutes: float | None = None  # stop (and save) after this wall time
+    context_noise: float = 0.0  # thin_context's rate: silence context rows (not held ones)
+    init: str | None = None  # start from this checkpoint's weights (fine-tuning), new optimiser
 
 
 class _Objective(nn.Module):
@@ -173,6 +175,20 @@ def train(
             torch.distributed.destroy_process_group()
 
 
+def _initial(kind: str, init: str, ds: Dataset, overrides: dict) -> tuple[nn.Module, list[str], dict]:
+    """Model, genres and training record to fine-tune from checkpoint ``init``."""
+    ck = load_checkpoint(init)
+    if ck.kind != kind:
+        raise MusicflowError(f"--init {init}: a {ck.kind} checkpoint, not {kind}")
+    if overrides:
+        raise MusicflowError(f"--init {init}: the model's config comes from the checkpoint; drop --set")
+    if ck.spec != ds.spec or not set(ck.genres) <= set(ds.genres):
+        raise MusicflowError(f"--init {init}: trained on another representation or genres than this data")
+    earlier = {k: ck.info[k] for k in ("command", "step", "wall_time_s", "valid_bpd", "history")
+               if k in ck.info}
+    return ck.model, ck.genres, {"init": {"checkpoint": str(init), **earlier}}
+
+
 def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, world) -> dict:
     ds = Dataset.load(data)
     config_cls, model_cls = model_classes(kind)
@@ -183,6 +199,8 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
             raise MusicflowError(f"{out}: was trained on other data than {data}")
         model, genres = ck.model, ck.genres
         record = ck.info
+    elif cfg.init:
+        model, genres, record = _initial(kind, cfg.init, ds, overrides)
     else:
         genres = ds.genres
         base = dict(pitches=ds.spec.pitches, n_genres=len(genres))
@@ -200,9 +218,10 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     def draw():
         idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).numpy()
         shift = int(np_rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
-        return (t.to(dev) for t in train_w.batch(idx, shift))
+        x, ctx, g = train_w.batch(idx, shift)
+        return x.to(dev), thin_context(ctx, cfg.context_noise, gen).to(dev), g.to(dev)
 
-    if not resume and hasattr(model, "initialize"):
+    if not resume and not cfg.init and hasattr(model, "initialize"):
         x, ctx, g = draw()
         model.initialize(x, Condition(g, ctx))
     objective = _Objective(model)

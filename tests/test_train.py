@@ -51,6 +51,40 @@ def test_interrupted_run_resumes(tiny_data, tmp_path):
         train("glow", tiny_data, out, cfg, resume=True, quiet=True)
 
 
+def test_fine_tuning_starts_from_the_checkpoint_and_records_it(tiny_data, tmp_path):
+    base = tmp_path / "base.pt"
+    cfg = TrainConfig(steps=4, batch_size=8, valid_every=4, warmup=1, valid_windows=8)
+    train("glow", tiny_data, base, cfg, TINY, quiet=True)
+    before = load_checkpoint(base).model.state_dict()
+    out = tmp_path / "ft.pt"
+    ft = TrainConfig(steps=2, batch_size=8, valid_every=2, warmup=1, valid_windows=8, lr=1e-9,
+                     context_noise=0.5, init=str(base))
+    record = train("glow", tiny_data, out, ft, quiet=True)
+    assert record["init"]["checkpoint"] == str(base) and record["init"]["step"] == 4
+    assert record["train_config"]["context_noise"] == 0.5 and record["step"] == 2
+    after = load_checkpoint(out).model.state_dict()
+    # a fresh model would differ everywhere; a 1e-9 learning rate leaves the initial weights
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+    with pytest.raises(MusicflowError, match="drop --set"):
+        train("glow", tiny_data, tmp_path / "x.pt", ft, TINY, quiet=True)
+    with pytest.raises(MusicflowError, match="a glow checkpoint, not cnf"):
+        train("cnf", tiny_data, tmp_path / "x.pt", ft, quiet=True)
+
+
+def test_thin_context_silences_only_rows_not_held_into_the_window():
+    from musicflow.data.windows import thin_context
+
+    ctx = torch.zeros(2000, 2, 4, 8)
+    ctx[:, 1, :, :4] = 1  # every row sounded earlier in the context ...
+    ctx[:, 1, 0, :] = 1  # ... and row 0 is still sounding at its end
+    assert torch.equal(thin_context(ctx, 0.0), ctx)
+    out = thin_context(ctx, 0.6, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :, 0], ctx[:, :, 0])
+    kept = out[:, 1, 1:, 0].mean().item()  # rows dropped with probability u * 0.6, u uniform: 0.3
+    assert 0.66 < kept < 0.74
+    assert ((out == 0) | (out == ctx)).all()
+
+
 def test_nan_guard_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     out = tmp_path / "m.pt"
     cfg = TrainConfig(steps=4, batch_size=8, valid_every=2, warmup=1, valid_windows=8)
@@ -95,3 +129,24 @@ def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     ck = load_checkpoint(out)
     assert ck.info["world_size"] == 2 and ck.info["step"] == 3
+
+
+def test_cli_fine_tunes_with_context_noise(tiny_data, tmp_path):
+    from click.testing import CliRunner
+
+    from musicflow.cli import main
+
+    base = tmp_path / "base.pt"
+    train("glow", tiny_data, base, TrainConfig(steps=2, batch_size=4, valid_windows=4), TINY, quiet=True)
+    out = tmp_path / "ft.pt"
+    runner = CliRunner()
+    args = ["train", "--data", str(tiny_data), "--out", str(out), "--steps", "2", "--batch-size", "4",
+            "--valid-every", "2", "--quiet"]
+    r = runner.invoke(main, [*args, "--init", str(base), "--context-noise", "0.4"])
+    assert r.exit_code == 0, r.output
+    info = load_checkpoint(out).info
+    assert info["init"]["checkpoint"] == str(base) and info["train_config"]["context_noise"] == 0.4
+    r = runner.invoke(main, [*args, "--context-noise", "2"])
+    assert r.exit_code == 2 and "--context-noise 2.0: must be in [0, 1]" in r.output
+    r = runner.invoke(main, [*args, "--init", str(tmp_path / "missing.pt")])
+    assert r.exit_code == 2 and "no such checkpoint" in r.output and "Traceback" not in r.output

@@ -26,6 +26,27 @@ def transpose_rolls(x: torch.Tensor, shift: int) -> torch.Tensor:
     return out
 
 
+def thin_context(ctx: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training noise against a free-running model's drift: silence pitch rows of contexts
+    ``(B, 2, P, T)``, each row with probability ``u * rate`` (``u`` uniform per window, so windows
+    range from clean to thinned). Rows still sounding at the context's last step are kept, since
+    the target continues their notes. A model trained on it learns that voices enter after a
+    thinner past than the real one, so pieces it grows from its own (thinner) output do not
+    keep thinning.
+
+    >>> ctx = torch.ones(500, 2, 3, 4); ctx[:, :, 1:, -1] = 0  # row 0 sounds at the last step
+    >>> out = thin_context(ctx, 1.0, torch.Generator().manual_seed(0))
+    >>> bool((out[:, :, 0] == 1).all()), 0.3 < float(out[:, 1, 1:].mean()) < 0.7
+    (True, True)
+    """
+    if rate <= 0:
+        return ctx
+    b, _, p, _ = ctx.shape
+    u = torch.rand(b, 1, generator=generator) * rate
+    drop = (torch.rand(b, p, generator=generator) < u) & (ctx[:, 1, :, -1] <= 0)
+    return ctx * (~drop).to(ctx.dtype)[:, None, :, None]
+
+
 class WindowSet:
     """All windows of one split: targets of ``window`` steps starting on bar lines, each with the
     ``context`` steps before it (silence before the piece starts). With ``grid``, windows start
