@@ -254,8 +254,8 @@ def test_resampling_keeps_the_particles_typical_of_the_genre():
     class Stub:
         config = SimpleNamespace(context_steps=2)
 
-        def decode(self, z, cond):
-            return (z[:, :1, None, None] > 0).float().expand(-1, 2, 2, 2)
+        def decode(self, z, cond):  # pitch 0 sounds where the latent is positive, pitch 1 always
+            return torch.stack([(z[:, 0] > 0).float(), torch.ones(len(z))], 1)[:, None, :, None].expand(-1, 2, 2, 2)
 
         def log_prob(self, x, cond, generator=None, shared_noise=False):
             return 0.1 * x[:, 0, 0, 0] * cond.genre[:, 0]  # weak: the piece stays far from certain
@@ -284,8 +284,8 @@ def test_guidance_stops_pressing_once_the_piece_reads_as_its_genre():
     class Stub:
         config = SimpleNamespace(context_steps=2)
 
-        def decode(self, z, cond):
-            return (z[:, :1, None, None] > 0).float().expand(-1, 2, 2, 2)
+        def decode(self, z, cond):  # pitch 0 sounds where the latent is positive, pitch 1 always
+            return torch.stack([(z[:, 0] > 0).float(), torch.ones(len(z))], 1)[:, None, :, None].expand(-1, 2, 2, 2)
 
         def log_prob(self, x, cond, generator=None, shared_noise=False):
             return 60.0 * x[:, 0, 0, 0] * cond.genre[:, 0]
@@ -297,6 +297,38 @@ def test_guidance_stops_pressing_once_the_piece_reads_as_its_genre():
                              guidance=1e3, choice=u, return_latents=True)
     assert bool((picked[:, 0, 0] > 0).all())
     assert 0.3 <= float((picked[:, 1:, 0] > 0).float().mean()) <= 0.7
+
+
+def test_pieces_composed_from_nothing_start_with_a_note():
+    """Candidates whose first window is silent get no weight when a piece starts from nothing (real
+    pieces start on a note); after a prefix, and when every candidate is silent, nothing changes."""
+    from types import SimpleNamespace
+
+    import musicflow.decoding as dec
+
+    class Stub:
+        config = SimpleNamespace(context_steps=2)
+
+        def decode(self, z, cond):
+            return (z[:, :1, None, None] > 0).float().expand(-1, 2, 2, 2)
+
+        def log_prob(self, x, cond, generator=None, shared_noise=False):
+            return torch.zeros(len(x))
+
+    z = torch.randn(200, 2, 4, 1, generator=torch.Generator().manual_seed(6))
+    u = torch.rand(200, 2, generator=torch.Generator().manual_seed(7))
+    genre, spec = torch.tensor([[1.0, 0.0]]), SimpleNamespace(pitches=2)
+    _, picked = dec.generate(Stub(), z, genre, spec, guidance=1.0, choice=u, return_latents=True)
+    first = z[:, 0, :, 0] > 0
+    assert bool((picked[first.any(1), 0, 0] > 0).all())  # a sounding candidate existed: one is kept
+    assert 0.3 < float((picked[:, 1, 0] > 0).float().mean()) < 0.7  # later windows as drawn
+    prefix = np.ones((200, 2, 2, 2), np.float32)
+    _, after = dec.generate(Stub(), z, genre, spec, guidance=1.0, choice=u, prefix=prefix, return_latents=True)
+    assert 0.3 < float((after[:, 0, 0] > 0).float().mean()) < 0.7
+    silent = z.clone()
+    silent[:, 0] = -silent[:, 0].abs()
+    rolls = dec.generate(Stub(), silent, genre, spec, guidance=1.0, choice=u)
+    assert rolls[:, :, :, :2].sum() == 0  # no sounding candidate: the piece keeps a silent start
 
 
 def test_plain_sampling_is_guidance_one(composer):
