@@ -241,6 +241,25 @@ def test_resampling_follows_the_weights():
         assert torch.all((counts - 8 * p[0]).abs() < 1) and counts[1] == 0
 
 
+def _stub(evidence: float, held_pitch: bool):
+    """A model of 2-pitch windows of 2 steps: pitch 0 sounds where the latent's first value is
+    positive (pitch 1 always, with ``held_pitch``); a sounding pitch 0 adds ``evidence`` nats to the
+    first genre's log-likelihood."""
+    from types import SimpleNamespace
+
+    class Stub:
+        config = SimpleNamespace(context_steps=2)
+
+        def decode(self, z, cond):
+            other = torch.full((len(z),), float(held_pitch))
+            return torch.stack([(z[:, 0] > 0).float(), other], 1)[:, None, :, None].expand(-1, 2, 2, 2)
+
+        def log_prob(self, x, cond, generator=None, shared_noise=False):
+            return evidence * x[:, 0, 0, 0] * cond.genre[:, 0]
+
+    return Stub()
+
+
 def test_resampling_keeps_the_particles_typical_of_the_genre():
     """Guidance as sequential Monte Carlo on a stub model whose windows are all the same and whose
     genre evidence favours particles by their latent's sign: strong guidance keeps only
@@ -251,21 +270,14 @@ def test_resampling_keeps_the_particles_typical_of_the_genre():
 
     spec = SimpleNamespace(pitches=2)
 
-    class Stub:
-        config = SimpleNamespace(context_steps=2)
-
-        def decode(self, z, cond):  # pitch 0 sounds where the latent is positive, pitch 1 always
-            return torch.stack([(z[:, 0] > 0).float(), torch.ones(len(z))], 1)[:, None, :, None].expand(-1, 2, 2, 2)
-
-        def log_prob(self, x, cond, generator=None, shared_noise=False):
-            return 0.1 * x[:, 0, 0, 0] * cond.genre[:, 0]  # weak: the piece stays far from certain
+    stub = _stub(0.1, held_pitch=True)  # weak evidence: the piece stays far from certain
 
     z = torch.randn(40, 3, 8, 1, generator=torch.Generator().manual_seed(2))
     z[:, :, 0] = z[:, :, 0].abs()  # every window has a positive candidate
     u = torch.rand(40, 3, generator=torch.Generator().manual_seed(3))
     genre = torch.tensor([[1.0, 0.0]])
     for guidance, lo, hi in ((1e3, 1.0, 1.0), (1.0, 0.3, 0.8)):
-        rolls, picked = dec.generate(Stub(), z, genre, spec, guidance=guidance, choice=u, return_latents=True)
+        rolls, picked = dec.generate(stub, z, genre, spec, guidance=guidance, choice=u, return_latents=True)
         assert rolls.shape == (40, 2, 2, 6)
         share = float((picked[..., 0] > 0).float().mean())
         assert lo <= share <= hi, (guidance, share)
@@ -281,19 +293,12 @@ def test_guidance_stops_pressing_once_the_piece_reads_as_its_genre():
 
     import musicflow.decoding as dec
 
-    class Stub:
-        config = SimpleNamespace(context_steps=2)
-
-        def decode(self, z, cond):  # pitch 0 sounds where the latent is positive, pitch 1 always
-            return torch.stack([(z[:, 0] > 0).float(), torch.ones(len(z))], 1)[:, None, :, None].expand(-1, 2, 2, 2)
-
-        def log_prob(self, x, cond, generator=None, shared_noise=False):
-            return 60.0 * x[:, 0, 0, 0] * cond.genre[:, 0]
+    stub = _stub(60.0, held_pitch=True)
 
     z = torch.randn(60, 3, 8, 1, generator=torch.Generator().manual_seed(4))
     z[:, 0, 0] = z[:, 0, 0].abs()
     u = torch.rand(60, 3, generator=torch.Generator().manual_seed(5))
-    _, picked = dec.generate(Stub(), z, torch.tensor([[1.0, 0.0]]), SimpleNamespace(pitches=2),
+    _, picked = dec.generate(stub, z, torch.tensor([[1.0, 0.0]]), SimpleNamespace(pitches=2),
                              guidance=1e3, choice=u, return_latents=True)
     assert bool((picked[:, 0, 0] > 0).all())
     assert 0.3 <= float((picked[:, 1:, 0] > 0).float().mean()) <= 0.7
@@ -306,28 +311,22 @@ def test_pieces_composed_from_nothing_start_with_a_note():
 
     import musicflow.decoding as dec
 
-    class Stub:
-        config = SimpleNamespace(context_steps=2)
-
-        def decode(self, z, cond):
-            return (z[:, :1, None, None] > 0).float().expand(-1, 2, 2, 2)
-
-        def log_prob(self, x, cond, generator=None, shared_noise=False):
-            return torch.zeros(len(x))
+    stub = _stub(0.0, held_pitch=False)
 
     z = torch.randn(200, 2, 4, 1, generator=torch.Generator().manual_seed(6))
     u = torch.rand(200, 2, generator=torch.Generator().manual_seed(7))
     genre, spec = torch.tensor([[1.0, 0.0]]), SimpleNamespace(pitches=2)
-    _, picked = dec.generate(Stub(), z, genre, spec, guidance=1.0, choice=u, return_latents=True)
+    _, picked = dec.generate(stub, z, genre, spec, guidance=1.0, choice=u, return_latents=True)
     first = z[:, 0, :, 0] > 0
     assert bool((picked[first.any(1), 0, 0] > 0).all())  # a sounding candidate existed: one is kept
     assert 0.3 < float((picked[:, 1, 0] > 0).float().mean()) < 0.7  # later windows as drawn
     prefix = np.ones((200, 2, 2, 2), np.float32)
-    _, after = dec.generate(Stub(), z, genre, spec, guidance=1.0, choice=u, prefix=prefix, return_latents=True)
+    _, after = dec.generate(stub, z, genre, spec, guidance=1.0, choice=u, prefix=prefix,
+                            return_latents=True)
     assert 0.3 < float((after[:, 0, 0] > 0).float().mean()) < 0.7
     silent = z.clone()
     silent[:, 0] = -silent[:, 0].abs()
-    rolls = dec.generate(Stub(), silent, genre, spec, guidance=1.0, choice=u)
+    rolls = dec.generate(stub, silent, genre, spec, guidance=1.0, choice=u)
     assert rolls[:, :, :, :2].sum() == 0  # no sounding candidate: the piece keeps a silent start
 
 
