@@ -104,7 +104,7 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
 
 
 def _sounding_start(log_weight: torch.Tensor, first: np.ndarray) -> torch.Tensor:
-    """Condition a piece composed from nothing on starting with a note, as real pieces do (98-100%
+    """Condition a piece composed from nothing on starting with a note, as real pieces do (96-100%
     of the corpus's pieces per genre sound on their first step): candidates whose first window
     ``first`` ``(B, K, cells)`` is silent get no weight, unless every candidate of the piece is."""
     silent = torch.from_numpy(~first.any(-1))
