@@ -154,8 +154,6 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
         raise MusicflowError("--steps, --batch-size and --lr must be positive")
     if not 0.0 <= context_noise <= 1.0:
         raise MusicflowError(f"--context-noise {context_noise}: must be in [0, 1]")
-    if init and not Path(init).is_file():
-        raise MusicflowError(f"--init {init}: no such checkpoint")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, clip=clip,
                       transpose=transpose, valid_every=valid_every, seed=seed, minutes=minutes,
                       context_noise=context_noise, init=str(init) if init else None)

@@ -95,7 +95,8 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
             anc = resample(weight, choice[:, i], 1 if i == w - 1 else k).numpy()
             lineage = lineage[rows, anc]
             flat = (rows * k + anc).reshape(-1)  # the kept particles' rows of the (B * K) batch
-            tail, totals, before = tail[flat], totals[torch.from_numpy(flat)], ratio[torch.from_numpy(flat)]
+            kept = torch.from_numpy(flat)
+            tail, totals, before = tail[flat], totals[kept], ratio[kept]
     pick = lineage[:, 0]  # (B, W): the kept particle's latent of each window
     rolls = np.concatenate([prefix, *(chunks[j][np.arange(b), pick[:, j]] for j in range(w))], axis=-1)
     if not return_latents:
