@@ -70,6 +70,8 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     keep = max(c, 1)  # steps of each particle's own piece kept: its context and its last step
     tail = np.repeat(prefix[..., -keep:] if prefix.shape[-1] else prefix, k, axis=0)
     genre_k = genre.expand(b, -1).repeat_interleave(k, 0)
+    dev = _device(model)  # the model may be on a GPU; the pieces stay on the CPU
+    genre_dev = genre_k.to(dev)
     chunks, lineage = [], np.zeros((b, k, 0), np.int64)  # lineage: each particle's latent per window
     totals = torch.zeros(b * k, genre.shape[1] + 1)  # each particle's log p(piece | asked, each genre)
     before = torch.zeros(b * k)  # each particle's log_ratio(totals) before its last window
@@ -80,7 +82,8 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
         if n:
             ctx[..., -n:] = tail[..., -n:]
         ctx_t = torch.from_numpy(ctx)
-        v = model.decode(latents[:, i].reshape(b * k, -1), Condition(genre_k, ctx_t), **kw)
+        v = model.decode(latents[:, i].reshape(b * k, -1).to(dev), Condition(genre_dev, ctx_t.to(dev)),
+                         **kw).cpu()
         held = tail[:, 1, :, -1] > 0 if tail.shape[-1] else None
         chunk = clean_continuation((v > threshold).numpy(), held)
         chunks.append(chunk.reshape(b, k, *chunk.shape[1:]))
@@ -102,6 +105,12 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     if not return_latents:
         return rolls
     return rolls, latents[torch.arange(b)[:, None], torch.arange(w)[None], torch.from_numpy(pick)]
+
+
+def _device(model) -> torch.device:
+    """Where ``model``'s weights are (the CPU for a model without any)."""
+    first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return torch.device("cpu") if first is None else first.device
 
 
 def _sounding_start(log_weight: torch.Tensor, first: np.ndarray) -> torch.Tensor:
@@ -148,16 +157,18 @@ def genre_log_probs(model, x: torch.Tensor, genre: torch.Tensor, ctx: torch.Tens
     differences carry less noise than each bound, and a window's scores do not depend on the other
     windows of the batch (so a piece is the same composed alone or in a batch)."""
     b, n_genres = genre.shape
+    dev = _device(model)
+    x, ctx = x.to(dev), ctx.to(dev)
 
     def log_prob(weights: torch.Tensor) -> torch.Tensor:
         reps = len(weights) // b  # several conditions in one batch: the noise is shared anyway
         return model.log_prob(x.repeat(reps, 1, 1, 1), Condition(weights, ctx.repeat(reps, 1, 1, 1)),
                               generator=torch.Generator().manual_seed(0), shared_noise=True)
 
-    eye = torch.eye(n_genres, dtype=genre.dtype)
-    each = log_prob(eye.repeat_interleave(b, 0)).view(n_genres, b).T
+    eye = torch.eye(n_genres, dtype=genre.dtype, device=dev)
+    each = log_prob(eye.repeat_interleave(b, 0)).view(n_genres, b).T.cpu()
     one_hot = bool(((genre == 0) | (genre == 1)).all()) and bool((genre.sum(1) == 1).all())
-    asked = each.gather(1, genre.argmax(1, keepdim=True))[:, 0] if one_hot else log_prob(genre)
+    asked = each.gather(1, genre.argmax(1, keepdim=True))[:, 0] if one_hot else log_prob(genre.to(dev)).cpu()
     return torch.cat([asked[:, None], each], dim=1)
 
 

@@ -137,9 +137,15 @@ def calibrate(model, valid_w: WindowSet, spec, temperature: float = 1.0) -> dict
         "target": "mean sustain density of the genre's validation windows"}}
 
 
-def _dist_info() -> tuple[int, int]:
+def _dist_info() -> tuple[int, int, bool]:
+    """Rank, world size, and whether to train with DDP: under ``torchrun`` (which sets
+    ``LOCAL_RANK``), also with one process, or wherever ``WORLD_SIZE`` is above one."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world
+    return int(os.environ.get("RANK", "0")), world, world > 1 or "LOCAL_RANK" in os.environ
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def train(
@@ -158,9 +164,9 @@ def train(
     Returns the training record stored in the checkpoint. The optimiser state lives beside the
     checkpoint in ``out + '.resume'`` until training completes.
     """
-    rank, world = _dist_info()
+    rank, world, ddp = _dist_info()
     dev = pick_device(device)
-    if world > 1:
+    if ddp:
         import torch.distributed as dist
 
         if dev.type == "cuda":
@@ -171,7 +177,7 @@ def train(
         return _train(kind, Path(data), Path(out), cfg, model_overrides or {}, resume, dev,
                       quiet or rank != 0, command, rank, world)
     finally:
-        if world > 1:
+        if ddp:
             torch.distributed.destroy_process_group()
 
 
@@ -225,7 +231,7 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         x, ctx, g = draw()
         model.initialize(x, Condition(g, ctx))
     objective = _Objective(model)
-    if world > 1:
+    if _distributed():
         from torch.nn.parallel import DistributedDataParallel
 
         objective = DistributedDataParallel(objective)  # broadcasts rank 0's initialised weights
@@ -238,6 +244,7 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         np_rng = np.random.default_rng([cfg.seed, step, rank])
     record.update({"train_config": asdict(cfg), "data": str(data), "data_hash": ds.content_hash(),
                    "command": command or record.get("command", ""), "world_size": world,
+                   "ddp_backend": torch.distributed.get_backend() if _distributed() else None,
                    "train_windows": len(train_w), "valid_windows": len(valid_w)})
     if hasattr(model, "valid_note"):
         record["valid_note"] = model.valid_note
@@ -290,7 +297,7 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
                     tqdm.write(f"step {step}: train {loss_name} {running:.4f}  valid {mean:.4f} bits/dim  "
                                + " ".join(f"{k}={v:.4f}" for k, v in per.items()))
             save(final=step >= cfg.steps)
-            if world > 1:
+            if _distributed():
                 torch.distributed.barrier()
         if out_of_time:
             break

@@ -128,7 +128,7 @@ def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
     ck = load_checkpoint(out)
-    assert ck.info["world_size"] == 2 and ck.info["step"] == 3
+    assert ck.info["world_size"] == 2 and ck.info["step"] == 3 and ck.info["ddp_backend"] == "gloo"
 
 
 def test_cli_fine_tunes_with_context_noise(tiny_data, tmp_path):

@@ -34,6 +34,7 @@ from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition, ConfigDict, Flow
 from musicflow.flows.dequantize import draw_noise
 from musicflow.flows.nets import ContextEncoder, soft_clamp
+from musicflow.flows.rng import draw
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class VAE(Flow):
         x = self._check_rolls(x, cond)
         vec, pmap = self.features(cond, drop_context=self.training)
         mu, logvar = self.posterior(x, vec, pmap)
-        eps = draw_noise(torch.randn, mu.cpu(), generator, shared_noise).to(mu.device)
+        eps = draw_noise(torch.randn, mu, generator, shared_noise)
         z = mu + (0.5 * logvar).exp() * eps
         rec = -F.binary_cross_entropy_with_logits(self.logits(z, vec, pmap), x, reduction="none")
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(dim=1)
@@ -203,9 +204,9 @@ class VAE(Flow):
         if n < 1:
             raise MusicflowError(f"sample: n must be positive, got {n}")
         ref = self.genre_table
-        z = torch.randn(n, self.config.dim, generator=generator, dtype=ref.dtype).to(ref.device)
+        z = draw(torch.randn, n, self.config.dim, generator=generator, device=ref.device, dtype=ref.dtype)
         probs = self.decode(z * temperature, cond.expand(n))
-        u = torch.rand(probs.shape, generator=generator, dtype=probs.dtype).to(probs.device)
+        u = draw(torch.rand, probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
         return (u < probs).to(probs.dtype)
 
     def _check_rolls(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:

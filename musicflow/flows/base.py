@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from musicflow.errors import MusicflowError
+from musicflow.flows.rng import draw
 
 
 class ConfigDict:
@@ -141,7 +142,7 @@ class Flow(nn.Module):
         if cond.batch_size not in (1, n):
             raise MusicflowError(f"sample: condition batch size {cond.batch_size} is not 1 or {n}")
         ref = next(self.parameters())
-        z = torch.randn(n, self.config.dim, generator=generator, device=ref.device, dtype=ref.dtype)
+        z = draw(torch.randn, n, self.config.dim, generator=generator, device=ref.device, dtype=ref.dtype)
         return z * temperature, cond.expand(n)
 
     def decode(self, z: torch.Tensor, cond: Condition) -> torch.Tensor:

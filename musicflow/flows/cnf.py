@@ -43,6 +43,7 @@ from musicflow.flows.base import Condition, ConfigDict, Flow
 from musicflow.flows.dequantize import Logit, UniformDequantizer, VariationalDequantizer, centre, quantize
 from musicflow.flows.nets import CondFeatures, ContextEncoder
 from musicflow.flows.odefunc import Solver, VectorField, flow, flow_with_logdet
+from musicflow.flows.rng import draw
 
 OBJECTIVES = ("fm", "ml")
 
@@ -295,8 +296,8 @@ class CNF(Flow):
         h = self.features(cond, drop=self.training)
         u, _ = self.dequantizer(x, h.vec, generator=generator)
         w1, _ = self.logit((x + u) / 2)
-        w0 = torch.randn(w1.shape, generator=generator, device=w1.device, dtype=w1.dtype)
-        t = torch.rand(w1.shape[0], generator=generator, device=w1.device, dtype=w1.dtype)
+        w0 = draw(torch.randn, w1.shape, generator=generator, device=w1.device, dtype=w1.dtype)
+        t = draw(torch.rand, w1.shape[0], generator=generator, device=w1.device, dtype=w1.dtype)
         tt = t[:, None, None, None]
         v = self.field(t, (1 - tt) * w0 + tt * w1, *self._extra(h))
         self.last_nfe = 1

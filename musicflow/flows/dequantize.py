@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from musicflow.flows import rng
 from musicflow.flows.base import Transform
 from musicflow.flows.nets import CondFeatures, CondNet, soft_clamp
 
@@ -63,7 +64,7 @@ def draw_noise(draw, like: torch.Tensor, generator: torch.Generator | None, shar
     True
     """
     shape = (1, *like.shape[1:]) if shared else like.shape
-    noise = draw(shape, generator=generator, device=like.device, dtype=like.dtype)
+    noise = rng.draw(draw, shape, generator=generator, device=like.device, dtype=like.dtype)
     return noise.expand(like.shape)
 
 

@@ -47,6 +47,7 @@ from musicflow.flows.base import Condition, ConfigDict, Flow, Transform
 from musicflow.flows.dequantize import Logit, quantize
 from musicflow.flows.layers import SCALE_BOUND, ActNorm, InvConv1x1
 from musicflow.flows.nets import soft_clamp
+from musicflow.flows.rng import draw
 
 ALL_KEYS, LOWEST = 88, 21  # piano keys A0..C8
 
@@ -224,13 +225,13 @@ class _Base(nn.Module):
     def sample(self, c: torch.Tensor, temperature: float, generator: torch.Generator | None):
         if not self.m:
             mean, log_s = self._params(c)
-            noise = torch.randn(mean.shape, generator=generator, device=c.device)
+            noise = draw(torch.randn, mean.shape, generator=generator, device=c.device)
             return mean + temperature * torch.exp(log_s) * noise
         log_pi, mean, log_s = self._params(c)
-        u = torch.rand(log_pi.shape[0], 1, self.keys, generator=generator, device=c.device)
+        u = draw(torch.rand, log_pi.shape[0], 1, self.keys, generator=generator, device=c.device)
         k = (log_pi.exp().cumsum(dim=1) < u).sum(dim=1, keepdim=True).clamp_max(self.m - 1)
         mu, ls = mean.gather(1, k)[:, 0], log_s.gather(1, k)[:, 0]
-        v = torch.rand(mu.shape, generator=generator, device=c.device).clamp(1e-6, 1 - 1e-6)
+        v = draw(torch.rand, mu.shape, generator=generator, device=c.device).clamp(1e-6, 1 - 1e-6)
         return mu + temperature * torch.exp(ls) * (torch.log(v) - torch.log1p(-v))
 
 
@@ -326,8 +327,8 @@ class FrameFlow(Flow):
         rolls = rolls.to(self.h0.dtype)
         c = self.conditions(rolls)
         if eps is None:
-            eps = torch.randn(b, t, self.config.keys, generator=generator, device=rolls.device,
-                              dtype=rolls.dtype)
+            eps = draw(torch.randn, b, t, self.config.keys, generator=generator, device=rolls.device,
+                       dtype=rolls.dtype)
         x, c, eps = rolls.reshape(b * t, k), c.reshape(b * t, -1), eps.reshape(b * t, -1)
         if lengths is None:
             return self.frame_log_prob(x, c, eps).reshape(b, t)
@@ -390,7 +391,7 @@ class FrameFlow(Flow):
         keep = torch.arange(rolls.shape[1])[None, :] < lengths[:, None]
         c = self.conditions(rolls)[keep]
         x = rolls[keep]
-        eps = torch.randn(x.shape[0], self.config.keys, generator=generator)
+        eps = draw(torch.randn, x.shape[0], self.config.keys, generator=generator, device=x.device)
         self.frame_log_prob(x, c, eps)
         self.train(was)
 

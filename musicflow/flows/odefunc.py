@@ -28,6 +28,7 @@ from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from musicflow.errors import MusicflowError
+from musicflow.flows.rng import draw
 
 FIXED = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
 ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -212,7 +213,7 @@ def _divergence(v: torch.Tensor, w: torch.Tensor, trace: str, probes: torch.Tens
 def rademacher(shape: tuple, probes: int, generator: torch.Generator | None,
                like: torch.Tensor) -> torch.Tensor:
     """``(probes, *shape)`` random signs, the lowest-variance Hutchinson probe."""
-    r = torch.randint(0, 2, (probes, *shape), generator=generator, device=like.device)
+    r = draw(torch.randint, 0, 2, (probes, *shape), generator=generator, device=like.device)
     return r.to(like.dtype) * 2 - 1
 
 
