@@ -21,7 +21,7 @@ import pretty_midi
 import torch
 
 from musicflow.checkpoint import Checkpoint, load_checkpoint
-from musicflow.decoding import generate, mixed_threshold
+from musicflow.decoding import clean_continuation, generate, mixed_threshold, model_device
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
 from musicflow.genre import GenreArg, genre_vector, parse_genre
@@ -177,7 +177,9 @@ class Composer:
     def _encode(self, roll: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
         """Latents of each window of a roll, each with its real preceding context."""
         xs, ctx = self._windows(roll)
-        return self.model.encode(xs, Condition(weights.expand(len(xs), -1), ctx))
+        dev = model_device(self.model)
+        cond = Condition(weights.expand(len(xs), -1).to(dev), ctx.to(dev))
+        return self.model.encode(xs.to(dev), cond).cpu()
 
     def _latents(self, n: int, seed: int, temperature: float) -> torch.Tensor:
         return self._draw(n, seed, temperature)[0]
@@ -423,14 +425,25 @@ class Composer:
 
     def transfer(self, midi: MidiInput, to: GenreArg, source: GenreArg | None = None,
                  program: int | str | None = None, velocity: int = 80) -> Result:
-        """Encode under the piece's own genre (``source``, or the most likely one), decode under
-        ``to``: the same latent, another genre."""
+        """The piece under another genre: each window is encoded under the piece's own genre
+        (``source``, or the most likely one) given the piece's own past, and decoded under ``to``
+        given the same past. Only the genre changes, so the piece keeps its beats and length and
+        ``to`` = ``source`` gives the piece back exactly. (Decoding the latents one after another
+        from nothing, as :meth:`decode_latents` does, loses the piece: a real piece's latents read
+        under another genre after another past mostly decode to near silence.)"""
         inp = self.read(midi)
         _, src = self._weights(self._genre_of(inp, source))
         w, dst = self._weights(to)
         z = self._encode(inp.roll, src)
-        roll = self._generate(z, dst, np.zeros((2, self.spec.pitches, 0), np.float32), self.threshold(w))[0]
-        roll = roll[..., : inp.roll.shape[-1]]
+        ctx = self._windows(inp.roll)[1]
+        dev = model_device(self.model)
+        with torch.no_grad():
+            v = self.model.decode(z.to(dev), Condition(dst.expand(len(z), -1).to(dev), ctx.to(dev))).cpu()
+        chunks, held = [], None
+        for chunk in (v > self.threshold(w)).numpy():
+            chunks.append(clean_continuation(chunk[None], held)[0])
+            held = chunks[-1][1, :, -1] > 0
+        roll = np.concatenate(chunks, axis=-1)[..., : inp.roll.shape[-1]]
         return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, 0, w)
 
     def interpolate(self, a: MidiInput, b: MidiInput, steps: int = 5, genre: GenreArg | None = None,

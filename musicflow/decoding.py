@@ -70,7 +70,7 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     keep = max(c, 1)  # steps of each particle's own piece kept: its context and its last step
     tail = np.repeat(prefix[..., -keep:] if prefix.shape[-1] else prefix, k, axis=0)
     genre_k = genre.expand(b, -1).repeat_interleave(k, 0)
-    dev = _device(model)  # the model may be on a GPU; the pieces stay on the CPU
+    dev = model_device(model)  # the model may be on a GPU; the pieces stay on the CPU
     genre_dev = genre_k.to(dev)
     chunks, lineage = [], np.zeros((b, k, 0), np.int64)  # lineage: each particle's latent per window
     totals = torch.zeros(b * k, genre.shape[1] + 1)  # each particle's log p(piece | asked, each genre)
@@ -107,7 +107,7 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     return rolls, latents[torch.arange(b)[:, None], torch.arange(w)[None], torch.from_numpy(pick)]
 
 
-def _device(model) -> torch.device:
+def model_device(model) -> torch.device:
     """Where ``model``'s weights are (the CPU for a model without any)."""
     first = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
     return torch.device("cpu") if first is None else first.device
@@ -157,7 +157,7 @@ def genre_log_probs(model, x: torch.Tensor, genre: torch.Tensor, ctx: torch.Tens
     differences carry less noise than each bound, and a window's scores do not depend on the other
     windows of the batch (so a piece is the same composed alone or in a batch)."""
     b, n_genres = genre.shape
-    dev = _device(model)
+    dev = model_device(model)
     x, ctx = x.to(dev), ctx.to(dev)
 
     def log_prob(weights: torch.Tensor) -> torch.Tensor:
