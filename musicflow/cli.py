@@ -439,7 +439,8 @@ def continue_cmd(midi, bars, genres, temperature, program, guidance, candidates,
 @main.command("variations")
 @click.argument("midi", type=click.Path(dir_okay=False))
 @click.option("--num-outputs", "-n", type=int, default=4, show_default=True)
-@click.option("--amount", type=float, default=0.3, show_default=True, help="0 = same, 1 = unrelated.")
+@click.option("--amount", type=float, default=0.3, show_default=True,
+              help="0 = the input, 1 = every beat drawn afresh.")
 @click.option("--genre", "-g", "genres", multiple=True, help="[default: the most likely genre]")
 @program_option
 @seed_option

@@ -405,7 +405,8 @@ class Composer:
                    genre: GenreArg | None = None, seed: int | None = None,
                    program: int | str | None = None, velocity: int = 80) -> list[Result]:
         """``n`` variations: each window's latent moved towards fresh noise by ``amount``
-        (0 = the input itself, 1 = an unrelated piece), variance kept."""
+        (variance kept) and decoded after the input's own past, as :meth:`transfer` decodes. 0 is
+        the input itself; 1 draws every beat afresh after the input's beats before it."""
         if not 0 <= amount <= 1:
             raise MusicflowError(f"--amount {amount}: must be between 0 and 1")
         inp = self.read(midi)
@@ -416,9 +417,7 @@ class Composer:
         for i in range(n):
             eps = self._latents(len(z0), seed + i, 1.0)
             z = math.sqrt(1 - amount**2) * z0 + amount * eps
-            roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
-                                  self.threshold(w))[0]
-            roll = roll[..., : inp.roll.shape[-1]]
+            roll = self._recast(inp.roll, z, vec, self.threshold(w))
             out.append(Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift),
                               roll, z, seed + i, w))
         return out
@@ -435,16 +434,23 @@ class Composer:
         _, src = self._weights(self._genre_of(inp, source))
         w, dst = self._weights(to)
         z = self._encode(inp.roll, src)
-        ctx = self._windows(inp.roll)[1]
+        roll = self._recast(inp.roll, z, dst, self.threshold(w))
+        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, 0, w)
+
+    @torch.no_grad()
+    def _recast(self, roll: np.ndarray, latents: torch.Tensor, weights: torch.Tensor,
+                threshold: float) -> np.ndarray:
+        """Decode one latent per window of ``roll``, each given ``roll``'s own steps before that
+        window (not what was decoded before it), and join the windows into whole notes."""
+        ctx = self._windows(roll)[1]
         dev = model_device(self.model)
-        with torch.no_grad():
-            v = self.model.decode(z.to(dev), Condition(dst.expand(len(z), -1).to(dev), ctx.to(dev))).cpu()
+        cond = Condition(weights.expand(len(latents), -1).to(dev), ctx.to(dev))
+        v = self.model.decode(latents.to(dev), cond).cpu()
         chunks, held = [], None
-        for chunk in (v > self.threshold(w)).numpy():
+        for chunk in (v > threshold).numpy():
             chunks.append(clean_continuation(chunk[None], held)[0])
             held = chunks[-1][1, :, -1] > 0
-        roll = np.concatenate(chunks, axis=-1)[..., : inp.roll.shape[-1]]
-        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, 0, w)
+        return np.concatenate(chunks, axis=-1)[..., : roll.shape[-1]]
 
     def interpolate(self, a: MidiInput, b: MidiInput, steps: int = 5, genre: GenreArg | None = None,
                     program: int | str | None = None, velocity: int = 80) -> list[Result]:
