@@ -148,8 +148,11 @@ class Composer:
         return list(self.ck.genres)
 
     # -- the core: window-by-window generation -------------------------------------------------
-    def _cond(self, weights: torch.Tensor, ctx: np.ndarray) -> Condition:
-        return Condition(weights, torch.from_numpy(ctx[None]).float())
+    def _cond(self, weights: torch.Tensor, ctx: torch.Tensor) -> Condition:
+        """The condition of ``n`` windows, genre ``weights`` ``(1 or n, G)`` and each window's
+        context ``(n, 2, P, C)``, on the model's device."""
+        dev = model_device(self.model)
+        return Condition(weights.expand(len(ctx), -1).to(dev), ctx.to(dev))
 
     def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray,
                   threshold: float = 0.5, guidance: float | None = None,
@@ -177,9 +180,8 @@ class Composer:
     def _encode(self, roll: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
         """Latents of each window of a roll, each with its real preceding context."""
         xs, ctx = self._windows(roll)
-        dev = model_device(self.model)
-        cond = Condition(weights.expand(len(xs), -1).to(dev), ctx.to(dev))
-        return self.model.encode(xs.to(dev), cond).cpu()
+        cond = self._cond(weights, ctx)
+        return self.model.encode(xs.to(cond.genre.device), cond).cpu()
 
     def _latents(self, n: int, seed: int, temperature: float) -> torch.Tensor:
         return self._draw(n, seed, temperature)[0]
@@ -360,7 +362,8 @@ class Composer:
             vec = torch.zeros(n, len(self.genres))
             vec[:, gi] = 1
             gen = torch.Generator().manual_seed(0)
-            out[g] = self.model.log_prob(xs, Condition(vec, ctx), generator=gen).numpy()
+            cond = self._cond(vec, ctx)
+            out[g] = self.model.log_prob(xs.to(cond.genre.device), cond, generator=gen).cpu().numpy()
         return out, inp
 
     def score(self, midi: MidiInput) -> dict:
@@ -442,10 +445,8 @@ class Composer:
                 threshold: float) -> np.ndarray:
         """Decode one latent per window of ``roll``, each given ``roll``'s own steps before that
         window (not what was decoded before it), and join the windows into whole notes."""
-        ctx = self._windows(roll)[1]
-        dev = model_device(self.model)
-        cond = Condition(weights.expand(len(latents), -1).to(dev), ctx.to(dev))
-        v = self.model.decode(latents.to(dev), cond).cpu()
+        cond = self._cond(weights, self._windows(roll)[1])
+        v = self.model.decode(latents.to(cond.genre.device), cond).cpu()
         chunks, held = [], None
         for chunk in (v > threshold).numpy():
             chunks.append(clean_continuation(chunk[None], held)[0])

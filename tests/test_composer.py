@@ -62,7 +62,7 @@ def test_same_seed_same_music_and_mix_matters(composer):
     mix = composer.compose_result(genre={"low": 0.2, "high": 0.8}, bars=2, seed=3)
     assert mix.genre == {"low": 0.2, "high": 0.8}
     # A tiny model's binary samples may coincide; the decoded values under the mix must not.
-    ctx = np.zeros((2, composer.spec.pitches, composer.context), np.float32)
+    ctx = torch.zeros(1, 2, composer.spec.pitches, composer.context)
     z = a.latents[:1]
     vs = [composer.model.decode(z, composer._cond(composer._weights(g)[1], ctx))
           for g in ("low", {"low": 0.2, "high": 0.8}, {"low": 0.5, "high": 0.5})]
