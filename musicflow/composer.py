@@ -447,11 +447,8 @@ class Composer:
         window (not what was decoded before it), and join the windows into whole notes."""
         cond = self._cond(weights, self._windows(roll)[1])
         v = self.model.decode(latents.to(cond.genre.device), cond).cpu()
-        chunks, held = [], None
-        for chunk in (v > threshold).numpy():
-            chunks.append(clean_continuation(chunk[None], held)[0])
-            held = chunks[-1][1, :, -1] > 0
-        return np.concatenate(chunks, axis=-1)[..., : roll.shape[-1]]
+        joined = np.concatenate(list((v > threshold).numpy()), axis=-1)[..., : roll.shape[-1]]
+        return clean_continuation(joined[None], None)[0]
 
     def interpolate(self, a: MidiInput, b: MidiInput, steps: int = 5, genre: GenreArg | None = None,
                     program: int | str | None = None, velocity: int = 80) -> list[Result]:
