@@ -401,6 +401,33 @@ def test_chroma_context_sees_octaves_the_convolutions_cannot() -> None:
         GlowConfig(chroma="yes")
 
 
+def test_reach_lets_every_pitch_row_see_a_context_note_far_away() -> None:
+    """With ``reach``, a context note 20 rows above a row changes that row of the pitch map (the
+    line's register reaches every row); without it, the map reaches 3 rows either side only. The
+    blocks start as the identity, so they are perturbed here as training would."""
+    from musicflow.flows.nets import ContextEncoder
+
+    torch.manual_seed(0)
+    ctx = torch.zeros(1, 2, 48, 16)
+    moved = ctx.clone()
+    moved[0, :, 30, -4:] = 1  # one note at row 30; row 10 is 20 rows below it
+    for reach in (False, True):
+        enc = ContextEncoder(pitches=48, channels=4, out_dim=6, reach=reach)
+        for block in enc.reach or ():
+            torch.nn.init.normal_(block.out.weight, std=0.3)
+        a, b = (enc(c, batch_size=1)[1] for c in (ctx, moved))
+        far = (a[..., 10] - b[..., 10]).abs().max().item()
+        assert (far > 1e-4) == reach, (reach, far)
+    # untrained, the blocks are the identity: the same encoder as without them (same seed)
+    torch.manual_seed(1)
+    plain = ContextEncoder(48, 4, 6)
+    torch.manual_seed(1)
+    wide = ContextEncoder(48, 4, 6, reach=True)
+    assert all(torch.equal(p, w) for p, w in zip(plain(moved, 1), wide(moved, 1)))
+    with pytest.raises(MusicflowError, match="reach"):
+        GlowConfig(reach=1)
+
+
 def test_context_dropout_swaps_in_the_no_context_value_per_row() -> None:
     model = _model(context_dropout=0.5)
     x, cond = _rolls(32), _cond(32)

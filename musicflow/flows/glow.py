@@ -72,6 +72,7 @@ class GlowConfig(ConfigDict):
     context_steps: int = 64  # context the data pipeline supplies; the encoder takes any length
     context_channels: int = 16
     chroma: bool = False  # the context's pitch-class profile joins the condition (flows/nets.py)
+    reach: bool = False  # the context's pitch map sees the whole pitch range (flows/nets.py)
     embed_dim: int = 16  # genre embedding size
     cond_dim: int = 64  # size of the global conditioning vector
     dequantization: str = "uniform"
@@ -123,8 +124,9 @@ class GlowConfig(ConfigDict):
             raise MusicflowError(
                 f"GlowConfig.autoregressive must be true or false, got {self.autoregressive!r}"
             )
-        if not isinstance(self.chroma, bool):
-            raise MusicflowError(f"GlowConfig.chroma must be true or false, got {self.chroma!r}")
+        for name in ("chroma", "reach"):
+            if not isinstance(getattr(self, name), bool):
+                raise MusicflowError(f"GlowConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.coupling not in ("affine", "spline"):
             raise MusicflowError(f"GlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}")
         if not isinstance(self.bins, int) or self.bins < 2:
@@ -162,7 +164,8 @@ class Glow(Flow):
         cfg = config if config is not None else GlowConfig()
         self.config = cfg
         self.genre_table = nn.Parameter(torch.randn(cfg.n_genres, cfg.embed_dim))
-        self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim, cfg.chroma)
+        self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim, cfg.chroma,
+                                              cfg.reach)
         self.cond_mlp = nn.Sequential(
             nn.Linear(cfg.embed_dim + cfg.cond_dim, cfg.cond_dim),
             nn.ReLU(),

@@ -143,6 +143,27 @@ def chroma_profile(context: torch.Tensor) -> torch.Tensor:
     return out  # (B, 4, 12): whole onsets, whole sustain, last-beat onsets, last-beat sustain
 
 
+class PitchReach(nn.Module):
+    """A residual block along pitch over a map ``(B, C, P)``: a dilated width-3 convolution, ReLU
+    and a 1x1 convolution whose weights start at zero (so the block starts as the identity).
+
+    >>> block = PitchReach(4, dilation=8)
+    >>> m = torch.randn(2, 4, 48)
+    >>> torch.equal(block(m), m)
+    True
+    """
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
+        self.out = nn.Conv1d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        return m + self.out(F.relu(self.conv(m)))
+
+
 class ContextEncoder(nn.Module):
     """Summarise the previous bars ``(B, 2, P, T_ctx)`` as a vector and a per-pitch map.
 
@@ -152,7 +173,11 @@ class ContextEncoder(nn.Module):
     "no context" vector and map stand in for missing context: when ``context`` is ``None`` and for
     the batch rows where ``drop`` is true (context dropout during training, so that one model can
     both start and continue a piece). Any ``T_ctx >= 1`` works. With ``chroma``, the context's
-    :func:`chroma_profile` also joins the vector and, per pitch class, the map.
+    :func:`chroma_profile` also joins the vector and, per pitch class, the map. With ``reach``,
+    residual convolutions along pitch, dilated 1 to 16, let every row of the map see the whole
+    context's pitch range (the convolutions over the roll see 3 rows either side): where the line
+    is, above or below a row, and so which register a continuation belongs in. Their output layers
+    start at zero, so the encoder starts as it would be without them.
 
     >>> enc = ContextEncoder(pitches=8, channels=4, out_dim=6)
     >>> vec, pmap = enc(torch.zeros(3, 2, 8, 16), batch_size=3)
@@ -160,7 +185,8 @@ class ContextEncoder(nn.Module):
     (torch.Size([3, 6]), torch.Size([3, 4, 8]))
     """
 
-    def __init__(self, pitches: int, channels: int, out_dim: int, chroma: bool = False) -> None:
+    def __init__(self, pitches: int, channels: int, out_dim: int, chroma: bool = False,
+                 reach: bool = False) -> None:
         super().__init__()
         c = channels
         self.convs = nn.Sequential(
@@ -184,6 +210,7 @@ class ContextEncoder(nn.Module):
             self.chroma_map = nn.Conv1d(4, c, 1)
             self.chroma_vec = nn.Linear(48, out_dim)
             self.register_buffer("pitch_class", torch.arange(pitches) % 12, persistent=False)
+        self.reach = nn.ModuleList(PitchReach(c, d) for d in (1, 2, 4, 8, 16)) if reach else None
 
     def forward(
         self,
@@ -206,6 +233,8 @@ class ContextEncoder(nn.Module):
         if self.chroma:
             prof = chroma_profile(context)
             pmap = pmap + self.chroma_map(prof)[..., self.pitch_class]
+        for block in self.reach or ():
+            pmap = block(pmap)
         vec = self.to_vec(torch.cat([pmap.mean(dim=-1), pmap.amax(dim=-1)], dim=1))
         if self.chroma:
             vec = vec + self.chroma_vec(prof.flatten(1))
