@@ -33,6 +33,7 @@ QUICK = {
     "bench_data": ["--files", "40"],
     "bench_compose": ["--repeats", "1", "--pieces", "2"],
     "bench_glow": ["--samples", "3", "--test-windows", "50"],
+    "bench_register": ["--windows", "50"],
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
                   "--classify-pieces", "2"]

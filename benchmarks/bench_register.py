@@ -1,0 +1,85 @@
+"""Register and key of one-beat samples given real contexts (teacher-forced), against the real
+beats that followed the same contexts.
+
+For each genre, up to ``--windows`` test beats whose 4-bar context sounds in its last bar are drawn
+(numpy seed 0, the same beats for every checkpoint). Each checkpoint draws one beat per context
+(torch seed 0, temperature 1, exact decoding). Reported per onset:
+
+* ``far``: more than 7 semitones from every pitch sounding in the context's last bar (a leap out
+  of the line's register; rare in real music);
+* ``new_pitch_class``: a pitch class that does not sound anywhere in the 4-bar context (a wrong
+  note, or a modulation).
+
+    python benchmarks/bench_register.py [--checkpoint A.pt --checkpoint B.pt] [--windows 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
+
+from musicflow.checkpoint import load_checkpoint  # noqa: E402
+from musicflow.data.dataset import Dataset  # noqa: E402
+from musicflow.data.windows import WindowSet  # noqa: E402
+from musicflow.decoding import clean_continuation  # noqa: E402
+from musicflow.flows.base import Condition  # noqa: E402
+from musicflow.paths import checkpoints_dir, default_dataset  # noqa: E402
+
+
+def onset_stats(beats: np.ndarray, ctx: np.ndarray) -> dict[str, float]:
+    """Shares of the onsets of ``beats`` ``(B, 2, P, 4)`` that are far from the last bar of
+    their contexts ``(B, 2, P, C)`` or of a pitch class absent from them, and onsets per beat."""
+    far = new = n = 0
+    for b in range(len(beats)):
+        recent = np.flatnonzero(ctx[b, 1, :, -16:].any(-1))
+        classes = set((np.flatnonzero(ctx[b, 1].any(-1)) % 12).tolist())
+        for p in np.nonzero(beats[b, 0] > 0)[0]:
+            n += 1
+            far += bool(np.abs(recent - p).min() > 7)
+            new += (p % 12) not in classes
+    return {"far": round(far / max(n, 1), 4), "new_pitch_class": round(new / max(n, 1), 4),
+            "onsets_per_beat": round(n / max(len(beats), 1), 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", action="append", default=None,
+                    help="Glow checkpoint(s) [default: checkpoints/glow-music21.pt]")
+    ap.add_argument("--windows", type=int, default=400)
+    args = ap.parse_args()
+    paths = args.checkpoint or [str(checkpoints_dir() / "glow-music21.pt")]
+    models = {p: load_checkpoint(p) for p in paths}
+    first = next(iter(models.values()))
+    ds = Dataset.load(default_dataset())
+    out: dict = {"windows_per_genre": args.windows, "seeds": "windows numpy 0, samples torch 0",
+                 "per_genre": {}}
+    for g in first.genres:
+        ws = WindowSet(ds, "test", window=4, context=first.model.config.context_steps, genres=[g], grid=4)
+        x, ctx, _ = ws.batch(np.arange(len(ws)))
+        ok = np.flatnonzero(ctx[:, 1, :, -16:].sum((1, 2)).numpy() > 0)
+        idx = np.sort(np.random.default_rng(0).choice(ok, size=min(args.windows, len(ok)), replace=False))
+        x, ctx = x[idx].numpy(), ctx[idx]
+        row = {"real": onset_stats(x, ctx.numpy())}
+        for path, ck in models.items():
+            model = ck.model.eval()
+            genre = torch.zeros(len(idx), len(ck.genres))
+            genre[:, ck.genres.index(g)] = 1
+            gen = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                z = torch.randn(len(idx), model.config.dim, generator=gen)
+                v = model.decode(z, Condition(genre, ctx))
+            beats = clean_continuation((v > 0.5).numpy(), ctx[:, 1, :, -1].numpy() > 0)
+            row[Path(path).name if len(models) == 1 else path] = onset_stats(beats, ctx.numpy())
+        out["per_genre"][g] = row
+    save("bench_register", out)
+
+
+if __name__ == "__main__":
+    main()
