@@ -217,6 +217,31 @@ def test_real_openings_are_the_first_bars_of_test_pieces(tiny):
     first = ds.indices("test", "folk")[0]
     assert got.shape == (1, 2, 8, 16) and np.array_equal(got[0], ds.roll(first)[..., :16])
     assert len(real_openings(ds, "test", "folk", n=5, steps=10_000)) == 0  # no piece that long
+    # n of more pieces: a seeded choice among them, not always the first n in dataset order.
+    pieces = ds.indices(None, "folk")
+    openings = [ds.roll(i)[..., :16] for i in pieces]
+    chosen = []
+    for seed in range(8):
+        got = real_openings(ds, None, "folk", n=2, steps=16, seed=seed)
+        assert np.array_equal(got, real_openings(ds, None, "folk", n=2, steps=16, seed=seed))
+        which = [next(j for j, o in enumerate(openings) if np.array_equal(o, g)) for g in got]
+        assert len(set(which)) == 2 and which == sorted(which)
+        chosen.append(tuple(which))
+    assert len(set(chosen)) > 1
+
+
+def test_real_windows_lie_wholly_inside_their_pieces(tiny):
+    """Composed pieces never end, so the reference windows must not run past a piece's end."""
+    from musicflow.evaluate.fidelity import real_windows
+
+    ds = Dataset.load(tiny / "tiny.npz")
+    (piece,) = ds.indices("test", "folk")
+    roll = ds.roll(piece)
+    assert roll.shape[-1] == 128  # 8 bars: windows of 3 bars start at bars 0 and 3; bar 6 runs past the end
+    got = real_windows(ds, "test", "folk", n=10, steps=48)
+    assert got.shape == (2, 2, 8, 48)
+    assert np.array_equal(got[0], roll[..., :48]) and np.array_equal(got[1], roll[..., 48:96])
+    assert len(real_windows(ds, "test", "folk", n=1, steps=48)) == 1
 
 
 def test_samples_are_those_of_compose(tiny):

@@ -150,10 +150,12 @@ def _metrics(samples: dict, real: dict, train: dict, low: int, openings: dict) -
     return {"per_genre": per, "mean_overlap": {k: round(float(np.mean(v)), 4) for k, v in overlaps.items()},
             "stats": list(STATS),
             "note": "overlap: overlapping area of the normalised histograms of a metric over generated "
-                    "pieces and real test windows (1 = same distribution; Yang & Lerch 2018); "
-                    "train_vs_test: the same between as many real train windows as generated pieces "
-                    "and the test windows, the reference; real_openings: the metric's mean over the "
-                    "first bars of real test pieces (pieces composed from nothing are openings)"}
+                    "pieces and real test windows (1 = same distribution; Yang & Lerch 2018); real "
+                    "windows start on bar lines and lie wholly inside their piece (a composed piece "
+                    "never ends); train_vs_test: the same between as many real train windows as "
+                    "generated pieces and the test windows, the reference; real_openings: the "
+                    "metric's mean over the first bars of real test pieces chosen with the seed "
+                    "(pieces composed from nothing are openings)"}
 
 
 def _fidelity(clf, samples: dict, mixes: dict, real: dict, genres: list[str], openings: dict) -> dict:
@@ -359,7 +361,7 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     times["sampling"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    openings = {g: real_openings(ds, "test", g, cfg.real_windows, steps) for g in genres}
+    openings = {g: real_openings(ds, "test", g, cfg.real_windows, steps, cfg.seed) for g in genres}
     metrics = _metrics(samples, real, train, ds.spec.low, openings)
     fidelity = _fidelity(clf, samples, mixes, real, genres, openings)
     times["metrics_and_fidelity"] = time.perf_counter() - t

@@ -113,7 +113,8 @@ def to_markdown(report: dict) -> str:
             opening = [c["real_openings"] for c in cells if "real_openings" in c]
             rows.append([k, _mean(c["real"] for c in cells), _mean(opening) if opening else None,
                          *gen_cells, _mean(c["train_vs_test"] for c in cells)])
-        lines += ["Per metric, mean over genres: real mean (test windows; first bars of test pieces); "
+        lines += ["Per metric, mean over genres: real mean (test windows wholly inside their pieces; "
+                  "first bars of test pieces); "
                   "generated mean (overlap with real windows); train-vs-test overlap.", ""]
         lines += _table(["metric", "real", "real openings", *gen, "train vs test"], rows)
         first = gen[0] if gen else None
