@@ -25,7 +25,8 @@ def real_windows(ds: Dataset, split: str, genre: str, n: int, steps: int = 64,
     for i in ds.indices(split, genre):
         notes = ds.piece_notes(i)
         length = int(notes[:, 2].max()) if len(notes) else 0
-        spots += [(i, s) for s in window_starts(ds.piece_bars(i), length, steps, steps) if s + steps <= length]
+        starts = window_starts(ds.piece_bars(i), length, steps, steps)
+        spots += [(i, s) for s in starts if s + steps <= length]
     if not spots:
         return np.zeros((0, 2, ds.spec.pitches, steps), np.float32)
     pick = np.sort(np.random.default_rng(seed).choice(len(spots), size=min(n, len(spots)), replace=False))
