@@ -109,11 +109,14 @@ class Dataset:
         """Transposition applied to piece ``i`` (to C when the spec normalises keys)."""
         return key_shift(self.pieces[i].get("tonic", 0)) if self.spec.key_normalize else 0
 
+    def length(self, i: int) -> int:
+        """Steps of piece ``i``: up to the end of its last note."""
+        notes = self.piece_notes(i)
+        return int(notes[:, 2].max()) if len(notes) else 0
+
     def roll(self, i: int) -> np.ndarray:
         """Piece ``i`` as a full roll, key-normalised when the spec says so."""
-        notes = self.piece_notes(i)
-        length = int(notes[:, 2].max()) if len(notes) else 0
-        return encode_steps(notes, self.spec, length=length, shift=self.shift(i))[0]
+        return encode_steps(self.piece_notes(i), self.spec, length=self.length(i), shift=self.shift(i))[0]
 
     def indices(self, split: str | None = None, genre: str | None = None) -> list[int]:
         return [i for i, p in enumerate(self.pieces)
@@ -133,8 +136,7 @@ class Dataset:
         window = window or self.spec.window_steps
         table: dict[str, dict[str, Counter]] = {}
         for i, p in enumerate(self.pieces):
-            notes = self.piece_notes(i)
-            length = int(notes[:, 2].max()) if len(notes) else 0
+            length = self.length(i)
             bars = self.piece_bars(i)
             c = table.setdefault(p["genre"], {}).setdefault(p["split"], Counter())
             c["pieces"] += 1

@@ -23,8 +23,7 @@ def real_windows(ds: Dataset, split: str, genre: str, n: int, steps: int = 64,
     8-bar test windows of german-folk, 11% of the beats are empty with them, 3.5% without."""
     spots = []
     for i in ds.indices(split, genre):
-        notes = ds.piece_notes(i)
-        length = int(notes[:, 2].max()) if len(notes) else 0
+        length = ds.length(i)
         starts = window_starts(ds.piece_bars(i), length, steps, steps)
         spots += [(i, s) for s in starts if s + steps <= length]
     if not spots:
@@ -45,11 +44,7 @@ def real_openings(ds: Dataset, split: str, genre: str, n: int, steps: int = 64, 
     should be compared with, since openings are often thinner than the rest (imitative entries, a
     lone tune). Chosen at random, not the first ``n``: the dataset keeps each source collection
     together, and the first 100 german-folk test pieces have 2.6 notes per bar, all 458 4.4."""
-    long_enough = []
-    for i in ds.indices(split, genre):
-        notes = ds.piece_notes(i)
-        if len(notes) and int(notes[:, 2].max()) >= steps:
-            long_enough.append(i)
+    long_enough = [i for i in ds.indices(split, genre) if ds.length(i) >= steps]
     if not long_enough:
         return np.zeros((0, 2, ds.spec.pitches, steps), np.float32)
     pick = np.sort(np.random.default_rng(seed).choice(len(long_enough), size=min(n, len(long_enough)),
