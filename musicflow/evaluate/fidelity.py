@@ -14,6 +14,11 @@ STATS = ("pitch_range", "pitch_classes_used", "pitch_class_entropy", "scale_cons
          "polyphony", "empty_beat_rate", "groove_consistency", "note_density", "notes_per_bar")
 
 
+def _seeded_choice(k: int, n: int, seed: int) -> np.ndarray:
+    """Up to ``n`` of ``range(k)`` without replacement, drawn with numpy ``seed``, in order."""
+    return np.sort(np.random.default_rng(seed).choice(k, size=min(n, k), replace=False))
+
+
 def real_windows(ds: Dataset, split: str, genre: str, n: int, steps: int = 64,
                  seed: int = 0) -> np.ndarray:
     """Up to ``n`` real windows of ``steps`` steps of one genre and split, chosen with a fixed seed
@@ -28,7 +33,7 @@ def real_windows(ds: Dataset, split: str, genre: str, n: int, steps: int = 64,
         spots += [(i, s) for s in starts if s + steps <= length]
     if not spots:
         return np.zeros((0, 2, ds.spec.pitches, steps), np.float32)
-    pick = np.sort(np.random.default_rng(seed).choice(len(spots), size=min(n, len(spots)), replace=False))
+    pick = _seeded_choice(len(spots), n, seed)
     rolls: dict[int, np.ndarray] = {}
     out = []
     for j in pick:
@@ -47,8 +52,7 @@ def real_openings(ds: Dataset, split: str, genre: str, n: int, steps: int = 64, 
     long_enough = [i for i in ds.indices(split, genre) if ds.length(i) >= steps]
     if not long_enough:
         return np.zeros((0, 2, ds.spec.pitches, steps), np.float32)
-    pick = np.sort(np.random.default_rng(seed).choice(len(long_enough), size=min(n, len(long_enough)),
-                                                      replace=False))
+    pick = _seeded_choice(len(long_enough), n, seed)
     return np.stack([ds.roll(long_enough[j])[..., :steps] for j in pick]).astype(np.float32)
 
 
