@@ -136,6 +136,9 @@ def _parse_overrides(items: tuple[str, ...]) -> dict:
 @click.option("--context-noise", type=float, default=0.0, show_default=True,
               help="Silence each pitch row of a training context (not rows held into the window) "
                    "with probability up to this, so free-running pieces do not thin out.")
+@click.option("--start-share", type=float, default=0.0, show_default=True,
+              help="Draw at least this share of each genre's training windows from the first "
+                   "bars of its pieces (the context reaches back before the start).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Model config field, e.g. --set hidden=64 (repeatable).")
@@ -143,7 +146,7 @@ def _parse_overrides(items: tuple[str, ...]) -> dict:
               help="Neural-ODE flow only: flow matching (fm, default) or maximum likelihood (ml).")
 @quiet_option
 def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, valid_every, minutes,
-              seed, resume, init, context_noise, device, overrides, objective, quiet) -> None:
+              seed, resume, init, context_noise, start_share, device, overrides, objective, quiet) -> None:
     """Train a flow; under torchrun it uses DistributedDataParallel automatically."""
     from musicflow.paths import checkpoints_dir, default_dataset
     from musicflow.train import TrainConfig, train
@@ -154,9 +157,12 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
         raise MusicflowError("--steps, --batch-size and --lr must be positive")
     if not 0.0 <= context_noise <= 1.0:
         raise MusicflowError(f"--context-noise {context_noise}: must be in [0, 1]")
+    if not 0.0 <= start_share < 1.0:
+        raise MusicflowError(f"--start-share {start_share}: must be in [0, 1)")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, clip=clip,
                       transpose=transpose, valid_every=valid_every, seed=seed, minutes=minutes,
-                      context_noise=context_noise, init=str(init) if init else None)
+                      context_noise=context_noise, start_share=start_share,
+                      init=str(init) if init else None)
     command = "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
     if kind == "classifier":
         _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command)

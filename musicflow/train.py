@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     minutes: float | None = None  # stop (and save) after this wall time
     context_noise: float = 0.0  # thin_context's rate: silence context rows (not held ones)
+    start_share: float = 0.0  # at least this share of each genre's draws from its pieces' openings
     init: str | None = None  # start from this checkpoint's weights (fine-tuning), new optimiser
 
 
@@ -218,7 +219,7 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         raise MusicflowError(f"{data}: no training windows")
     model.to(dev).train()
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    weights = torch.from_numpy(train_w.balanced_weights())
+    weights = torch.from_numpy(train_w.balanced_weights(cfg.start_share))
     np_rng = np.random.default_rng(cfg.seed * 1000 + rank)
 
     def draw():

@@ -101,3 +101,18 @@ def test_windows_and_context(corpus_dir):
     w = ws.balanced_weights()
     per_genre = np.bincount(ws.labels, weights=w)
     assert np.allclose(per_genre, per_genre[0])
+
+
+def test_start_share_lifts_openings_only_where_they_are_rare(corpus_dir):
+    ds, _ = build_dataset(str(corpus_dir), cache_dir=None, quiet=True, key_normalize=False)
+    ws = WindowSet(ds, None, window=4, context=16, grid=4)
+    opening = ws.starts - ws.piece_starts < ws.context
+    natural = np.bincount(ws.labels, weights=opening) / ws.counts()
+    assert 0 < natural.min() < natural.max() < 1
+    share = float(natural.mean())  # above some genres' own share, below others'
+    w = ws.balanced_weights(share)
+    per_genre = np.bincount(ws.labels, weights=w)
+    assert np.allclose(per_genre, per_genre[0])  # still balanced across genres
+    got = np.bincount(ws.labels, weights=w * opening) / per_genre
+    assert np.allclose(got, np.maximum(natural, share))
+    assert np.array_equal(ws.balanced_weights(0.0), ws.balanced_weights())

@@ -148,5 +148,10 @@ def test_cli_fine_tunes_with_context_noise(tiny_data, tmp_path):
     assert info["init"]["checkpoint"] == str(base) and info["train_config"]["context_noise"] == 0.4
     r = runner.invoke(main, [*args, "--context-noise", "2"])
     assert r.exit_code == 2 and "--context-noise 2.0: must be in [0, 1]" in r.output
+    r = runner.invoke(main, [*args, "--start-share", "0.3", "--out", str(tmp_path / "s.pt")])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "s.pt").info["train_config"]["start_share"] == 0.3
+    r = runner.invoke(main, [*args, "--start-share", "1"])
+    assert r.exit_code == 2 and "--start-share 1.0: must be in [0, 1)" in r.output
     r = runner.invoke(main, [*args, "--init", str(tmp_path / "missing.pt")])
     assert r.exit_code == 2 and "no such checkpoint" in r.output and "Traceback" not in r.output

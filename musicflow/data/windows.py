@@ -92,10 +92,32 @@ class WindowSet:
     def counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.genres))
 
-    def balanced_weights(self) -> np.ndarray:
-        """Per-window sampling weights that give every genre the same share."""
+    def balanced_weights(self, start_share: float = 0.0) -> np.ndarray:
+        """Per-window sampling weights that give every genre the same share. With
+        ``start_share``, a genre's opening windows (those whose context reaches back before their
+        piece's start) make up at least that share of its draws: long pieces have few of them
+        (a string quartet's first four bars are 2% of its windows), and composing from nothing
+        starts there.
+
+        >>> class W(WindowSet):
+        ...     def __init__(self): self.genres, self.context = ["a", "b"], 4
+        >>> w = W(); w.labels = np.array([0, 0, 0, 0, 1, 1])
+        >>> w.starts, w.piece_starts = np.array([0, 8, 12, 16, 0, 4]), np.zeros(6, np.int64)
+        >>> (w.balanced_weights(0.5) / w.balanced_weights(0.5).sum()).round(3).tolist()
+        [0.25, 0.083, 0.083, 0.083, 0.25, 0.25]
+        """
         c = self.counts().astype(np.float64)
-        return 1.0 / c[self.labels]
+        w = 1.0 / c[self.labels]
+        if start_share <= 0:
+            return w
+        opening = (self.starts - self.piece_starts) < self.context
+        for g in range(len(self.genres)):
+            mine = self.labels == g
+            k, n = int((opening & mine).sum()), int(mine.sum())
+            if 0 < k < n and k / n < start_share:
+                share = np.where(opening[mine], start_share / k, (1 - start_share) / (n - k))
+                w[mine] = share  # the genre's weights still sum to 1
+        return w
 
     def batch(self, idx: np.ndarray, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Targets ``(B,2,P,window)``, contexts ``(B,2,P,context)`` and one-hot genres ``(B,G)``."""
