@@ -100,7 +100,8 @@ def _bench_compose(d: dict) -> list[str]:
     c = d.get("classify_test_pieces", {})
     rows = [["`musicflow compose --bars 8` end to end (s)", d.get("cli_compose_8_bars_s_median")],
             ["`python -c 'import torch'` (s)", d.get("python_import_torch_s_median")],
-            *[[f"API compose {k.split('_')[0]} bars (s)", v] for k, v in d.get("api", {}).items()],
+            *[[f"API compose: {k.replace('_s_median', ' (s)').replace('_', ' ')}", v]
+              for k, v in d.get("api", {}).items()],
             ["likelihood classification accuracy of test pieces", c.get("accuracy")]]
     return _table(["what", "value"], rows)
 
