@@ -33,12 +33,13 @@ from musicflow.flows.base import Condition  # noqa: E402
 from musicflow.paths import checkpoints_dir, default_dataset  # noqa: E402
 
 
-def onset_stats(beats: np.ndarray, ctx: np.ndarray) -> dict[str, float]:
-    """Shares of the onsets of ``beats`` ``(B, 2, P, 4)`` that are far from the last bar of
-    their contexts ``(B, 2, P, C)`` or of a pitch class absent from them, and onsets per beat."""
+def onset_stats(beats: np.ndarray, ctx: np.ndarray, bar: int) -> dict[str, float]:
+    """Shares of the onsets of ``beats`` ``(B, 2, P, 4)`` that are far from the last bar (``bar``
+    steps) of their contexts ``(B, 2, P, C)`` or of a pitch class absent from them, and onsets per
+    beat."""
     far = new = n = 0
     for b in range(len(beats)):
-        recent = np.flatnonzero(ctx[b, 1, :, -16:].any(-1))
+        recent = np.flatnonzero(ctx[b, 1, :, -bar:].any(-1))
         classes = set((np.flatnonzero(ctx[b, 1].any(-1)) % 12).tolist())
         for p in np.nonzero(beats[b, 0] > 0)[0]:
             n += 1
@@ -48,12 +49,12 @@ def onset_stats(beats: np.ndarray, ctx: np.ndarray) -> dict[str, float]:
             "onsets_per_beat": round(n / max(len(beats), 1), 3)}
 
 
-def sounding_last_bar(ws: WindowSet) -> np.ndarray:
-    """Indices of the windows whose context sounds in its last bar (16 steps, within the piece),
+def sounding_last_bar(ws: WindowSet, bar: int) -> np.ndarray:
+    """Indices of the windows whose context sounds in its last bar (``bar`` steps, within the piece),
     read from the stored rolls: only the chosen windows are then cut out (a genre has up to 45,000
     beats)."""
     sounding = ws.rolls[1].any(0).numpy()
-    return np.flatnonzero([sounding[max(s - 16, p):s].any() for s, p in zip(ws.starts, ws.piece_starts)])
+    return np.flatnonzero([sounding[max(s - bar, p):s].any() for s, p in zip(ws.starts, ws.piece_starts)])
 
 
 def main() -> None:
@@ -66,15 +67,18 @@ def main() -> None:
     models = {p: load_checkpoint(p) for p in paths}
     first = next(iter(models.values()))
     ds = Dataset.load(default_dataset())
+    bar = ds.spec.bar_steps()
     out: dict = {"windows_per_genre": args.windows, "seeds": "windows numpy 0, samples torch 0",
                  "per_genre": {}}
     for g in first.genres:
-        ws = WindowSet(ds, "test", window=4, context=first.model.config.context_steps, genres=[g], grid=4)
-        ok = sounding_last_bar(ws)
+        steps = first.model.config.steps
+        ws = WindowSet(ds, "test", window=steps, context=first.model.config.context_steps, genres=[g],
+                       grid=steps)
+        ok = sounding_last_bar(ws, bar)
         idx = np.sort(np.random.default_rng(0).choice(ok, size=min(args.windows, len(ok)), replace=False))
         x, ctx, _ = ws.batch(idx)
         x = x.numpy()
-        row = {"real": onset_stats(x, ctx.numpy())}
+        row = {"real": onset_stats(x, ctx.numpy(), bar)}
         for path, ck in models.items():
             model = ck.model.eval()
             genre = torch.zeros(len(idx), len(ck.genres))
@@ -84,7 +88,7 @@ def main() -> None:
                 z = torch.randn(len(idx), model.config.dim, generator=gen)
                 v = model.decode(z, Condition(genre, ctx))
             beats = clean_continuation((v > 0.5).numpy(), ctx[:, 1, :, -1].numpy() > 0)
-            row[Path(path).name if len(models) == 1 else path] = onset_stats(beats, ctx.numpy())
+            row[Path(path).name if len(models) == 1 else path] = onset_stats(beats, ctx.numpy(), bar)
         out["per_genre"][g] = row
     save("bench_register", out)
 
