@@ -67,11 +67,10 @@ def main() -> None:
     models = {p: load_checkpoint(p) for p in paths}
     first = next(iter(models.values()))
     ds = Dataset.load(default_dataset())
-    bar = ds.spec.bar_steps()
+    bar, steps = ds.spec.bar_steps(), first.model.config.steps
     out: dict = {"windows_per_genre": args.windows, "seeds": "windows numpy 0, samples torch 0",
                  "per_genre": {}}
     for g in first.genres:
-        steps = first.model.config.steps
         ws = WindowSet(ds, "test", window=steps, context=first.model.config.context_steps, genres=[g],
                        grid=steps)
         ok = sounding_last_bar(ws, bar)
