@@ -143,10 +143,15 @@ def _unique_log_probs(model, chunk: np.ndarray, genre: torch.Tensor, ctx: torch.
     scores without their own forward passes."""
     keys = np.concatenate([genre.numpy(), ctx.reshape(len(ctx), -1).numpy(),
                            chunk.reshape(len(chunk), -1)], axis=1)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    sel = torch.from_numpy(first)
+    seen: dict[bytes, int] = {}  # hashing rows: np.unique(axis=0) sorts them field by field, slowly
+    first, inverse = [], np.empty(len(keys), np.int64)
+    for r, row in enumerate(keys):
+        inverse[r] = seen.setdefault(row.tobytes(), len(first))
+        if inverse[r] == len(first):
+            first.append(r)
+    sel = torch.tensor(first)
     scores = genre_log_probs(model, torch.from_numpy(chunk[first]), genre[sel], ctx[sel])
-    return scores[torch.from_numpy(inverse.reshape(-1))]
+    return scores[torch.from_numpy(inverse)]
 
 
 @torch.no_grad()
