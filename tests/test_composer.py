@@ -416,7 +416,9 @@ def test_strong_guidance_keeps_the_candidate_most_typical_of_the_genre(composer)
     assert len(set(ratio.tolist())) > 1
     silent = torch.from_numpy(~chunks.reshape(k, -1).any(1))
     assert not silent.all()
-    assert torch.equal(r.latents[0], z[0, int(ratio.masked_fill(silent, float("-inf")).argmax())])
+    chosen = [j for j in range(k) if torch.equal(r.latents[0], z[0, j])]
+    assert len(chosen) == 1  # candidates whose windows are identical score alike: either is right
+    assert ratio[chosen[0]] >= ratio.masked_fill(silent, float("-inf")).max() - 1e-5
 
 
 def test_duplicate_candidates_are_scored_once_with_the_same_scores(composer, monkeypatch):
