@@ -211,6 +211,7 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     else:
         genres = ds.genres
         base = dict(pitches=ds.spec.pitches, n_genres=len(genres))
+        torch.manual_seed(cfg.seed)  # the initial weights (the same on every rank)
         model = model_cls(config_cls.from_dict({**config_cls().to_dict(), **base, **overrides}))
         record = {}
     mcfg = model.config
@@ -218,6 +219,7 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     if not len(train_w):
         raise MusicflowError(f"{data}: no training windows")
     model.to(dev).train()
+    torch.manual_seed(cfg.seed * 1000 + rank)  # noise drawn inside the model: dequantization, dropout
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     weights = torch.from_numpy(train_w.balanced_weights(cfg.start_share))
     np_rng = np.random.default_rng(cfg.seed * 1000 + rank)
