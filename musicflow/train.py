@@ -219,10 +219,11 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     if not len(train_w):
         raise MusicflowError(f"{data}: no training windows")
     model.to(dev).train()
-    torch.manual_seed(cfg.seed * 1000 + rank)  # noise drawn inside the model: dequantization, dropout
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    run_seed = cfg.seed * 1000 + rank
+    torch.manual_seed(run_seed)  # noise drawn inside the model: dequantization, dropout
+    gen = torch.Generator().manual_seed(run_seed)
     weights = torch.from_numpy(train_w.balanced_weights(cfg.start_share))
-    np_rng = np.random.default_rng(cfg.seed * 1000 + rank)
+    np_rng = np.random.default_rng(run_seed)
 
     def draw():
         idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).numpy()
