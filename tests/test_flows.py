@@ -428,6 +428,28 @@ def test_reach_lets_every_pitch_row_see_a_context_note_far_away() -> None:
         GlowConfig(reach=1)
 
 
+def test_echo_tells_the_map_what_sounded_a_bar_back() -> None:
+    """With ``echo``, moving one note by a step within the beat four beats back (one 4/4 bar before
+    the beat that follows the context) changes the pitch map at its row through the raw beat alone:
+    with the strided convolutions silenced, the encoder without echo sees no difference (its
+    only other view of the roll is the last beat), the one with echo does."""
+    from musicflow.flows.nets import ContextEncoder
+
+    ctx = torch.zeros(1, 2, 48, 64)
+    ctx[0, :, 20, 48] = 1  # a sixteenth on the first step of the beat 4 beats back
+    moved = torch.zeros_like(ctx)
+    moved[0, :, 20, 49] = 1  # the same note one step later
+    for echo in (False, True):
+        torch.manual_seed(0)
+        enc = ContextEncoder(pitches=48, channels=4, out_dim=6, echo=echo)
+        torch.nn.init.zeros_(enc.convs[0].weight)  # the pooled summaries see nothing
+        a, b = (enc(c, batch_size=1)[1] for c in (ctx, moved))
+        diff = (a[..., 20] - b[..., 20]).abs().max().item()
+        assert (diff > 1e-4) == echo, (echo, diff)
+    with pytest.raises(MusicflowError, match="echo"):
+        GlowConfig(echo="yes")
+
+
 def test_context_dropout_swaps_in_the_no_context_value_per_row() -> None:
     model = _model(context_dropout=0.5)
     x, cond = _rolls(32), _cond(32)

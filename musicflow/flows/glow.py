@@ -73,6 +73,7 @@ class GlowConfig(ConfigDict):
     context_channels: int = 16
     chroma: bool = False  # the context's pitch-class profile joins the condition (flows/nets.py)
     reach: bool = False  # the context's pitch map sees the whole pitch range (flows/nets.py)
+    echo: bool = False  # the context's beats 2 to 16 beats back join the pitch map (flows/nets.py)
     embed_dim: int = 16  # genre embedding size
     cond_dim: int = 64  # size of the global conditioning vector
     dequantization: str = "uniform"
@@ -124,7 +125,7 @@ class GlowConfig(ConfigDict):
             raise MusicflowError(
                 f"GlowConfig.autoregressive must be true or false, got {self.autoregressive!r}"
             )
-        for name in ("chroma", "reach"):
+        for name in ("chroma", "reach", "echo"):
             if not isinstance(getattr(self, name), bool):
                 raise MusicflowError(f"GlowConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.coupling not in ("affine", "spline"):
@@ -165,7 +166,7 @@ class Glow(Flow):
         self.config = cfg
         self.genre_table = nn.Parameter(torch.randn(cfg.n_genres, cfg.embed_dim))
         self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim, cfg.chroma,
-                                              cfg.reach)
+                                              cfg.reach, cfg.echo)
         self.cond_mlp = nn.Sequential(
             nn.Linear(cfg.embed_dim + cfg.cond_dim, cfg.cond_dim),
             nn.ReLU(),

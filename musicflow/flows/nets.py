@@ -164,6 +164,25 @@ class PitchReach(nn.Module):
         return m + self.out(F.relu(self.conv(m)))
 
 
+ECHO_BEATS = (2, 3, 4, 6, 8, 12, 16)  # beats back from the one that follows the context
+
+
+def _beat_back(context: torch.Tensor, lag: int) -> torch.Tensor:
+    """The raw beat (4 steps) that starts ``lag`` beats before the end of ``context`` ``(B, 2, P, T)``
+    (``T`` a multiple of 4), as ``(B, 8, P)``: onset and sustain of each step; silence where the
+    context does not reach that far.
+
+    >>> ctx = torch.zeros(1, 2, 3, 8); ctx[0, 0, 1, 0] = 1  # an onset at the first step of 2 beats
+    >>> _beat_back(ctx, 2)[0, :, 1].tolist(), float(_beat_back(ctx, 1).sum()), float(_beat_back(ctx, 3).sum())
+    ([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0.0, 0.0)
+    """
+    b, _, p, t = context.shape
+    if 4 * lag > t:
+        return context.new_zeros(b, 8, p)
+    beat = context[..., t - 4 * lag:t - 4 * lag + 4]
+    return beat.permute(0, 1, 3, 2).reshape(b, 8, p)
+
+
 class ContextEncoder(nn.Module):
     """Summarise the previous bars ``(B, 2, P, T_ctx)`` as a vector and a per-pitch map.
 
@@ -177,7 +196,11 @@ class ContextEncoder(nn.Module):
     residual convolutions along pitch, dilated 1 to 16, let every row of the map see the whole
     context's pitch range (the convolutions over the roll see 3 rows either side): where the line
     is, above or below a row, and so which register a continuation belongs in. Their output layers
-    start at zero, so the encoder starts as it would be without them.
+    start at zero, so the encoder starts as it would be without them. With ``echo``, the raw beats
+    :data:`ECHO_BEATS` beats before the one that follows the context (the same place in the bar one,
+    two and four bars back, in 3/4, 4/4 and 6/8 alike) join the map beside the last beat: the
+    pooled summaries above cannot say what sounded where, so without them a model cannot repeat a
+    bar or a phrase, which is how real tunes keep their shape.
 
     >>> enc = ContextEncoder(pitches=8, channels=4, out_dim=6)
     >>> vec, pmap = enc(torch.zeros(3, 2, 8, 16), batch_size=3)
@@ -186,7 +209,7 @@ class ContextEncoder(nn.Module):
     """
 
     def __init__(self, pitches: int, channels: int, out_dim: int, chroma: bool = False,
-                 reach: bool = False) -> None:
+                 reach: bool = False, echo: bool = False) -> None:
         super().__init__()
         c = channels
         self.convs = nn.Sequential(
@@ -200,7 +223,8 @@ class ContextEncoder(nn.Module):
         )
         # The raw last beat (2 channels x 4 steps) joins the map: which notes sound at the very
         # end of the context decides what a continuation must hold or release.
-        self.to_map = nn.Conv1d(2 * c + 8, c, 1)
+        self.echo = ECHO_BEATS if echo else ()
+        self.to_map = nn.Conv1d(2 * c + 8 * (1 + len(self.echo)), c, 1)
         self.to_vec = nn.Sequential(nn.Linear(2 * c, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim))
         # Small random rather than zero so the empty context still tells pitches apart.
         self.null_map = nn.Parameter(0.1 * torch.randn(c, pitches))
@@ -227,9 +251,8 @@ class ContextEncoder(nn.Module):
         # Pad at the start, never the end: the last beat must have a column of its own.
         context = F.pad(context, ((-context.shape[-1]) % 4, 0))
         a = self.convs(context)
-        last = context[..., -4:]
-        last = F.pad(last, (4 - last.shape[-1], 0)).permute(0, 1, 3, 2).reshape(batch_size, 8, -1)
-        pmap = self.to_map(torch.cat([a.mean(dim=-1), a[..., -1], last], dim=1))
+        beats = [_beat_back(context, lag) for lag in (1, *self.echo)]
+        pmap = self.to_map(torch.cat([a.mean(dim=-1), a[..., -1], *beats], dim=1))
         if self.chroma:
             prof = chroma_profile(context)
             pmap = pmap + self.chroma_map(prof)[..., self.pitch_class]
