@@ -34,6 +34,7 @@ QUICK = {
     "bench_compose": ["--repeats", "1", "--pieces", "2"],
     "bench_glow": ["--samples", "3", "--test-windows", "50"],
     "bench_register": ["--windows", "50"],
+    "bench_pieces": ["--pieces", "2", "--bars", "2"],
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
                   "--classify-pieces", "2"]
@@ -122,6 +123,18 @@ def _bench_glow(d: dict) -> list[str]:
     return out
 
 
+def _bench_pieces(d: dict) -> list[str]:
+    rows = []
+    for path, c in d.get("checkpoints", {}).items():
+        err = c.get("mean_relative_error", {})
+        found = (err.get(k) for k in ("notes_per_bar", "pitch_range"))
+        cells = [f"{e['mean']} {e['ci95']}" for e in found if e]
+        rows.append([Path(path).name, c.get("lowest_fidelity"), *cells])
+    head = ["checkpoint", "lowest genre fidelity", "notes per bar error [95%]", "pitch range error [95%]"]
+    out = _table(head, rows)
+    return [f"Settings: {d.get('settings')}", ""] + out
+
+
 def _evaluate(d: dict) -> list[str]:
     from musicflow.evaluate.tables import to_markdown
 
@@ -134,7 +147,8 @@ def _generic(d: dict) -> list[str]:
     return _table(["key", "value"], rows) if rows else ["(no scalar results)", ""]
 
 
-RENDER = {"bench_data": _bench_data, "bench_compose": _bench_compose, "bench_glow": _bench_glow}
+RENDER = {"bench_data": _bench_data, "bench_compose": _bench_compose, "bench_glow": _bench_glow,
+          "bench_pieces": _bench_pieces}
 
 
 def summary(log: list[dict] | None = None) -> Path:

@@ -293,6 +293,30 @@ def test_run_all_summary_renders_every_result(tiny, tmp_path, monkeypatch):
     assert "| speed | 1.5 |" in text and "## This run" in text
 
 
+def test_bench_pieces_tells_a_stray_note_from_a_wide_tune():
+    """The piece benchmark's shape statistics: a tune that repeats its bar has every bar after the
+    first repeated and its extremes heard more than once; one stray note an octave and a half
+    above it is heard once and makes two leaps over an octave."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_pieces.py"
+    spec = importlib.util.spec_from_file_location("bench_pieces", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tune = np.zeros((2, 48, 64), np.float32)
+    for bar in range(4):
+        for step, pitch in enumerate((10, 12, 14, 12)):
+            tune[:, pitch, 16 * bar + 4 * step] = 1
+    once, leaps, repeats = bench.shape_stats(tune, 16)
+    assert once == 0.0 and leaps == 0.0 and repeats == [True, True, True]
+    stray = tune.copy()
+    stray[:, 30, 40] = 1  # between two notes of bar 3
+    once, leaps, repeats = bench.shape_stats(stray, 16)
+    # one note of five added to a bar still repeats it (onset overlap 4 / 5 = 0.8)
+    assert once == 0.5 and leaps == 2 / 16 and repeats == [True, True, True]
+
+
 def test_test_bpd_is_the_models_own_bound(tiny):
     from musicflow.evaluate.report import test_bpd
     from musicflow.train import evaluate_bpd, model_windows
