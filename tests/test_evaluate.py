@@ -276,14 +276,20 @@ def test_cli_evaluate_bad_model_is_one_line(tmp_path):
     assert r.exit_code == 2 and r.output.strip().count("\n") == 0 and "none.pt" in r.output
 
 
-def test_run_all_summary_renders_every_result(tiny, tmp_path, monkeypatch):
+def _benchmark(name: str):
+    """A script of ``benchmarks/`` loaded as a module (the folder is not a package)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
-    spec = importlib.util.spec_from_file_location("run_all", path)
-    run_all = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_all)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_all_summary_renders_every_result(tiny, tmp_path, monkeypatch):
+    run_all = _benchmark("run_all")
     monkeypatch.setattr(run_all, "RESULTS", tmp_path)
     report = evaluate(tiny / "glow.pt", tiny / "tiny.npz", SMALL, baselines=False, classifier=tiny / "clf.pt")
     (tmp_path / "evaluate-glow.json").write_text(json.dumps(report))
@@ -297,13 +303,7 @@ def test_bench_pieces_tells_a_stray_note_from_a_wide_tune():
     """The piece benchmark's shape statistics: a tune that repeats its bar has every bar after the
     first repeated and its extremes heard more than once; one stray note an octave and a half
     above it is heard once and makes two leaps over an octave."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_pieces.py"
-    spec = importlib.util.spec_from_file_location("bench_pieces", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("bench_pieces")
     tune = np.zeros((2, 48, 64), np.float32)
     for bar in range(4):
         for step, pitch in enumerate((10, 12, 14, 12)):
