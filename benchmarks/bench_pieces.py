@@ -100,22 +100,23 @@ def main() -> None:
     out: dict = {}
     for path in checkpoints:
         c = Composer.load(path, device=device)
-        bar, low = 4 * c.spec.steps_per_quarter, c.spec.low
+        bar, low = c.spec.bar_steps(), c.spec.low
         steps = args.bars * bar
         t0 = time.perf_counter()
         per: dict = {}
         errors: dict[str, list[np.ndarray]] = {k: [] for k in ERRORS}
+        # bootstrap resamples of the pieces, the same for every genre and statistic
+        resamples = np.random.default_rng(0).integers(0, args.pieces, (1000, args.pieces))
         for g in c.genres:
             if g not in real:
                 windows = real_windows(ds, "test", g, 300, steps)
                 real[g] = {"stats": statistics(windows, low), **shape(windows, bar)}
             rolls = c.compose_rolls(g, n=args.pieces, bars=args.bars, seed=args.seed, guidance=args.guidance)
             gen = statistics(rolls, low)
-            resamples = np.random.default_rng(0).integers(0, len(rolls), (1000, len(rolls)))
             named = classify_rolls(clf, rolls).argmax(1) == c.genres.index(g)
             row = {"fidelity": round(float(named.mean()), 4)}
             for k in STATS:
-                draws = gen[k][resamples].mean(1)  # bootstrap means; the same resamples for every statistic
+                draws = gen[k][resamples].mean(1)  # bootstrap means
                 truth = float(real[g]["stats"][k].mean())
                 row[k] = {"mean": round(float(gen[k].mean()), 4), "ci95": interval(draws),
                           "real": round(truth, 4)}
