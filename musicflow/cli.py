@@ -136,6 +136,10 @@ def _parse_overrides(items: tuple[str, ...]) -> dict:
 @click.option("--context-noise", type=float, default=0.0, show_default=True,
               help="Silence each pitch row of a training context (not rows held into the window) "
                    "with probability up to this, so free-running pieces do not thin out.")
+@click.option("--context-noise-scope", type=click.Choice(["all", "polyphonic"]), default="all",
+              show_default=True,
+              help="Which contexts --context-noise thins: all, or only those of more than one voice "
+                   "(a single line keeps its register and scale).")
 @click.option("--start-share", type=float, default=0.0, show_default=True,
               help="Draw at least this share of each genre's training windows from the first "
                    "bars of its pieces (the context reaches back before the start).")
@@ -146,7 +150,8 @@ def _parse_overrides(items: tuple[str, ...]) -> dict:
               help="Neural-ODE flow only: flow matching (fm, default) or maximum likelihood (ml).")
 @quiet_option
 def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, valid_every, minutes,
-              seed, resume, init, context_noise, start_share, device, overrides, objective, quiet) -> None:
+              seed, resume, init, context_noise, context_noise_scope, start_share, device, overrides,
+              objective, quiet) -> None:
     """Train a flow; under torchrun it uses DistributedDataParallel automatically."""
     from musicflow.paths import checkpoints_dir, default_dataset
     from musicflow.train import TrainConfig, train
@@ -161,7 +166,8 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
         raise MusicflowError(f"--start-share {start_share}: must be in [0, 1)")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, clip=clip,
                       transpose=transpose, valid_every=valid_every, seed=seed, minutes=minutes,
-                      context_noise=context_noise, start_share=start_share,
+                      context_noise=context_noise, context_noise_scope=context_noise_scope,
+                      start_share=start_share,
                       init=str(init) if init else None)
     command = "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
     if kind == "classifier":

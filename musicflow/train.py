@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     minutes: float | None = None  # stop (and save) after this wall time
     context_noise: float = 0.0  # thin_context's rate: silence context rows (not held ones)
+    context_noise_scope: str = "all"  # "polyphonic": thin only contexts of more than one voice
     start_share: float = 0.0  # at least this share of each genre's draws from its pieces' openings
     init: str | None = None  # start from this checkpoint's weights (fine-tuning), new optimiser
 
@@ -229,7 +230,8 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).numpy()
         shift = int(np_rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
         x, ctx, g = train_w.batch(idx, shift)
-        return x.to(dev), thin_context(ctx, cfg.context_noise, gen).to(dev), g.to(dev)
+        ctx = thin_context(ctx, cfg.context_noise, gen, cfg.context_noise_scope == "polyphonic")
+        return x.to(dev), ctx.to(dev), g.to(dev)
 
     if not resume and not cfg.init and hasattr(model, "initialize"):
         x, ctx, g = draw()

@@ -99,6 +99,26 @@ def test_thin_context_silences_only_rows_not_held_into_the_window():
     assert ((out == 0) | (out == ctx)).all()
 
 
+def test_thin_context_polyphonic_only_leaves_a_single_line_whole():
+    from musicflow.data.windows import thin_context
+
+    line = torch.zeros(500, 2, 6, 8)  # one voice stepping through rows 0..3, none held at the end
+    for t in range(8):
+        line[:, :, t // 2, t] = 1
+    chords = line.clone()
+    chords[:, :, 4:6, :6] = 1  # the same line under two sustained voices
+    both = torch.cat([line, chords])
+    out = thin_context(both, 1.0, torch.Generator().manual_seed(0), polyphonic_only=True)
+    assert torch.equal(out[:500], line)  # a single line keeps every note
+    assert out[500:, 1].sum() < 0.7 * chords[:, 1].sum()  # contexts of several voices are thinned
+    # the same draws as without the option: where every context is polyphonic, the results agree
+    dense = chords.clone()
+    dense[:, :, 4:6, :] = 1  # two voices on every step, so clip(voices - 1, 0, 1) = 1
+    dense[:, :, :, -1] = 0  # nothing held into the window
+    assert torch.equal(thin_context(dense, 0.6, torch.Generator().manual_seed(1), polyphonic_only=True),
+                       thin_context(dense, 0.6, torch.Generator().manual_seed(1)))
+
+
 def test_nan_guard_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     out = tmp_path / "m.pt"
     cfg = TrainConfig(steps=4, batch_size=8, valid_every=2, warmup=1, valid_windows=8)
@@ -165,6 +185,10 @@ def test_cli_fine_tunes_with_context_noise(tiny_data, tmp_path):
     r = runner.invoke(main, [*args, "--start-share", "0.3", "--out", str(tmp_path / "s.pt")])
     assert r.exit_code == 0, r.output
     assert load_checkpoint(tmp_path / "s.pt").info["train_config"]["start_share"] == 0.3
+    r = runner.invoke(main, [*args, "--context-noise", "0.5", "--context-noise-scope", "polyphonic",
+                             "--out", str(tmp_path / "p.pt")])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "p.pt").info["train_config"]["context_noise_scope"] == "polyphonic"
     r = runner.invoke(main, [*args, "--start-share", "1"])
     assert r.exit_code == 2 and "--start-share 1.0: must be in [0, 1)" in r.output
     r = runner.invoke(main, [*args, "--init", str(tmp_path / "missing.pt")])

@@ -26,13 +26,21 @@ def transpose_rolls(x: torch.Tensor, shift: int) -> torch.Tensor:
     return out
 
 
-def thin_context(ctx: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def thin_context(ctx: torch.Tensor, rate: float, generator: torch.Generator | None = None,
+                 polyphonic_only: bool = False) -> torch.Tensor:
     """Training noise against a free-running model's drift: silence pitch rows of contexts
     ``(B, 2, P, T)``, each row with probability ``u * rate`` (``u`` uniform per window, so windows
     range from clean to thinned). Rows still sounding at the context's last step are kept, since
     the target continues their notes. A model trained on it learns that voices enter after a
     thinner past than the real one, so pieces it grows from its own (thinner) output do not
     keep thinning.
+
+    With ``polyphonic_only`` a window's rate is scaled by its context's voices beyond the first,
+    ``clip(voices - 1, 0, 1)`` (``voices``: sounding rows per sounding step): a single line has no
+    voice to bring back, and silencing its rows only hides the register and the scale it moves in,
+    so that real continuations look like leaps and wrong notes to the model (in the corpus's folk
+    genres, thinning at rate 0.5 raises the onsets of a pitch class absent from the context from
+    7% to 22%).
 
     >>> ctx = torch.ones(500, 2, 3, 4); ctx[:, :, 1:, -1] = 0  # row 0 sounds at the last step
     >>> out = thin_context(ctx, 1.0, torch.Generator().manual_seed(0))
@@ -43,6 +51,10 @@ def thin_context(ctx: torch.Tensor, rate: float, generator: torch.Generator | No
         return ctx
     b, _, p, _ = ctx.shape
     u = torch.rand(b, 1, generator=generator) * rate
+    if polyphonic_only:
+        sounding = ctx[:, 1] > 0
+        voices = sounding.sum((1, 2)) / sounding.any(1).sum(-1).clamp(min=1)
+        u = u * (voices - 1).clamp(0, 1)[:, None]
     drop = (torch.rand(b, p, generator=generator) < u) & (ctx[:, 1, :, -1] <= 0)
     return ctx * (~drop).to(ctx.dtype)[:, None, :, None]
 
