@@ -36,7 +36,8 @@ def thin_context(ctx: torch.Tensor, rate: float, generator: torch.Generator | No
     keep thinning.
 
     With ``polyphonic_only`` a window's rate is scaled by its context's voices beyond the first,
-    ``clip(voices - 1, 0, 1)`` (``voices``: sounding rows per sounding step): a single line has no
+    ``clip(voices - 1, 0, 1)`` (``voices``: sounding rows per sounding step, the batched twin of
+    ``musicflow.evaluate.metrics.polyphony``): a single line has no
     voice to bring back, and silencing its rows only hides the register and the scale it moves in,
     so that real continuations look like leaps and wrong notes to the model (in the corpus's folk
     genres, thinning at rate 0.5 raises the onsets of a pitch class absent from the context from
