@@ -322,6 +322,11 @@ def _out_paths(output: str | None, stem: str, n: int) -> list[Path]:
     return [p] if n == 1 else [p.with_name(f"{p.stem}-{i + 1}{p.suffix}") for i in range(n)]
 
 
+outline_option = click.option(
+    "--outline", default=None,
+    help="For a model trained with outlines: none, or parts of the plan to compose to, e.g. "
+         "'low=C4,high=C6,notes_per_beat=2,voices=1' [default: a real 8-bar block of the genre; "
+         "for continue, the input's last 8 bars].")
 png_option = click.option("--png", default=None, help="Also draw the piano roll to this PNG "
                                                       "(numbered when several).")
 wav_option = click.option("--wav", default=None, help="Also render audio to this WAV "
@@ -346,7 +351,7 @@ def _write(c, result, path: Path, save_latent: bool = False, png: Path | None = 
     if save_latent:
         lat = path.with_suffix(".latent.pt")
         payload = {"latents": result.latents, "genre": result.genre, "seed": result.seed,
-                   "checkpoint": str(c.ck.path)}
+                   "outline": result.outline, "checkpoint": str(c.ck.path)}
         atomic_write(lat, lambda tmp: torch.save(payload, tmp))
         line += f" and {lat}"
     if png:
@@ -375,13 +380,17 @@ def _write(c, result, path: Path, save_latent: bool = False, png: Path | None = 
 @click.option("--num-outputs", "-n", type=int, default=1, show_default=True)
 @click.option("--output", "-o", default=None, help="MIDI file, or a folder for several.")
 @click.option("--save-latent", is_flag=True, help="Save the latent beside each MIDI (.latent.pt).")
+@outline_option
 @png_option
 @wav_option
 @model_option
 @quiet_option
 def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, candidates, seed, num_outputs,
-                output, save_latent, png, wav, model, quiet) -> None:
+                output, save_latent, outline, png, wav, model, quiet) -> None:
     """Compose new music in a genre or a mix of genres."""
+    from musicflow.plans import parse_outline
+
+    plan = parse_outline(outline)
     c = _composer(model, quiet)
     c.sampling(guidance, candidates)  # bad values fail before anything is written
     if num_outputs < 1:
@@ -391,7 +400,7 @@ def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, candid
     stem = "-".join(g.split(":")[0] for g in genres)
     for i, path in enumerate(_out_paths(output, stem, num_outputs)):
         r = c.compose_result(genres, bars, base + i, temperature, tempo, key, program, guidance=guidance,
-                             candidates=candidates)
+                             candidates=candidates, outline=plan)
         _write(c, r, path, save_latent, _side_path(png, i, num_outputs), _side_path(wav, i, num_outputs))
     more = f" (outputs use {base}..{base + num_outputs - 1})" if num_outputs > 1 else ""
     click.echo(f"seed {base}{more}")
@@ -417,7 +426,7 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
     except Exception as e:  # missing, truncated, or not a latent file
         raise MusicflowError(f"{latent}: not a musicflow latent file ({type(e).__name__})") from None
     c = _composer(model)
-    r = c.decode_latents(z, list(genres) or saved, tempo, key, program)
+    r = c.decode_latents(z, list(genres) or saved, tempo, key, program, outline=payload.get("outline"))
     _write(c, r, _out_paths(output, Path(latent).name.split(".")[0] + "-decoded", 1)[0])
 
 
@@ -431,19 +440,23 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
 @guidance_options
 @seed_option
 @click.option("--output", "-o", default=None)
+@outline_option
 @png_option
 @wav_option
 @model_option
 @quiet_option
-def continue_cmd(midi, bars, genres, temperature, program, guidance, candidates, seed, output, png, wav,
-                 model, quiet) -> None:
+def continue_cmd(midi, bars, genres, temperature, program, guidance, candidates, seed, output, outline,
+                 png, wav, model, quiet) -> None:
     """Continue a MIDI file by BARS new bars."""
+    from musicflow.plans import parse_outline
+
+    plan = parse_outline(outline)
     c = _composer(model, quiet)
     c.sampling(guidance, candidates)
     inp = c.read(midi)
     click.echo(inp.report, err=True)
     r = c.continue_(inp, bars, list(genres) or None, seed, temperature, program, guidance=guidance,
-                    candidates=candidates)
+                    candidates=candidates, outline=plan)
     _write(c, r, _out_paths(output, Path(midi).stem + "-continued", 1)[0], png=png, wav=wav)
     click.echo(f"seed {r.seed}")
 

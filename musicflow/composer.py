@@ -13,6 +13,7 @@ objects; outputs are ``PrettyMIDI`` objects. The same seed gives the same music 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from musicflow.genre import GenreArg, genre_vector, parse_genre
 from musicflow.io import Piece, read_file, save_midi
 from musicflow.io.midi import piece_from_pretty_midi
 from musicflow.paths import checkpoints_dir
+from musicflow.plans import OutlineArg, draw_outline, input_outline, outline_for
 from musicflow.roll import (
     PianoRollSpec,
     encode_steps,
@@ -111,6 +113,8 @@ class Result:
     latents: torch.Tensor
     seed: int
     genre: dict[str, float]
+    #: The outline the piece was composed to (model rows; see :mod:`musicflow.plans`), if any.
+    outline: list[float] | None = None
 
 
 class Composer:
@@ -127,6 +131,8 @@ class Composer:
         self.spec: PianoRollSpec = checkpoint.spec
         cfg = self.model.config
         self.window, self.context = cfg.steps, cfg.context_steps
+        # Real 8-bar blocks' outlines, for a model trained to compose to one (musicflow/plans.py).
+        self.outlines = checkpoint.info.get("outlines") if getattr(cfg, "outline", False) else None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -156,13 +162,14 @@ class Composer:
 
     def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray,
                   threshold: float = 0.5, guidance: float | None = None,
-                  choice: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
+                  choice: torch.Tensor | None = None, outline: torch.Tensor | None = None
+                  ) -> tuple[np.ndarray, torch.Tensor]:
         """One piece: decode a latent per window after ``prefix`` (under guidance, grow candidate
         pieces from the candidates' latents and keep one; see :func:`decoding.generate`). Returns
         the roll and the latent of each window."""
         roll, picked = generate(self.model, latents[None], weights, self.spec, threshold, prefix[None],
                                 guidance, None if choice is None else choice[None], return_latents=True,
-                                progress=self.progress)
+                                progress=self.progress, outline=outline)
         return roll[0], picked[0]
 
     def _windows(self, roll: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,6 +228,20 @@ class Composer:
             raise MusicflowError(f"--candidates {k}: guidance needs at least 2 candidate pieces")
         return guidance, k
 
+    def _outline(self, arg: OutlineArg, weights: dict[str, float], seed: int, shift: int = 0,
+                 base: np.ndarray | None = None) -> torch.Tensor | None:
+        """The outline ``(1, 4)`` of a new piece (:func:`musicflow.plans.outline_for`): ``base``
+        (the input's, for a continuation) or a real block's drawn from ``seed``, with the user's
+        ``arg`` applied; ``None`` for a model that takes no outline."""
+        if self.outlines is None:
+            if isinstance(arg, Mapping):
+                raise MusicflowError("outline: this model was not trained with outlines "
+                                     "(--set outline=true)")
+            return None
+        if base is None and arg is not False:
+            base = draw_outline(self.outlines, weights, seed)
+        return outline_for(arg, base, self.spec, shift)
+
     def _midi(self, roll: np.ndarray, tempo: float | None, key: str | None, program, velocity: int,
               shift: int = 0) -> pretty_midi.PrettyMIDI:
         if key is not None:
@@ -266,24 +287,26 @@ class Composer:
                        temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None,
                        key: str | None = None, program: int | str | None = None,
                        velocity: int = 80, guidance: float | None = None,
-                       candidates: int | None = None) -> Result:
+                       candidates: int | None = None, outline: OutlineArg = None) -> Result:
         """Like :meth:`compose` but also returns the roll, the latent each window was decoded
-        from (``decode_latents`` of them gives the same piece back) and the seed."""
+        from (``decode_latents`` of them and the outline gives the same piece back), the seed
+        and the outline."""
         w, vec, steps, windows = self._plan(genre, bars, temperature)
         guidance, k = self.sampling(guidance, candidates)
-        if key is not None:
-            parse_key(key)
+        shift = 0 if key is None else -key_shift(parse_key(key))
         parse_program(program)
         seed = self._seed(seed)
+        plan = self._outline(outline, w, seed, shift)
         z, choice = self._draw(windows, seed, temperature, k)
         roll, picked = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
-                                      self.threshold(w), guidance, choice)
+                                      self.threshold(w), guidance, choice, plan)
         roll = roll[..., :steps]
-        return Result(self._midi(roll, tempo, key, program, velocity), roll, picked, seed, w)
+        return Result(self._midi(roll, tempo, key, program, velocity), roll, picked, seed, w,
+                      None if plan is None else plan[0].tolist())
 
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
                       temperature: float = DEFAULT_TEMPERATURE, guidance: float | None = None,
-                      candidates: int | None = None) -> np.ndarray:
+                      candidates: int | None = None, outline: OutlineArg = None) -> np.ndarray:
         """The rolls ``(n, 2, P, steps)`` of the pieces that :meth:`compose_result` writes for seeds
         ``seed .. seed + n - 1``, generated side by side in one batch: the same latents, so the
         same pieces (up to float rounding), for a fraction of the time when decoding one window
@@ -295,13 +318,16 @@ class Composer:
         draws = [self._draw(windows, int(seed) + i, temperature, k) for i in range(n)]
         z = torch.stack([d[0] for d in draws])
         choice = torch.stack([d[1] for d in draws]) if k > 1 else None
+        plans = [self._outline(outline, w, int(seed) + i) for i in range(n)]
+        plan = None if plans[0] is None else torch.cat(plans)
         return generate(self.model, z, vec, self.spec, self.threshold(w), guidance=guidance,
-                        choice=choice, progress=self.progress)[..., :steps]
+                        choice=choice, progress=self.progress, outline=plan)[..., :steps]
 
     def compose(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
                 temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None, key: str | None = None,
                 program: int | str | None = None, velocity: int = 80,
-                guidance: float | None = None, candidates: int | None = None) -> pretty_midi.PrettyMIDI:
+                guidance: float | None = None, candidates: int | None = None,
+                outline: OutlineArg = None) -> pretty_midi.PrettyMIDI:
         """A new piece of ``bars`` bars (4/4) in a genre or a mix of genres.
 
         ``genre``: a name, ``"name:weight"``, a list of those, or ``{name: weight}`` (default:
@@ -311,23 +337,32 @@ class Composer:
         it. The neural-ODE flow guides its own vector field (default 1); other models grow
         ``candidates`` pieces side by side and keep one (see :meth:`sampling`; the Glow's
         default is guidance :data:`DEFAULT_GUIDANCE` with :data:`DEFAULT_CANDIDATES` candidates).
+        A model trained with outlines composes each piece to the register and density of a real
+        8-bar block of the genre, drawn from ``seed``; ``outline`` sets parts of it, e.g.
+        ``{"low": 60, "high": 84, "notes_per_beat": 2, "voices": 1}`` (MIDI pitches of the output),
+        or ``False`` composes without one (:mod:`musicflow.plans`).
         """
         return self.compose_result(genre, bars, seed, temperature, tempo, key, program, velocity,
-                                   guidance, candidates).midi
+                                   guidance, candidates, outline).midi
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, tempo: float | None = None,
                        key: str | None = None, program: int | str | None = None,
-                       velocity: int = 80) -> Result:
+                       velocity: int = 80, outline: list[float] | None = None) -> Result:
         """Re-decode latents saved with ``--save-latent`` (edited or not), under their own genre
-        or another one."""
+        or another one; ``outline``: the :attr:`Result.outline` they were composed to."""
         latents = torch.as_tensor(latents, dtype=torch.float32)
         if latents.dim() != 2 or latents.shape[1] != self.model.config.dim:
             raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
                                  f"(windows x {self.model.config.dim})")
         w, vec = self._weights(self.default_genre if genre is None else genre)
         empty = np.zeros((2, self.spec.pitches, 0), np.float32)
-        roll = self._generate(latents, vec, empty, self.threshold(w))[0]
-        return Result(self._midi(roll, tempo, key, program, velocity), roll, latents, -1, w)
+        plan = None
+        if outline is not None and self.outlines is not None:
+            plan = torch.as_tensor(outline, dtype=torch.float32).reshape(1, -1)
+            if plan.shape != (1, 4):
+                raise MusicflowError(f"outline {outline!r}: four numbers (Result.outline)")
+        roll = self._generate(latents, vec, empty, self.threshold(w), outline=plan)[0]
+        return Result(self._midi(roll, tempo, key, program, velocity), roll, latents, -1, w, outline)
 
     def read(self, midi: MidiInput | Input) -> Input:
         """Put a user's MIDI (path or object) on the model's grid; ``report`` says what was kept.
@@ -389,20 +424,24 @@ class Composer:
     def continue_(self, midi: MidiInput, bars: int = 8, genre: GenreArg | None = None,
                   seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
                   program: int | str | None = None, velocity: int = 80,
-                  guidance: float | None = None, candidates: int | None = None) -> Result:
+                  guidance: float | None = None, candidates: int | None = None,
+                  outline: OutlineArg = None) -> Result:
         """The input followed by ``bars`` new bars, in the input's key and tempo. ``genre``
         defaults to the genre the model finds most likely for the input; ``guidance`` and
-        ``candidates`` as in :meth:`compose`."""
+        ``candidates`` as in :meth:`compose`; a model trained with outlines keeps the register
+        and density of the input's last 8 bars, with ``outline`` overriding parts of it."""
         inp = self.read(midi)
         guidance, k = self.sampling(guidance, candidates)
         seed = self._seed(seed)
         w, vec = self._weights(self._genre_of(inp, genre))
         prefix = inp.roll[..., : math.ceil(inp.roll.shape[-1] / 4) * 4]
         n = math.ceil(bars * self.spec.bar_steps() / self.window)
+        plan = self._outline(outline, w, seed, -inp.shift, input_outline(prefix, self.spec))
         z, choice = self._draw(n, seed, temperature, k)
-        roll, picked = self._generate(z, vec, prefix, self.threshold(w), guidance, choice)
+        roll, picked = self._generate(z, vec, prefix, self.threshold(w), guidance, choice, plan)
         roll = roll[..., : prefix.shape[-1] + bars * self.spec.bar_steps()]
-        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, picked, seed, w)
+        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, picked, seed, w,
+                      None if plan is None else plan[0].tolist())
 
     def variations(self, midi: MidiInput, n: int = 4, amount: float = 0.3,
                    genre: GenreArg | None = None, seed: int | None = None,

@@ -35,7 +35,7 @@ def clean(roll: np.ndarray, spec: PianoRollSpec) -> np.ndarray:
 def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollSpec,
              threshold: float = 0.5, prefix: np.ndarray | None = None,
              guidance: float | None = None, choice: torch.Tensor | None = None,
-             return_latents: bool = False, progress: bool = False):
+             return_latents: bool = False, progress: bool = False, outline: torch.Tensor | None = None):
     """Free-running generation of ``B`` pieces window by window: ``latents`` ``(B, W, D)``, one per
     window; each window is decoded given the ``context_steps`` before it (the prefix, then what was
     generated), thresholded, and cleaned. ``genre`` is ``(1, G)`` or ``(B, G)``. Returns rolls
@@ -56,7 +56,9 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     level out: guidance asks the piece as a whole to be recognisable, not every window to be as
     typical as possible (which fills pieces with notes). A piece grown from nothing (no prefix) is
     also conditioned on starting with a note, as real pieces do (:func:`_sounding_start`).
-    ``progress`` shows a bar over the windows (beats)."""
+    ``progress`` shows a bar over the windows (beats). ``outline`` ``(1 or B, 4)``: each piece's plan
+    (register, density, voices; :func:`musicflow.data.windows.outline`) for a model that takes one,
+    shared by the piece's particles."""
     native = getattr(model, "native_guidance", False)
     kw = {"guidance": guidance} if native and guidance is not None else {}
     if latents.dim() == 3:
@@ -72,6 +74,8 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     genre_k = genre.expand(b, -1).repeat_interleave(k, 0)
     dev = model_device(model)  # the model may be on a GPU; the pieces stay on the CPU
     genre_dev = genre_k.to(dev)
+    plan_k = None if outline is None else outline.float().expand(b, -1).repeat_interleave(k, 0)
+    plan_dev = None if plan_k is None else plan_k.to(dev)
     chunks, lineage = [], np.zeros((b, k, 0), np.int64)  # lineage: each particle's latent per window
     totals = torch.zeros(b * k, genre.shape[1] + 1)  # each particle's log p(piece | asked, each genre)
     before = torch.zeros(b * k)  # each particle's log_ratio(totals) before its last window
@@ -82,15 +86,15 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
         if n:
             ctx[..., -n:] = tail[..., -n:]
         ctx_t = torch.from_numpy(ctx)
-        v = model.decode(latents[:, i].reshape(b * k, -1).to(dev), Condition(genre_dev, ctx_t.to(dev)),
-                         **kw).cpu()
+        v = model.decode(latents[:, i].reshape(b * k, -1).to(dev),
+                         Condition(genre_dev, ctx_t.to(dev), plan_dev), **kw).cpu()
         held = tail[:, 1, :, -1] > 0 if tail.shape[-1] else None
         chunk = clean_continuation((v > threshold).numpy(), held)
         chunks.append(chunk.reshape(b, k, *chunk.shape[1:]))
         lineage = np.concatenate([lineage, np.broadcast_to(np.arange(k), (b, k))[..., None]], axis=-1)
         tail = np.concatenate([tail, chunk], axis=-1)[..., -keep:]
         if k > 1:
-            totals = totals + _unique_log_probs(model, chunk, genre_k, ctx_t)
+            totals = totals + _unique_log_probs(model, chunk, genre_k, ctx_t, plan_k)
             ratio = log_ratio(totals)
             weight = (float(1.0 if guidance is None else guidance) - 1.0) * (ratio - before).view(b, k)
             if i == 0 and not prefix.shape[-1]:
@@ -136,12 +140,14 @@ def resample(log_weight: torch.Tensor, u: torch.Tensor, n: int) -> torch.Tensor:
     return torch.searchsorted(cdf, pos.contiguous(), right=True).clamp(max=log_weight.shape[1] - 1)
 
 
-def _unique_log_probs(model, chunk: np.ndarray, genre: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+def _unique_log_probs(model, chunk: np.ndarray, genre: torch.Tensor, ctx: torch.Tensor,
+                      outline: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`genre_log_probs` of candidate windows, scoring each distinct (genre, context, window)
     once: a window's scores do not depend on the rest of the batch, so duplicates (common where a
     beat only holds what sounded before, and among particles that share a history) get the same
     scores without their own forward passes."""
-    keys = np.concatenate([genre.numpy(), ctx.reshape(len(ctx), -1).numpy(),
+    plan = [] if outline is None else [outline.numpy()]
+    keys = np.concatenate([genre.numpy(), *plan, ctx.reshape(len(ctx), -1).numpy(),
                            chunk.reshape(len(chunk), -1)], axis=1)
     seen: dict[bytes, int] = {}  # hashing rows: np.unique(axis=0) sorts them field by field, slowly
     first, inverse = [], np.empty(len(keys), np.int64)
@@ -150,24 +156,29 @@ def _unique_log_probs(model, chunk: np.ndarray, genre: torch.Tensor, ctx: torch.
         if inverse[r] == len(first):
             first.append(r)
     sel = torch.tensor(first)
-    scores = genre_log_probs(model, torch.from_numpy(chunk[first]), genre[sel], ctx[sel])
+    scores = genre_log_probs(model, torch.from_numpy(chunk[first]), genre[sel], ctx[sel],
+                             None if outline is None else outline[sel])
     return scores[torch.from_numpy(inverse)]
 
 
 @torch.no_grad()
-def genre_log_probs(model, x: torch.Tensor, genre: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+def genre_log_probs(model, x: torch.Tensor, genre: torch.Tensor, ctx: torch.Tensor,
+                    outline: torch.Tensor | None = None) -> torch.Tensor:
     """Log-likelihoods ``(B, 1 + G)`` of binary windows ``x`` after their contexts ``ctx``: under the
     asked genre (or mix) ``genre`` ``(B, G)`` in column 0, then under each of the ``G`` genres.
     Every window and every condition sees the same noise of the likelihood bound (seed 0): the
     differences carry less noise than each bound, and a window's scores do not depend on the other
-    windows of the batch (so a piece is the same composed alone or in a batch)."""
+    windows of the batch (so a piece is the same composed alone or in a batch). ``outline``
+    ``(B, 4)``: the windows' outlines, the same under every genre."""
     b, n_genres = genre.shape
     dev = model_device(model)
     x, ctx = x.to(dev), ctx.to(dev)
+    outline = None if outline is None else outline.to(dev)
 
     def log_prob(weights: torch.Tensor) -> torch.Tensor:
         reps = len(weights) // b  # several conditions in one batch: the noise is shared anyway
-        return model.log_prob(x.repeat(reps, 1, 1, 1), Condition(weights, ctx.repeat(reps, 1, 1, 1)),
+        plan = None if outline is None else outline.repeat(reps, 1)
+        return model.log_prob(x.repeat(reps, 1, 1, 1), Condition(weights, ctx.repeat(reps, 1, 1, 1), plan),
                               generator=torch.Generator().manual_seed(0), shared_noise=True)
 
     eye = torch.eye(n_genres, dtype=genre.dtype, device=dev)

@@ -65,11 +65,12 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, ctx, g, generator=None):
+    def forward(self, x, ctx, g, generator=None, outline=None):
+        cond = Condition(g, ctx, outline)
         loss = getattr(self.model, "loss", None)
         if callable(loss):
-            return loss(x, Condition(g, ctx), generator=generator).mean()
-        return self.model.bits_per_dim(x, Condition(g, ctx), generator=generator).mean()
+            return loss(x, cond, generator=generator).mean()
+        return self.model.bits_per_dim(x, cond, generator=generator).mean()
 
 
 def pick_device(device: str) -> torch.device:
@@ -125,6 +126,19 @@ def model_windows(ds: Dataset, split: str, mcfg, genres: list[str]) -> WindowSet
     if mcfg.steps < 4 * beat:
         return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, genres=genres, grid=mcfg.steps)
     return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, hop=mcfg.steps // 2, genres=genres)
+
+
+def outline_bank(windows: WindowSet, seed: int, per_genre: int = 1000) -> dict[str, list[list[float]]]:
+    """Up to ``per_genre`` outlines of whole blocks per genre (a seeded choice), stored in the
+    checkpoint: the real plans that composing with an outlined model draws from."""
+    rng = np.random.default_rng(seed)
+    bank = {}
+    for gi, name in enumerate(windows.genres):
+        rows = windows.block_outline[windows.block_labels == gi]
+        if len(rows) > per_genre:
+            rows = rows[np.sort(rng.choice(len(rows), per_genre, replace=False))]
+        bank[name] = [[round(float(v), 4) for v in r] for r in rows]
+    return bank
 
 
 def calibrate(model, valid_w: WindowSet, spec, temperature: float = 1.0) -> dict:
@@ -231,11 +245,13 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         shift = int(np_rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
         x, ctx, g = train_w.batch(idx, shift)
         ctx = thin_context(ctx, cfg.context_noise, gen, cfg.context_noise_scope == "polyphonic")
-        return x.to(dev), ctx.to(dev), g.to(dev)
+        plan = train_w.outlines(idx, shift).to(dev) if outlined else None
+        return x.to(dev), ctx.to(dev), g.to(dev), plan
 
+    outlined = bool(getattr(mcfg, "outline", False))
     if not resume and not cfg.init and hasattr(model, "initialize"):
-        x, ctx, g = draw()
-        model.initialize(x, Condition(g, ctx))
+        x, ctx, g, plan = draw()
+        model.initialize(x, Condition(g, ctx, plan))
     objective = _Objective(model)
     if _distributed():
         from torch.nn.parallel import DistributedDataParallel
@@ -254,6 +270,8 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
                    "train_windows": len(train_w), "valid_windows": len(valid_w)})
     if hasattr(model, "valid_note"):
         record["valid_note"] = model.valid_note
+    if outlined:
+        record["outlines"] = outline_bank(train_w, cfg.seed)
     loss_name = getattr(model, "loss_name", "bpd")
 
     def save(final: bool) -> None:
@@ -270,8 +288,8 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     t0 = time.perf_counter() - elapsed
     running = None
     while step < cfg.steps:
-        x, ctx, g = draw()
-        loss = objective(x, ctx, g, generator=gen)
+        x, ctx, g, plan = draw()
+        loss = objective(x, ctx, g, generator=gen, outline=plan)
         if not torch.isfinite(loss):
             bar.close()
             raise MusicflowError(f"training stopped at step {step}: loss is {loss.item()} "

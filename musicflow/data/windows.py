@@ -60,19 +60,60 @@ def thin_context(ctx: torch.Tensor, rate: float, generator: torch.Generator | No
     return ctx * (~drop).to(ctx.dtype)[:, None, :, None]
 
 
+OUTLINE_BARS = 8  # bars an outline summarises: a block of the piece, aligned to its bar lines
+
+
+def outline(roll: np.ndarray, beat: int = 4) -> np.ndarray:
+    """A passage's outline ``(4,)``: lowest and highest sounding pitch row, onsets per beat
+    (``beat`` steps) and voices (sounding rows per sounding step), of a roll ``(2, P, T)``. A model
+    conditioned on the outline of the block it is in (``GlowConfig.outline``) can be held to a
+    register and a density drawn from real pieces: the whole piece's plan, which a model that
+    sees only the last bars cannot keep. A silent roll has the middle row as both ends and 0 voices.
+
+    >>> r = np.zeros((2, 8, 8), bool); r[:, 2, 0] = True; r[1, 2, 1:4] = True; r[:, 5, 4] = True
+    >>> outline(r).tolist()
+    [2.0, 5.0, 1.0, 1.0]
+    """
+    sounding = roll[1] > 0
+    rows = np.flatnonzero(sounding.any(-1))
+    steps = sounding.any(0).sum()
+    if not len(rows):
+        mid = float(roll.shape[1] // 2)
+        return np.array([mid, mid, 0.0, 0.0], np.float32)
+    dens = (roll[0] > 0).sum() * beat / max(roll.shape[-1], 1)
+    return np.array([rows[0], rows[-1], dens, sounding.sum() / steps], np.float32)
+
+
+def shift_outline(o: torch.Tensor, shift: int, pitches: int) -> torch.Tensor:
+    """Outlines ``(B, 4)`` of rolls moved by :func:`transpose_rolls` by ``shift`` semitones.
+
+    >>> shift_outline(torch.tensor([[2.0, 5.0, 1.0, 1.0]]), 3, 7).tolist()
+    [[5.0, 6.0, 1.0, 1.0]]
+    """
+    if shift == 0:
+        return o
+    o = o.clone()
+    o[:, :2] = (o[:, :2] + shift).clamp(0, pitches - 1)
+    return o
+
+
 class WindowSet:
     """All windows of one split: targets of ``window`` steps starting on bar lines, each with the
     ``context`` steps before it (silence before the piece starts). With ``grid``, windows start
     every ``grid`` steps in phase with the bar lines instead (beats, for models of one beat).
 
-    Rolls are held once per piece as booleans; windows are index pairs into them.
+    Rolls are held once per piece as booleans; windows are index pairs into them. Each window
+    also knows the :func:`outline` of the block of :data:`OUTLINE_BARS` bars it starts in
+    (:meth:`outlines`); ``block_outline`` and ``block_labels`` hold those of the whole blocks,
+    the real plans a composer can draw from.
     """
 
     def __init__(self, ds: Dataset, split: str | None, window: int = 16, context: int = 64,
                  hop: int | None = None, genres: list[str] | None = None, grid: int | None = None):
         self.genres = genres or ds.genres
         self.window, self.context = window, context
-        rolls, starts, piece_starts, labels = [], [], [], []
+        rolls, starts, piece_starts, labels, outlines, blocks, block_labels = [], [], [], [], [], [], []
+        beat = ds.spec.steps_per_quarter
         offset = context  # leading silence so every context slice is in bounds
         for i in ds.indices(split):
             genre = ds.pieces[i]["genre"]
@@ -80,6 +121,12 @@ class WindowSet:
                 continue
             roll = ds.roll(i) > 0
             bars = ds.piece_bars(i)
+            # Blocks of OUTLINE_BARS bars; a pickup belongs to the first, the rest to the last.
+            edges = np.unique(np.clip(np.r_[0, bars[OUTLINE_BARS::OUTLINE_BARS], roll.shape[-1]],
+                                      0, max(roll.shape[-1], 1)))
+            block = [outline(roll[..., a:b], beat) for a, b in zip(edges[:-1], edges[1:])]
+            blocks += block[:-1]  # whole blocks, bar line to bar line: the last one may be short
+            block_labels += [self.genres.index(genre)] * (len(block) - 1)
             if grid:  # windows shorter than a bar: every `grid` steps, in phase with the bar lines
                 first = int(bars[0]) % grid if len(bars) else 0
                 bars = np.arange(first, roll.shape[-1], grid)
@@ -89,6 +136,7 @@ class WindowSet:
             pad = context + window  # trailing silence for windows that run past the end
             rolls.append(np.concatenate([roll, np.zeros((*roll.shape[:2], pad), bool)], axis=-1))
             starts += [offset + s for s in ws]
+            outlines += [block[min(int(np.searchsorted(edges, s, "right")) - 1, len(block) - 1)] for s in ws]
             piece_starts += [offset] * len(ws)
             labels += [self.genres.index(genre)] * len(ws)
             offset += rolls[-1].shape[-1]
@@ -98,6 +146,9 @@ class WindowSet:
         self.starts = np.asarray(starts, dtype=np.int64)
         self.piece_starts = np.asarray(piece_starts, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
+        self.outline = np.asarray(outlines, np.float32).reshape(-1, 4)
+        self.block_outline = np.asarray(blocks, np.float32).reshape(-1, 4)
+        self.block_labels = np.asarray(block_labels, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -131,6 +182,11 @@ class WindowSet:
                 share = np.where(opening[mine], start_share / k, (1 - start_share) / (n - k))
                 w[mine] = share  # the genre's weights still sum to 1
         return w
+
+    def outlines(self, idx: np.ndarray, shift: int = 0) -> torch.Tensor:
+        """The :func:`outline` ``(B, 4)`` of each window's block, moved as :meth:`batch` moves its
+        rolls by ``shift``."""
+        return shift_outline(torch.from_numpy(self.outline[idx]), shift, self.rolls.shape[1])
 
     def batch(self, idx: np.ndarray, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Targets ``(B,2,P,window)``, contexts ``(B,2,P,context)`` and one-hot genres ``(B,G)``."""

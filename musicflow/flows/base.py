@@ -60,6 +60,9 @@ class Condition:
 
     genre: torch.Tensor
     context: torch.Tensor | None = None
+    #: ``(B, 4)`` outlines of the passage (:func:`musicflow.data.windows.outline`), for models
+    #: that take one (``GlowConfig.outline``); ``None``: no outline (others ignore it).
+    outline: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -82,18 +85,23 @@ class Condition:
         if ctx is not None and (ctx.dim() != 4 or ctx.shape[:3] != (batch, 2, pitches)):
             raise MusicflowError(
                 f"cond.context must have shape ({batch}, 2, {pitches}, T_ctx), got {tuple(ctx.shape)}")
+        if self.outline is not None and tuple(self.outline.shape) != (batch, 4):
+            raise MusicflowError(
+                f"cond.outline must have shape ({batch}, 4), got {tuple(self.outline.shape)}")
         return batch
 
     def to(self, device: torch.device | str) -> Condition:
         ctx = None if self.context is None else self.context.to(device)
-        return Condition(self.genre.to(device), ctx)
+        plan = None if self.outline is None else self.outline.to(device)
+        return Condition(self.genre.to(device), ctx, plan)
 
     def expand(self, n: int) -> Condition:
         """Repeat a batch-of-one condition ``n`` times."""
         if self.batch_size == n:
             return self
         ctx = None if self.context is None else self.context.expand(n, *self.context.shape[1:])
-        return Condition(self.genre.expand(n, -1), ctx)
+        plan = None if self.outline is None else self.outline.expand(n, -1)
+        return Condition(self.genre.expand(n, -1), ctx, plan)
 
 
 class Transform(nn.Module):

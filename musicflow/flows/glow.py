@@ -10,7 +10,7 @@ pitch, so that a beat's notes are chosen knowing one another. All latents are
 standardised by their priors, so the whole flattened ``z`` ``(B, 2*P*T)`` is ``N(0, I)`` under
 the model: temperature and interpolation act on every scale alike.
 
-The condition (genre weights, optional previous bars) becomes a
+The condition (genre weights, optional previous bars, optional outline of the passage) becomes a
 :class:`~musicflow.flows.nets.CondFeatures`: a global vector (genre mix through an embedding table,
 plus the context summary) that FiLM-modulates every coupling and prior net, and a per-pitch map
 from the context that every net sees at its own pitch resolution.
@@ -44,7 +44,7 @@ from musicflow.flows.layers import (
     Split,
     Squeeze,
 )
-from musicflow.flows.nets import CondFeatures, ContextEncoder
+from musicflow.flows.nets import CondFeatures, ContextEncoder, OutlineEncoder
 from musicflow.flows.splines import SplineCoupling
 
 DEQUANTIZERS = ("uniform", "variational")
@@ -88,6 +88,10 @@ class GlowConfig(ConfigDict):
     autoregressive: bool = False
     ar_hidden: int = 64
     ar_blocks: int = 5
+    # The outline of the 8-bar block a window is in (register, density, voices; flows/nets.py:
+    # OutlineEncoder) joins the condition, dropped with this probability in training.
+    outline: bool = False
+    outline_dropout: float = 0.25
 
     def __post_init__(self) -> None:
         sizes = (
@@ -125,15 +129,16 @@ class GlowConfig(ConfigDict):
             raise MusicflowError(
                 f"GlowConfig.autoregressive must be true or false, got {self.autoregressive!r}"
             )
-        for name in ("chroma", "reach", "echo"):
+        for name in ("chroma", "reach", "echo", "outline"):
             if not isinstance(getattr(self, name), bool):
                 raise MusicflowError(f"GlowConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.coupling not in ("affine", "spline"):
             raise MusicflowError(f"GlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}")
         if not isinstance(self.bins, int) or self.bins < 2:
             raise MusicflowError(f"GlowConfig.bins must be an integer >= 2, got {self.bins!r}")
-        if not 0.0 <= self.context_dropout < 1.0:
-            raise MusicflowError(f"GlowConfig.context_dropout must be in [0, 1), got {self.context_dropout}")
+        for name in ("context_dropout", "outline_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise MusicflowError(f"GlowConfig.{name} must be in [0, 1), got {getattr(self, name)}")
 
     @property
     def dim(self) -> int:
@@ -167,6 +172,8 @@ class Glow(Flow):
         self.genre_table = nn.Parameter(torch.randn(cfg.n_genres, cfg.embed_dim))
         self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim, cfg.chroma,
                                               cfg.reach, cfg.echo)
+        self.outline_encoder = (OutlineEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim)
+                                if cfg.outline else None)
         self.cond_mlp = nn.Sequential(
             nn.Linear(cfg.embed_dim + cfg.cond_dim, cfg.cond_dim),
             nn.ReLU(),
@@ -226,6 +233,12 @@ class Glow(Flow):
         if drop_context and ctx is not None and cfg.context_dropout > 0:
             drop = torch.rand(batch, device=genre.device) < cfg.context_dropout
         ctx_vec, pitch_map = self.context_encoder(ctx, batch, drop)
+        if self.outline_encoder is not None:
+            plan, drop = cond.outline, None
+            if drop_context and plan is not None and cfg.outline_dropout > 0:
+                drop = torch.rand(batch, device=genre.device) < cfg.outline_dropout
+            plan_vec, plan_map = self.outline_encoder(plan, batch, drop)
+            ctx_vec, pitch_map = ctx_vec + plan_vec, pitch_map + plan_map
         emb = genre.to(self.genre_table.dtype) @ self.genre_table
         vec = self.cond_mlp(torch.cat([emb, ctx_vec], dim=1))
         return CondFeatures(vec, pitch_map)

@@ -266,3 +266,46 @@ class ContextEncoder(nn.Module):
             vec = torch.where(drop[:, None], null_vec, vec)
             pmap = torch.where(drop[:, None, None], null_map, pmap)
         return vec, pmap
+
+
+class OutlineEncoder(nn.Module):
+    """The outline of the passage a window belongs to (:func:`musicflow.data.windows.outline`:
+    lowest and highest pitch row, onsets per beat, voices; ``(B, 4)``) as a vector and a per-pitch
+    map. The map marks, per pitch row, whether it lies inside the outline's range and how far
+    below or above it, so every net can keep notes in the register at its own pitch resolution.
+    A learned "no outline" vector (and an empty map) stands in where there is none: when
+    ``outline`` is ``None`` and for the rows where ``drop`` is true (outline dropout in training,
+    so the model also scores and samples without one).
+
+    >>> enc = OutlineEncoder(pitches=8, channels=4, out_dim=6)
+    >>> vec, pmap = enc(torch.tensor([[2.0, 5.0, 1.0, 1.0]]), batch_size=1)
+    >>> vec.shape, pmap.shape, enc(None, batch_size=3)[1].abs().sum().item()
+    (torch.Size([1, 6]), torch.Size([1, 4, 8]), 0.0)
+    """
+
+    def __init__(self, pitches: int, channels: int, out_dim: int) -> None:
+        super().__init__()
+        self.pitches, self.channels = pitches, channels
+        self.to_vec = nn.Sequential(nn.Linear(4, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim))
+        self.to_map = nn.Conv1d(3, channels, 1)
+        self.null_vec = nn.Parameter(torch.zeros(out_dim))
+        self.register_buffer("rows", torch.arange(pitches, dtype=torch.float32), persistent=False)
+
+    def forward(self, outline: torch.Tensor | None, batch_size: int,
+                drop: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(vec (B, out_dim), pitch_map (B, C, P))``; ``drop`` is a ``(B,)`` bool mask."""
+        null_vec = self.null_vec.expand(batch_size, -1)
+        if outline is None:
+            return null_vec, null_vec.new_zeros(batch_size, self.channels, self.pitches)
+        o = outline.to(self.null_vec.dtype)
+        lo, hi, dens, voices = o.unbind(1)
+        feats = torch.stack([lo / self.pitches, hi / self.pitches, torch.log1p(dens), voices / 4], dim=1)
+        vec = self.to_vec(feats)
+        rows = self.rows[None]
+        below, above = (lo[:, None] - rows).clamp(min=0), (rows - hi[:, None]).clamp(min=0)
+        inside = ((below == 0) & (above == 0)).to(o.dtype)
+        pmap = self.to_map(torch.stack([inside, below / 12, above / 12], dim=1))
+        if drop is not None:
+            vec = torch.where(drop[:, None], null_vec, vec)
+            pmap = pmap * (~drop).to(pmap.dtype)[:, None, None]
+        return vec, pmap

@@ -1,0 +1,168 @@
+"""Outlines: the register and density plan a Glow can be conditioned on and compose to."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import make_midi
+from test_flows import _cond, _gen, _model, _rolls
+
+from musicflow.cli import main
+from musicflow.composer import Composer
+from musicflow.data.build import build_dataset
+from musicflow.data.dataset import Dataset
+from musicflow.data.windows import OUTLINE_BARS, WindowSet, outline
+from musicflow.errors import MusicflowError
+from musicflow.flows.base import Condition
+from musicflow.flows.dequantize import centre
+from musicflow.plans import draw_outline, outline_for, parse_outline
+from musicflow.roll import PianoRollSpec
+
+TINY = {"levels": 1, "depth": 2, "hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4,
+        "steps": 4, "outline": True}
+
+
+def test_outline_counts_range_density_and_voices_by_hand():
+    r = np.zeros((2, 12, 16), bool)
+    r[:, 3, 0] = r[1, 3, 1:8] = True  # one note, rows 3 and 9 together for 8 steps
+    r[:, 9, 0] = r[1, 9, 1:8] = True
+    r[:, 5, 12] = True  # a one-step note alone
+    lo, hi, dens, voices = outline(r, beat=4).tolist()
+    assert (lo, hi) == (3, 9)
+    assert dens == pytest.approx(3 * 4 / 16)  # three onsets over four beats
+    assert voices == pytest.approx((16 + 1) / 9)  # sounding cells per sounding step
+    assert outline(np.zeros((2, 12, 16), bool)).tolist() == [6.0, 6.0, 0.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def registers(tmp_path_factory):
+    """One genre whose pieces sit low or high, 16 bars each: only the outline tells them apart."""
+    root = tmp_path_factory.mktemp("o")
+    (root / "tunes").mkdir()
+    for i in range(6):
+        base = 40 if i % 2 else 70
+        notes = [(base + (b * 3 + i) % 7, b / 2, b / 2 + 0.5) for b in range(128)]
+        make_midi(root / "tunes" / f"{i}.mid", notes)
+    ds, _ = build_dataset(str(root), cache_dir=None, quiet=True, pitches=48)
+    for p in ds.pieces:
+        p["split"] = "train"
+    return ds.save(root / "d.npz")
+
+
+def test_windows_carry_their_blocks_outline_and_transposition_moves_it(registers):
+    ds = Dataset.load(registers)
+    w = WindowSet(ds, "train", 4, 16, grid=4)
+    bar = ds.spec.bar_steps()
+    # Every piece is 16 bars: two whole-or-last blocks each, of which one is whole.
+    assert len(w.block_outline) == len(ds.pieces) and (w.block_labels == 0).all()
+    i = int(np.flatnonzero(w.starts - w.piece_starts == OUTLINE_BARS * bar + 4)[0])  # second block
+    piece = w.rolls[..., w.piece_starts[i]:].numpy()
+    want = outline(piece[..., OUTLINE_BARS * bar:2 * OUTLINE_BARS * bar], ds.spec.steps_per_quarter)
+    assert w.outlines(np.array([i]))[0].tolist() == pytest.approx(want.tolist())
+    moved = w.outlines(np.array([i]), shift=2)[0]
+    assert moved[:2].tolist() == pytest.approx((want[:2] + 2).tolist())
+    assert moved[2:].tolist() == pytest.approx(want[2:].tolist())
+
+
+def test_the_glow_sees_the_outline_and_still_inverts_exactly():
+    model = _model(outline=True)
+    x, cond = _rolls(4), _cond(4)
+    plan = torch.tensor([[1.0, 6.0, 1.0, 1.0]]).expand(4, -1)
+    with_plan = Condition(cond.genre, cond.context, plan)
+    z = model.encode(x, with_plan)
+    assert (model.decode(z, with_plan) - centre(x)).abs().max() < 1e-4
+    other = Condition(cond.genre, cond.context, torch.tensor([[4.0, 5.0, 3.0, 2.0]]).expand(4, -1))
+    lp = [model.log_prob(x, c, generator=_gen(0)) for c in (cond, with_plan, other)]
+    assert (lp[0] - lp[1]).abs().min() > 1e-4 and (lp[1] - lp[2]).abs().min() > 1e-4
+    # Outline dropout in training swaps in the "no outline" value, row by row.
+    model.config.__dict__["outline_dropout"] = 0.5  # frozen dataclass; a test-only change
+    torch.manual_seed(0)
+    trained = model.train().log_prob(x.repeat(8, 1, 1, 1), Condition(
+        cond.genre.repeat(8, 1), None, plan.repeat(8, 1)), generator=_gen(0))
+    model.eval()
+    plain = model.log_prob(x.repeat(8, 1, 1, 1), Condition(cond.genre.repeat(8, 1), None), generator=_gen(0))
+    kept = model.log_prob(x.repeat(8, 1, 1, 1), Condition(cond.genre.repeat(8, 1), None, plan.repeat(8, 1)),
+                          generator=_gen(0))
+    dropped, used = torch.isclose(trained, plain, atol=1e-4), torch.isclose(trained, kept, atol=1e-4)
+    assert (dropped ^ used).all() and dropped.any() and used.any()
+    with pytest.raises(MusicflowError, match="outline must have shape"):
+        model.log_prob(x, Condition(cond.genre, cond.context, torch.zeros(4, 3)))
+
+
+@pytest.fixture(scope="module")
+def outlined(registers, tmp_path_factory):
+    from musicflow.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("ck") / "outlined.pt"
+    train("glow", registers, out, TrainConfig(steps=300, batch_size=32, valid_every=300, valid_windows=4,
+                                             warmup=10, lr=3e-3, transpose=0), TINY, quiet=True)
+    return Composer.load(out)
+
+
+def test_an_outlined_model_learns_the_register_from_the_outline(outlined, registers):
+    spec = outlined.spec
+    bank = outlined.ck.info["outlines"]["tunes"]
+    assert len(bank) == 6 and all(len(o) == 4 for o in bank)
+    # Without context only the outline tells a low tune's beat from a high one's: the model must
+    # find real beats likelier under their own block's outline than under the other register's.
+    w = WindowSet(Dataset.load(registers), "train", 4, 16, grid=4)
+    idx = np.arange(0, len(w), 5)
+    x, _, g = w.batch(idx)
+    own = w.outlines(idx)
+    high = own[:, 0] > 25
+    swapped = own.clone()
+    swapped[high, :2], swapped[~high, :2] = own[~high, :2][0], own[high, :2][0]
+    lp = [outlined.model.log_prob(x, Condition(g, None, o), generator=_gen(0)).mean() for o in (own, swapped)]
+    assert lp[0] > lp[1] + 10
+    low = outlined.compose_result("tunes", bars=2, seed=0, guidance=1, outline={"low": 40, "high": 47})
+    assert low.outline[:2] == [40 - spec.low, 47 - spec.low]
+
+
+def test_pieces_keep_their_drawn_outline(outlined):
+    bank = outlined.ck.info["outlines"]["tunes"]
+    # The default draws a real block's outline from the seed; decoding its latents gives it back.
+    a = outlined.compose_result("tunes", bars=2, seed=3, guidance=1)
+    assert a.outline in bank
+    assert a.outline == outlined.compose_result("tunes", bars=2, seed=3, guidance=1).outline
+    again = outlined.decode_latents(a.latents, "tunes", outline=a.outline)
+    assert np.array_equal(again.roll[..., : a.roll.shape[-1]], a.roll)
+    assert outlined.compose_result("tunes", bars=2, seed=3, guidance=1, outline=False).outline is None
+    rolls = outlined.compose_rolls("tunes", n=2, bars=2, seed=3, guidance=1)
+    assert np.array_equal(rolls[0], a.roll)
+    guided = outlined.compose_result("tunes", bars=1, seed=3)  # 16 candidates share the outline
+    assert guided.outline == a.outline and guided.roll.shape[-1] == outlined.spec.bar_steps()
+
+
+def test_outline_arguments_fail_clearly(outlined, tmp_path):
+    spec = PianoRollSpec(low=36, pitches=48)
+    with pytest.raises(MusicflowError, match="outside the model's pitches"):
+        outline_for({"low": 20}, np.zeros(4), spec)
+    with pytest.raises(MusicflowError, match="is above high"):
+        outline_for({"low": 70, "high": 60}, np.zeros(4), spec)
+    with pytest.raises(MusicflowError, match="unknown keys"):
+        outline_for({"loudness": 3}, np.zeros(4), spec)
+    with pytest.raises(MusicflowError, match="KEY=VALUE"):
+        parse_outline("lowest=3")
+    with pytest.raises(MusicflowError, match="no stored outlines"):
+        draw_outline({"a": []}, {"a": 1.0}, 0)
+    r = CliRunner().invoke(main, ["compose", "--model", str(outlined.ck.path), "--outline", "low=H9",
+                                  "-o", str(tmp_path / "x.mid")])
+    assert r.exit_code == 2 and "low='H9'" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["compose", "--model", str(outlined.ck.path), "-g", "tunes", "--bars", "1",
+                                  "--guidance", "1", "--seed", "1", "--outline", "low=C4,high=C5",
+                                  "--save-latent", "-o", str(tmp_path / "y.mid"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    saved = torch.load(tmp_path / "y.latent.pt", weights_only=True)
+    assert saved["outline"][:2] == [60 - outlined.spec.low, 72 - outlined.spec.low]
+
+
+def test_a_continuation_keeps_its_inputs_outline(outlined, tmp_path):
+    notes = [(45 + b % 5, b / 2, b / 2 + 0.5) for b in range(80)]  # 10 bars at 120 bpm
+    inp = outlined.read(make_midi(tmp_path / "in.mid", notes))
+    want = outline(inp.roll[..., -OUTLINE_BARS * outlined.spec.bar_steps():])
+    r = outlined.continue_(inp, bars=1, genre="tunes", seed=0, guidance=1)
+    assert r.outline == pytest.approx(want.tolist())
+    r = outlined.continue_(inp, bars=1, genre="tunes", seed=0, guidance=1, outline={"notes_per_beat": 3})
+    assert r.outline[2] == 3 and r.outline[:2] == pytest.approx(want[:2].tolist())
