@@ -52,6 +52,8 @@ DEFAULT_TEMPERATURE = 1.0
 #: plainly.
 DEFAULT_GUIDANCE = 10.0
 DEFAULT_CANDIDATES = 16
+#: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``.
+SHIPPED = ("glow", "glow-outline", "cnf", "vae")
 _PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
@@ -138,12 +140,13 @@ class Composer:
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "cpu",
              decoding: str | float = "exact", progress: bool = False) -> Composer:
-        """``None`` or ``"glow"``: the shipped Glow checkpoint; ``"cnf"``: the neural-ODE one;
-        ``"vae"``: the VAE baseline; anything else is a checkpoint path. ``decoding`` is how
+        """``None`` or ``"glow"``: the shipped Glow checkpoint; ``"glow-outline"``: the Glow that
+        composes to outlines (:mod:`musicflow.plans`); ``"cnf"``: the neural-ODE one; ``"vae"``: the
+        VAE baseline; anything else is a checkpoint path. ``decoding`` is how
         continuous output becomes notes: ``"exact"`` (threshold 0.5, the dequantization cell
         boundary), ``"calibrated"`` (the checkpoint's per-genre thresholds) or a threshold;
         ``progress`` shows a bar over the beats of each new piece."""
-        if model is None or str(model) in ("glow", "cnf", "vae"):
+        if model is None or str(model) in SHIPPED:
             path = checkpoints_dir() / f"{model or 'glow'}-music21.pt"
         else:
             path = Path(model)

@@ -203,6 +203,9 @@ def test_report_has_every_section(tiny):
     md = to_markdown(report)
     assert "| metric | real | real openings |" in md
     assert f"guidance {DEFAULT_GUIDANCE:g}, {DEFAULT_CANDIDATES} candidate pieces resampled each beat" in md
+    assert report["models"]["model"]["outlines"] is False and "outline" not in md
+    report["models"]["model"]["outlines"] = True
+    assert "composed to the outline" in to_markdown(report)
     for heading in ("Bits per dimension", "Musical metrics", "Genre fidelity", "Likelihood classification",
                     "Novelty"):
         assert heading in md

@@ -166,3 +166,13 @@ def test_a_continuation_keeps_its_inputs_outline(outlined, tmp_path):
     assert r.outline == pytest.approx(want.tolist())
     r = outlined.continue_(inp, bars=1, genre="tunes", seed=0, guidance=1, outline={"notes_per_beat": 3})
     assert r.outline[2] == 3 and r.outline[:2] == pytest.approx(want[:2].tolist())
+
+
+def test_the_shipped_outline_glow_keeps_a_piece_in_the_register_asked_for():
+    c = Composer.load("glow-outline")
+    assert c.outlines and set(c.outlines) == set(c.genres)
+    r = c.compose_result("celtic", bars=2, seed=0, guidance=1, outline={"low": 67, "high": 79})
+    pitches = np.nonzero(r.roll[1])[0] + c.spec.low
+    assert len(pitches) and pitches.min() >= 67 - 2 and pitches.max() <= 79 + 2
+    with pytest.raises(MusicflowError, match="not trained with outlines"):
+        Composer.load("glow").compose_result("celtic", bars=1, seed=0, guidance=1, outline={"low": 60})

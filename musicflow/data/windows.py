@@ -146,7 +146,7 @@ class WindowSet:
         self.starts = np.asarray(starts, dtype=np.int64)
         self.piece_starts = np.asarray(piece_starts, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.outline = np.asarray(outlines, np.float32).reshape(-1, 4)
+        self.window_outline = np.asarray(outlines, np.float32).reshape(-1, 4)
         self.block_outline = np.asarray(blocks, np.float32).reshape(-1, 4)
         self.block_labels = np.asarray(block_labels, dtype=np.int64)
 
@@ -186,7 +186,7 @@ class WindowSet:
     def outlines(self, idx: np.ndarray, shift: int = 0) -> torch.Tensor:
         """The :func:`outline` ``(B, 4)`` of each window's block, moved as :meth:`batch` moves its
         rolls by ``shift``."""
-        return shift_outline(torch.from_numpy(self.outline[idx]), shift, self.rolls.shape[1])
+        return shift_outline(torch.from_numpy(self.window_outline[idx]), shift, self.rolls.shape[1])
 
     def batch(self, idx: np.ndarray, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Targets ``(B,2,P,window)``, contexts ``(B,2,P,context)`` and one-hot genres ``(B,G)``."""

@@ -385,6 +385,7 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
                             **dict(zip(("guidance", "candidates"),
                                        s.composer.sampling(s.guidance, s.candidates))),
                             "window_steps": s.composer.model.config.steps,
+                            "outlines": s.composer.outlines is not None,
                             "train_steps": s.composer.ck.info.get("step"),
                             "train_wall_time_s": s.composer.ck.info.get("wall_time_s"),
                             **({"likelihood_solver": _solver_text(s.composer)}

@@ -82,6 +82,10 @@ def to_markdown(report: dict) -> str:
             if m.get("candidates", 1) > 1:
                 lines += [f"The {n} is sampled as `compose` samples it: genre guidance {m['guidance']:g}, "
                           f"{m['candidates']} candidate pieces resampled each beat.", ""]
+            if m.get("outlines"):
+                lines += [f"Each of the {n}'s pieces is composed to the outline (register, density, "
+                          "voices) of a real 8-bar block of its genre from the training split, drawn "
+                          "by its seed (`musicflow/plans.py`); its likelihoods use no outline.", ""]
             if m.get("likelihood_solver"):
                 lines += [f"The {n}'s likelihoods (a neural-ODE flow) use the solver "
                           f"{m['likelihood_solver']}.", ""]
