@@ -29,7 +29,7 @@ from musicflow.genre import GenreArg, genre_vector, parse_genre
 from musicflow.io import Piece, read_file, save_midi
 from musicflow.io.midi import piece_from_pretty_midi
 from musicflow.paths import checkpoints_dir
-from musicflow.plans import OutlineArg, draw_outline, input_outline, outline_for
+from musicflow.plans import OutlineArg, block_outlines, draw_outline, input_outline, outline_for
 from musicflow.roll import (
     PianoRollSpec,
     encode_steps,
@@ -157,11 +157,20 @@ class Composer:
         return list(self.ck.genres)
 
     # -- the core: window-by-window generation -------------------------------------------------
-    def _cond(self, weights: torch.Tensor, ctx: torch.Tensor) -> Condition:
-        """The condition of ``n`` windows, genre ``weights`` ``(1 or n, G)`` and each window's
-        context ``(n, 2, P, C)``, on the model's device."""
+    def _cond(self, weights: torch.Tensor, ctx: torch.Tensor, outline: torch.Tensor | None = None
+              ) -> Condition:
+        """The condition of ``n`` windows, genre ``weights`` ``(1 or n, G)``, each window's
+        context ``(n, 2, P, C)`` and outline ``(n, 4)`` (if any), on the model's device."""
         dev = model_device(self.model)
-        return Condition(weights.expand(len(ctx), -1).to(dev), ctx.to(dev))
+        return Condition(weights.expand(len(ctx), -1).to(dev), ctx.to(dev),
+                         None if outline is None else outline.to(dev))
+
+    def _block_outlines(self, roll: np.ndarray) -> torch.Tensor | None:
+        """For a model trained with outlines, each window of a user's ``roll`` with the outline of
+        its own 8-bar block, as in training (:func:`musicflow.plans.block_outlines`)."""
+        if self.outlines is None:
+            return None
+        return torch.from_numpy(block_outlines(roll, self.spec, self.window))
 
     def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray,
                   threshold: float = 0.5, guidance: float | None = None,
@@ -190,7 +199,7 @@ class Composer:
     def _encode(self, roll: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
         """Latents of each window of a roll, each with its real preceding context."""
         xs, ctx = self._windows(roll)
-        cond = self._cond(weights, ctx)
+        cond = self._cond(weights, ctx, self._block_outlines(roll))
         return self.model.encode(xs.to(cond.genre.device), cond).cpu()
 
     def _latents(self, n: int, seed: int, temperature: float) -> torch.Tensor:
@@ -487,7 +496,7 @@ class Composer:
                 threshold: float) -> np.ndarray:
         """Decode one latent per window of ``roll``, each given ``roll``'s own steps before that
         window (not what was decoded before it), and join the windows into whole notes."""
-        cond = self._cond(weights, self._windows(roll)[1])
+        cond = self._cond(weights, self._windows(roll)[1], self._block_outlines(roll))
         v = self.model.decode(latents.to(cond.genre.device), cond).cpu()
         joined = np.concatenate(list((v > threshold).numpy()), axis=-1)[..., : roll.shape[-1]]
         return clean_continuation(joined[None], None)[0]

@@ -46,6 +46,22 @@ def input_outline(roll: np.ndarray, spec: PianoRollSpec) -> np.ndarray:
     return outline(roll[..., -OUTLINE_BARS * spec.bar_steps():], spec.steps_per_quarter)
 
 
+def block_outlines(roll: np.ndarray, spec: PianoRollSpec, window: int) -> np.ndarray:
+    """The outline ``(n, 4)`` of the :data:`OUTLINE_BARS`-bar block (4/4, from the roll's start)
+    that each of the ``n = ceil(T / window)`` windows of ``roll`` ``(2, P, T)`` starts in: what a
+    model trained with outlines reads a user's piece with.
+
+    >>> r = np.zeros((2, 8, 256), bool); r[:, 1, 0] = True; r[:, 6, 128] = True
+    >>> block_outlines(r, PianoRollSpec(pitches=8), 64)[:, :2].tolist()
+    [[1.0, 1.0], [1.0, 1.0], [6.0, 6.0], [6.0, 6.0]]
+    """
+    block = OUTLINE_BARS * spec.bar_steps()
+    n = -(-roll.shape[-1] // window)
+    starts = range(0, max(roll.shape[-1], 1), block)
+    each = [outline(roll[..., b:b + block], spec.steps_per_quarter) for b in starts]
+    return np.stack([each[min(i * window // block, len(each) - 1)] for i in range(n)])
+
+
 def outline_for(arg: OutlineArg, base: np.ndarray | None, spec: PianoRollSpec,
                 shift: int = 0) -> torch.Tensor | None:
     """The outline ``(1, 4)`` a piece is composed to. ``arg``: ``None`` or ``True``, ``base`` (a

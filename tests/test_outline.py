@@ -176,3 +176,18 @@ def test_the_shipped_outline_glow_keeps_a_piece_in_the_register_asked_for():
     assert len(pitches) and pitches.min() >= 67 - 2 and pitches.max() <= 79 + 2
     with pytest.raises(MusicflowError, match="not trained with outlines"):
         Composer.load("glow").compose_result("celtic", bars=1, seed=0, guidance=1, outline={"low": 60})
+
+
+def test_a_users_piece_is_read_with_its_own_blocks_outlines(outlined, tmp_path):
+    notes = [(72 + b % 5, b / 2, b / 2 + 0.5) for b in range(80)]
+    inp = outlined.read(make_midi(tmp_path / "in.mid", notes))
+    plans = outlined._block_outlines(inp.roll)
+    xs, ctx = outlined._windows(inp.roll)
+    assert plans.shape == (len(xs), 4)
+    assert plans[0].tolist() == pytest.approx(outline(inp.roll[..., :OUTLINE_BARS * 16]).tolist())
+    # Encoding and decoding both read the piece with its outlines: the same genre gives it back.
+    back = outlined.transfer(inp, to="tunes", source="tunes")
+    assert np.array_equal(back.roll, inp.roll)
+    vec = torch.ones(1, 1)
+    without = outlined.model.encode(xs, outlined._cond(vec, ctx))  # the same contexts, no outline
+    assert not torch.allclose(outlined._encode(inp.roll, vec), without)
