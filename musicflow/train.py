@@ -121,11 +121,12 @@ def evaluate_bpd(model, windows: WindowSet, per_genre: int, device, seed: int = 
 def model_windows(ds: Dataset, split: str, mcfg, genres: list[str]) -> WindowSet:
     """The windows a model of ``mcfg.steps`` steps trains on: every bar line for windows of a bar
     or more (a hop of half a window lets 3/4 bars all start one), every beat-aligned ``steps``
-    for shorter windows."""
+    for shorter windows; with their blocks' outlines for a model conditioned on them."""
     beat = ds.spec.steps_per_quarter
+    kw = {"genres": genres, "outlines": bool(getattr(mcfg, "outline", False))}
     if mcfg.steps < 4 * beat:
-        return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, genres=genres, grid=mcfg.steps)
-    return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, hop=mcfg.steps // 2, genres=genres)
+        return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, grid=mcfg.steps, **kw)
+    return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, hop=mcfg.steps // 2, **kw)
 
 
 def outline_bank(windows: WindowSet, seed: int, per_genre: int = 1000) -> dict[str, list[list[float]]]:
@@ -240,6 +241,8 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     weights = torch.from_numpy(train_w.balanced_weights(cfg.start_share))
     np_rng = np.random.default_rng(run_seed)
 
+    outlined = bool(getattr(mcfg, "outline", False))
+
     def draw():
         idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).numpy()
         shift = int(np_rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
@@ -248,7 +251,6 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         plan = train_w.outlines(idx, shift).to(dev) if outlined else None
         return x.to(dev), ctx.to(dev), g.to(dev), plan
 
-    outlined = bool(getattr(mcfg, "outline", False))
     if not resume and not cfg.init and hasattr(model, "initialize"):
         x, ctx, g, plan = draw()
         model.initialize(x, Condition(g, ctx, plan))

@@ -53,7 +53,7 @@ def registers(tmp_path_factory):
 
 def test_windows_carry_their_blocks_outline_and_transposition_moves_it(registers):
     ds = Dataset.load(registers)
-    w = WindowSet(ds, "train", 4, 16, grid=4)
+    w = WindowSet(ds, "train", 4, 16, grid=4, outlines=True)
     bar = ds.spec.bar_steps()
     # Every piece is 16 bars: two whole-or-last blocks each, of which one is whole.
     assert len(w.block_outline) == len(ds.pieces) and (w.block_labels == 0).all()
@@ -107,7 +107,7 @@ def test_an_outlined_model_learns_the_register_from_the_outline(outlined, regist
     assert len(bank) == 6 and all(len(o) == 4 for o in bank)
     # Without context only the outline tells a low tune's beat from a high one's: the model must
     # find real beats likelier under their own block's outline than under the other register's.
-    w = WindowSet(Dataset.load(registers), "train", 4, 16, grid=4)
+    w = WindowSet(Dataset.load(registers), "train", 4, 16, grid=4, outlines=True)
     idx = np.arange(0, len(w), 5)
     x, _, g = w.batch(idx)
     own = w.outlines(idx)

@@ -102,17 +102,18 @@ class WindowSet:
     ``context`` steps before it (silence before the piece starts). With ``grid``, windows start
     every ``grid`` steps in phase with the bar lines instead (beats, for models of one beat).
 
-    Rolls are held once per piece as booleans; windows are index pairs into them. Each window
-    also knows the :func:`outline` of the block of :data:`OUTLINE_BARS` bars it starts in
-    (:meth:`outlines`); ``block_outline`` and ``block_labels`` hold those of the whole blocks,
-    the real plans a composer can draw from.
+    Rolls are held once per piece as booleans; windows are index pairs into them. With
+    ``outlines`` (for models conditioned on them) each window also knows the :func:`outline` of
+    the block of :data:`OUTLINE_BARS` bars it starts in (:meth:`outlines`), and ``block_outline``
+    and ``block_labels`` hold those of the whole blocks, the real plans a composer can draw from.
     """
 
     def __init__(self, ds: Dataset, split: str | None, window: int = 16, context: int = 64,
-                 hop: int | None = None, genres: list[str] | None = None, grid: int | None = None):
+                 hop: int | None = None, genres: list[str] | None = None, grid: int | None = None,
+                 outlines: bool = False):
         self.genres = genres or ds.genres
         self.window, self.context = window, context
-        rolls, starts, piece_starts, labels, outlines, blocks, block_labels = [], [], [], [], [], [], []
+        rolls, starts, piece_starts, labels, window_outline, blocks, block_labels = [], [], [], [], [], [], []
         beat = ds.spec.steps_per_quarter
         offset = context  # leading silence so every context slice is in bounds
         for i in ds.indices(split):
@@ -121,12 +122,12 @@ class WindowSet:
                 continue
             roll = ds.roll(i) > 0
             bars = ds.piece_bars(i)
-            # Blocks of OUTLINE_BARS bars; a pickup belongs to the first, the rest to the last.
-            edges = np.unique(np.clip(np.r_[0, bars[OUTLINE_BARS::OUTLINE_BARS], roll.shape[-1]],
-                                      0, max(roll.shape[-1], 1)))
-            block = [outline(roll[..., a:b], beat) for a, b in zip(edges[:-1], edges[1:])]
-            blocks += block[:-1]  # whole blocks, bar line to bar line: the last one may be short
-            block_labels += [self.genres.index(genre)] * (len(block) - 1)
+            if outlines:  # blocks of OUTLINE_BARS bars; a pickup belongs to the first, the rest to the last
+                edges = np.unique(np.clip(np.r_[0, bars[OUTLINE_BARS::OUTLINE_BARS], roll.shape[-1]],
+                                          0, max(roll.shape[-1], 1)))
+                block = np.stack([outline(roll[..., a:b], beat) for a, b in zip(edges[:-1], edges[1:])])
+                blocks.append(block[:-1])  # whole blocks, bar line to bar line: the last may be short
+                block_labels += [self.genres.index(genre)] * (len(block) - 1)
             if grid:  # windows shorter than a bar: every `grid` steps, in phase with the bar lines
                 first = int(bars[0]) % grid if len(bars) else 0
                 bars = np.arange(first, roll.shape[-1], grid)
@@ -136,7 +137,9 @@ class WindowSet:
             pad = context + window  # trailing silence for windows that run past the end
             rolls.append(np.concatenate([roll, np.zeros((*roll.shape[:2], pad), bool)], axis=-1))
             starts += [offset + s for s in ws]
-            outlines += [block[min(int(np.searchsorted(edges, s, "right")) - 1, len(block) - 1)] for s in ws]
+            if outlines:
+                at = np.minimum(np.searchsorted(edges, ws, "right") - 1, len(block) - 1)
+                window_outline.append(block[at])
             piece_starts += [offset] * len(ws)
             labels += [self.genres.index(genre)] * len(ws)
             offset += rolls[-1].shape[-1]
@@ -146,8 +149,8 @@ class WindowSet:
         self.starts = np.asarray(starts, dtype=np.int64)
         self.piece_starts = np.asarray(piece_starts, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.window_outline = np.asarray(outlines, np.float32).reshape(-1, 4)
-        self.block_outline = np.asarray(blocks, np.float32).reshape(-1, 4)
+        self.window_outline = np.concatenate([np.zeros((0, 4), np.float32), *window_outline])
+        self.block_outline = np.concatenate([np.zeros((0, 4), np.float32), *blocks])
         self.block_labels = np.asarray(block_labels, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -185,7 +188,9 @@ class WindowSet:
 
     def outlines(self, idx: np.ndarray, shift: int = 0) -> torch.Tensor:
         """The :func:`outline` ``(B, 4)`` of each window's block, moved as :meth:`batch` moves its
-        rolls by ``shift``."""
+        rolls by ``shift``; only for a set built with ``outlines``."""
+        if len(self.window_outline) != len(self):
+            raise ValueError("WindowSet.outlines: build the set with outlines=True")
         return shift_outline(torch.from_numpy(self.window_outline[idx]), shift, self.rolls.shape[1])
 
     def batch(self, idx: np.ndarray, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
