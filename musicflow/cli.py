@@ -299,7 +299,7 @@ def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, re
 # -- composing ------------------------------------------------------------------------------------
 
 model_option = click.option("--model", "model", default=None,
-                            help="glow (default), glow-outline, cnf, or a checkpoint path.")
+                            help="glow (default), glow-no-outline, cnf, vae, or a checkpoint path.")
 program_option = click.option("--program", default=None,
                               help="General MIDI program number or name [default: 0, piano].")
 seed_option = click.option("--seed", type=int, default=None, help="Random seed [default: random, printed].")

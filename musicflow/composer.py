@@ -52,8 +52,11 @@ DEFAULT_TEMPERATURE = 1.0
 #: plainly.
 DEFAULT_GUIDANCE = 10.0
 DEFAULT_CANDIDATES = 16
-#: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``.
-SHIPPED = ("glow", "glow-outline", "cnf", "vae")
+#: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``. ``glow`` composes to an outline
+#: (:mod:`musicflow.plans`); ``glow-no-outline`` is the Glow it replaced as the default.
+SHIPPED = ("glow", "glow-no-outline", "cnf", "vae")
+#: Former names of shipped checkpoints: ``glow-outline`` became the default ``glow``.
+ALIASES = {"glow-outline": "glow"}
 _PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
@@ -115,8 +118,10 @@ class Result:
     latents: torch.Tensor
     seed: int
     genre: dict[str, float]
-    #: The outline the piece was composed to (model rows; see :mod:`musicflow.plans`), if any.
-    outline: list[float] | None = None
+    #: The outline the piece was composed to (model rows; see :mod:`musicflow.plans`), if any: four
+    #: numbers, or four per window for a piece read block by block (``transfer``, ``variations``,
+    #: ``interpolate``). :meth:`Composer.decode_latents` takes it back.
+    outline: list[float] | list[list[float]] | None = None
 
 
 class Composer:
@@ -140,14 +145,15 @@ class Composer:
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "cpu",
              decoding: str | float = "exact", progress: bool = False) -> Composer:
-        """``None`` or ``"glow"``: the shipped Glow checkpoint; ``"glow-outline"``: the Glow that
-        composes to outlines (:mod:`musicflow.plans`); ``"cnf"``: the neural-ODE one; ``"vae"``: the
-        VAE baseline; anything else is a checkpoint path. ``decoding`` is how
-        continuous output becomes notes: ``"exact"`` (threshold 0.5, the dequantization cell
-        boundary), ``"calibrated"`` (the checkpoint's per-genre thresholds) or a threshold;
-        ``progress`` shows a bar over the beats of each new piece."""
-        if model is None or str(model) in SHIPPED:
-            path = checkpoints_dir() / f"{model or 'glow'}-music21.pt"
+        """``None`` or ``"glow"``: the shipped Glow checkpoint, which composes to outlines
+        (:mod:`musicflow.plans`); ``"glow-no-outline"``: the Glow without them that it replaced;
+        ``"cnf"``: the neural-ODE one; ``"vae"``: the VAE baseline; anything else is a checkpoint
+        path. ``decoding`` is how continuous output becomes notes: ``"exact"`` (threshold 0.5, the
+        dequantization cell boundary), ``"calibrated"`` (the checkpoint's per-genre thresholds) or a
+        threshold; ``progress`` shows a bar over the beats of each new piece."""
+        name = ALIASES.get(str(model), str(model)) if model is not None else "glow"
+        if name in SHIPPED:
+            path = checkpoints_dir() / f"{name}-music21.pt"
         else:
             path = Path(model)
         return cls(load_checkpoint(path, device), decoding, progress)
@@ -196,10 +202,12 @@ class Composer:
         return xs, ctx
 
     @torch.no_grad()
-    def _encode(self, roll: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
-        """Latents of each window of a roll, each with its real preceding context."""
+    def _encode(self, roll: np.ndarray, weights: torch.Tensor, plan: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Latents of each window of a roll, each with its real preceding context (and its
+        block's outline ``plan`` from :meth:`_block_outlines`)."""
         xs, ctx = self._windows(roll)
-        cond = self._cond(weights, ctx, self._block_outlines(roll))
+        cond = self._cond(weights, ctx, plan)
         return self.model.encode(xs.to(cond.genre.device), cond).cpu()
 
     def _latents(self, n: int, seed: int, temperature: float) -> torch.Tensor:
@@ -370,9 +378,14 @@ class Composer:
         empty = np.zeros((2, self.spec.pitches, 0), np.float32)
         plan = None
         if outline is not None and self.outlines is not None:
-            plan = torch.as_tensor(outline, dtype=torch.float32).reshape(1, -1)
-            if plan.shape != (1, 4):
-                raise MusicflowError(f"outline {outline!r}: four numbers (Result.outline)")
+            try:
+                plan = torch.as_tensor(outline, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError):
+                plan = torch.zeros(0)
+            if plan.shape not in ((4,), (len(latents), 4)):
+                raise MusicflowError(f"outline of shape {tuple(plan.shape)}: four numbers, or four per "
+                                     f"window for {len(latents)} windows (Result.outline)")
+            plan = plan[None]
         roll = self._generate(latents, vec, empty, self.threshold(w), outline=plan)[0]
         return Result(self._midi(roll, tempo, key, program, velocity), roll, latents, -1, w, outline)
 
@@ -466,14 +479,15 @@ class Composer:
         inp = self.read(midi)
         seed = self._seed(seed)
         w, vec = self._weights(self._genre_of(inp, genre))
-        z0 = self._encode(inp.roll, vec)
+        plan = self._block_outlines(inp.roll)
+        z0 = self._encode(inp.roll, vec, plan)
         out = []
         for i in range(n):
             eps = self._latents(len(z0), seed + i, 1.0)
             z = math.sqrt(1 - amount**2) * z0 + amount * eps
-            roll = self._recast(inp.roll, z, vec, self.threshold(w))
+            roll = self._recast(inp.roll, z, vec, self.threshold(w), plan)
             out.append(Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift),
-                              roll, z, seed + i, w))
+                              roll, z, seed + i, w, _listed(plan)))
         return out
 
     def transfer(self, midi: MidiInput, to: GenreArg, source: GenreArg | None = None,
@@ -487,16 +501,19 @@ class Composer:
         inp = self.read(midi)
         _, src = self._weights(self._genre_of(inp, source))
         w, dst = self._weights(to)
-        z = self._encode(inp.roll, src)
-        roll = self._recast(inp.roll, z, dst, self.threshold(w))
-        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, 0, w)
+        plan = self._block_outlines(inp.roll)
+        z = self._encode(inp.roll, src, plan)
+        roll = self._recast(inp.roll, z, dst, self.threshold(w), plan)
+        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, 0, w,
+                      _listed(plan))
 
     @torch.no_grad()
     def _recast(self, roll: np.ndarray, latents: torch.Tensor, weights: torch.Tensor,
-                threshold: float) -> np.ndarray:
+                threshold: float, plan: torch.Tensor | None = None) -> np.ndarray:
         """Decode one latent per window of ``roll``, each given ``roll``'s own steps before that
-        window (not what was decoded before it), and join the windows into whole notes."""
-        cond = self._cond(weights, self._windows(roll)[1], self._block_outlines(roll))
+        window (not what was decoded before it) and its block's outline ``plan``, and join the
+        windows into whole notes."""
+        cond = self._cond(weights, self._windows(roll)[1], plan)
         v = self.model.decode(latents.to(cond.genre.device), cond).cpu()
         joined = np.concatenate(list((v > threshold).numpy()), axis=-1)[..., : roll.shape[-1]]
         return clean_continuation(joined[None], None)[0]
@@ -504,26 +521,34 @@ class Composer:
     def interpolate(self, a: MidiInput, b: MidiInput, steps: int = 5, genre: GenreArg | None = None,
                     program: int | str | None = None, velocity: int = 80) -> list[Result]:
         """``steps`` pieces on the spherical path between the latents of ``a`` and ``b`` (cut to
-        the shorter), ``a`` and ``b`` included."""
+        the shorter), ``a`` and ``b`` included. A model trained with outlines reads each piece with
+        its blocks' outlines and moves them in a straight line along the path."""
         if steps < 2:
             raise MusicflowError(f"--steps {steps}: must be at least 2")
         ia, ib = self.read(a), self.read(b)
         w, vec = self._weights(self._genre_of(ia, genre))
-        za, zb = self._encode(ia.roll, vec), self._encode(ib.roll, vec)
+        pa, pb = self._block_outlines(ia.roll), self._block_outlines(ib.roll)
+        za, zb = self._encode(ia.roll, vec, pa), self._encode(ib.roll, vec, pb)
         k = min(len(za), len(zb))
         za, zb = za[:k], zb[:k]
         out = []
         for t in np.linspace(0, 1, steps):
             z = _slerp(za, zb, float(t))
+            plan = None if pa is None else torch.lerp(pa[:k], pb[:k], float(t))
             roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
-                                  self.threshold(w))[0]
+                                  self.threshold(w), outline=None if plan is None else plan[None])[0]
             out.append(Result(self._midi(roll, ia.tempo, None, program, velocity, -ia.shift),
-                              roll, z, 0, w))
+                              roll, z, 0, w, _listed(plan)))
         return out
 
     def save(self, pm: pretty_midi.PrettyMIDI, path: str | Path) -> Path:
         """Write MIDI atomically."""
         return save_midi(pm, path)
+
+
+def _listed(plan: torch.Tensor | None) -> list[list[float]] | None:
+    """Per-window outlines as :attr:`Result.outline` holds them."""
+    return None if plan is None else plan.tolist()
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -58,7 +58,8 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     also conditioned on starting with a note, as real pieces do (:func:`_sounding_start`).
     ``progress`` shows a bar over the windows (beats). ``outline`` ``(1 or B, 4)``: each piece's plan
     (register, density, voices; :func:`musicflow.data.windows.outline`) for a model that takes one,
-    shared by the piece's particles."""
+    shared by the piece's particles; ``(1 or B, W, 4)``: one per window (a piece read block by
+    block, or a path between two such pieces)."""
     native = getattr(model, "native_guidance", False)
     kw = {"guidance": guidance} if native and guidance is not None else {}
     if latents.dim() == 3:
@@ -74,13 +75,17 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     genre_k = genre.expand(b, -1).repeat_interleave(k, 0)
     dev = model_device(model)  # the model may be on a GPU; the pieces stay on the CPU
     genre_dev = genre_k.to(dev)
-    plan_k = None if outline is None else outline.float().expand(b, -1).repeat_interleave(k, 0)
-    plan_dev = None if plan_k is None else plan_k.to(dev)
+    plans = None
+    if outline is not None:  # (B, W, 4): each window's outline
+        outline = outline.float()
+        plans = (outline[:, None] if outline.dim() == 2 else outline).expand(b, w, -1)
     chunks, lineage = [], np.zeros((b, k, 0), np.int64)  # lineage: each particle's latent per window
     totals = torch.zeros(b * k, genre.shape[1] + 1)  # each particle's log p(piece | asked, each genre)
     before = torch.zeros(b * k)  # each particle's log_ratio(totals) before its last window
     rows = np.arange(b)[:, None]
     for i in tqdm(range(w), desc="compose", unit="beat", disable=not progress, leave=False):
+        plan_k = None if plans is None else plans[:, i].repeat_interleave(k, 0)
+        plan_dev = None if plan_k is None else plan_k.to(dev)
         ctx = np.zeros((b * k, 2, spec.pitches, c), np.float32)
         n = min(c, tail.shape[-1])
         if n:

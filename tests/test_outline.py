@@ -168,14 +168,16 @@ def test_a_continuation_keeps_its_inputs_outline(outlined, tmp_path):
     assert r.outline[2] == 3 and r.outline[:2] == pytest.approx(want[:2].tolist())
 
 
-def test_the_shipped_outline_glow_keeps_a_piece_in_the_register_asked_for():
-    c = Composer.load("glow-outline")
+def test_the_default_glow_composes_to_outlines_and_keeps_a_piece_in_the_register_asked_for():
+    c = Composer.load()
     assert c.outlines and set(c.outlines) == set(c.genres)
+    assert Composer.load("glow-outline").ck.path == c.ck.path  # its former name still loads it
     r = c.compose_result("celtic", bars=2, seed=0, guidance=1, outline={"low": 67, "high": 79})
     pitches = np.nonzero(r.roll[1])[0] + c.spec.low
     assert len(pitches) and pitches.min() >= 67 - 2 and pitches.max() <= 79 + 2
     with pytest.raises(MusicflowError, match="not trained with outlines"):
-        Composer.load("glow").compose_result("celtic", bars=1, seed=0, guidance=1, outline={"low": 60})
+        Composer.load("glow-no-outline").compose_result("celtic", bars=1, seed=0, guidance=1,
+                                                        outline={"low": 60})
 
 
 def test_a_users_piece_is_read_with_its_own_blocks_outlines(outlined, tmp_path):
@@ -190,4 +192,21 @@ def test_a_users_piece_is_read_with_its_own_blocks_outlines(outlined, tmp_path):
     assert np.array_equal(back.roll, inp.roll)
     vec = torch.ones(1, 1)
     without = outlined.model.encode(xs, outlined._cond(vec, ctx))  # the same contexts, no outline
-    assert not torch.allclose(outlined._encode(inp.roll, vec), without)
+    assert not torch.allclose(outlined._encode(inp.roll, vec, plans), without)
+    # The result carries each window's outline, and decoding its latents alone with them is exact.
+    assert np.allclose(back.outline, plans.numpy())
+    again = outlined.decode_latents(back.latents, "tunes", outline=back.outline)
+    assert np.array_equal(again.roll[..., :inp.roll.shape[-1]], inp.roll)
+    with pytest.raises(MusicflowError, match="four per window"):
+        outlined.decode_latents(back.latents, "tunes", outline=back.outline[:-1])
+
+
+def test_an_interpolation_moves_the_outlines_and_keeps_both_ends_exact(outlined, tmp_path):
+    high = outlined.read(make_midi(tmp_path / "a.mid", [(72 + b % 5, b / 2, b / 2 + 0.5) for b in range(64)]))
+    low = outlined.read(make_midi(tmp_path / "b.mid", [(48 + b % 3, b / 2, b / 2 + 0.5) for b in range(64)]))
+    path = outlined.interpolate(high, low, steps=3, genre="tunes")
+    pa, pb = outlined._block_outlines(high.roll), outlined._block_outlines(low.roll)
+    assert np.allclose(path[0].outline, pa.numpy()) and np.allclose(path[2].outline, pb.numpy())
+    assert np.allclose(path[1].outline, ((pa + pb) / 2).numpy()) and not np.allclose(pa.numpy(), pb.numpy())
+    assert np.array_equal(path[0].roll[..., :high.roll.shape[-1]], high.roll)
+    assert np.array_equal(path[2].roll[..., :low.roll.shape[-1]], low.roll)
