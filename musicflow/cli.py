@@ -158,12 +158,6 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
 
     data = Path(data) if data else default_dataset()
     out = Path(out) if out else checkpoints_dir() / f"{kind}-{data.stem}.pt"
-    if steps < 1 or batch_size < 1 or lr <= 0:
-        raise MusicflowError("--steps, --batch-size and --lr must be positive")
-    if not 0.0 <= context_noise <= 1.0:
-        raise MusicflowError(f"--context-noise {context_noise}: must be in [0, 1]")
-    if not 0.0 <= start_share < 1.0:
-        raise MusicflowError(f"--start-share {start_share}: must be in [0, 1)")
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, clip=clip,
                       transpose=transpose, valid_every=valid_every, seed=seed, minutes=minutes,
                       context_noise=context_noise, context_noise_scope=context_noise_scope,
@@ -590,6 +584,7 @@ def genres_cmd(model) -> None:
 def models_cmd() -> None:
     """The checkpoints in checkpoints/ and what they are."""
     from musicflow.checkpoint import load_checkpoint
+    from musicflow.composer import SHIPPED
     from musicflow.paths import checkpoints_dir
 
     found = False
@@ -602,7 +597,12 @@ def models_cmd() -> None:
         found = True
         bpd = ck.info.get("valid_bpd")
         extra = f", valid {bpd:.4f} bits/dim" if isinstance(bpd, float) else ""
-        click.echo(f"{p.name}: {ck.kind}, {len(ck.genres)} genres, step {ck.info.get('step', '?')}{extra}")
+        if getattr(ck.model.config, "outline", False):
+            extra += ", composes to outlines"
+        name = p.name.removesuffix("-music21.pt")
+        use = (" (the default)" if name == "glow" else f" (--model {name})") if name in SHIPPED else ""
+        click.echo(f"{p.name}{use}: {ck.kind}, {len(ck.genres)} genres, step {ck.info.get('step', '?')}"
+                   f"{extra}")
     if not found:
         click.echo(f"no checkpoints in {checkpoints_dir()}")
 

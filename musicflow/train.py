@@ -55,6 +55,23 @@ class TrainConfig:
     start_share: float = 0.0  # at least this share of each genre's draws from its pieces' openings
     init: str | None = None  # start from this checkpoint's weights (fine-tuning), new optimiser
 
+    def __post_init__(self) -> None:
+        """Bad settings fail here with the CLI's one-line errors, from the CLI and the API alike."""
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise MusicflowError("--steps, --batch-size and --lr must be positive")
+        if self.warmup < 0 or self.transpose < 0 or self.weight_decay < 0 or not self.clip > 0:
+            raise MusicflowError("--warmup, --transpose and the weight decay must be >= 0, --clip > 0")
+        if self.valid_every < 1 or self.valid_windows < 1:
+            raise MusicflowError("--valid-every and the validation windows must be at least 1")
+        if self.minutes is not None and not self.minutes >= 0:
+            raise MusicflowError(f"--minutes {self.minutes}: must be >= 0")
+        if not 0.0 <= self.context_noise <= 1.0:
+            raise MusicflowError(f"--context-noise {self.context_noise}: must be in [0, 1]")
+        if self.context_noise_scope not in ("all", "polyphonic"):
+            raise MusicflowError(f"--context-noise-scope {self.context_noise_scope!r}: use all or polyphonic")
+        if not 0.0 <= self.start_share < 1.0:
+            raise MusicflowError(f"--start-share {self.start_share}: must be in [0, 1)")
+
 
 class _Objective(nn.Module):
     """The model's training loss of a batch through ``forward``, so DDP sees the call and syncs

@@ -210,3 +210,11 @@ def test_an_interpolation_moves_the_outlines_and_keeps_both_ends_exact(outlined,
     assert np.allclose(path[1].outline, ((pa + pb) / 2).numpy()) and not np.allclose(pa.numpy(), pb.numpy())
     assert np.array_equal(path[0].roll[..., :high.roll.shape[-1]], high.roll)
     assert np.array_equal(path[2].roll[..., :low.roll.shape[-1]], low.roll)
+
+
+def test_musicflow_models_names_the_default_and_says_which_compose_to_outlines():
+    r = CliRunner().invoke(main, ["models"])
+    assert r.exit_code == 0, r.output
+    lines = {line.split(":")[0]: line for line in r.output.splitlines()}
+    assert "composes to outlines" in lines["glow-music21.pt (the default)"]
+    assert "outlines" not in lines["glow-no-outline-music21.pt (--model glow-no-outline)"]

@@ -165,6 +165,15 @@ def test_two_process_ddp_on_cpu(tiny_data, tmp_path):
     assert ck.info["world_size"] == 2 and ck.info["step"] == 3 and ck.info["ddp_backend"] == "gloo"
 
 
+@pytest.mark.parametrize("bad", [{"context_noise_scope": "polyphnic"}, {"context_noise": -0.1},
+                                 {"start_share": 1.0}, {"steps": 0}, {"clip": 0.0}, {"minutes": -1.0},
+                                 {"valid_every": 0}])
+def test_train_config_rejects_bad_settings_from_the_python_api_too(bad):
+    with pytest.raises(MusicflowError, match=next(iter(bad)).split("_")[0]):
+        TrainConfig(**bad)
+    TrainConfig(context_noise=0.5, context_noise_scope="polyphonic", start_share=0.2, minutes=0.0)
+
+
 def test_cli_fine_tunes_with_context_noise(tiny_data, tmp_path):
     from click.testing import CliRunner
 
