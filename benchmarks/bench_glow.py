@@ -60,9 +60,12 @@ def teacher_forced_fidelity(model, clf, ds, genres: list[str], n: int, temperatu
     """Is it each beat, or their compounding? For ``n`` real 8-bar test segments per genre, the
     classifier's accuracy on their last 4 bars (``real``), on 4 bars whose every beat is drawn
     given the real 4 bars before it (``teacher_forced``: per-beat quality alone), and on a free
-    continuation of their first 4 bars (``continuation``), with the sample statistics of each."""
+    continuation of their first 4 bars (``continuation``), with the sample statistics of each. A
+    model trained with outlines gets the outline of the first 4 bars in both, as ``continue``
+    takes its input's."""
     from musicflow.data.windows import WindowSet
     from musicflow.decoding import clean, generate
+    from musicflow.plans import input_outline
 
     cfg, spec = model.config, ds.spec
     gen = torch.Generator().manual_seed(seed)
@@ -76,15 +79,18 @@ def teacher_forced_fidelity(model, clf, ds, genres: list[str], n: int, temperatu
         seg = ws.batch(np.sort(pick))[0].numpy()
         vec = torch.zeros(len(seg), len(genres))
         vec[:, gi] = 1
+        plan = None
+        if getattr(cfg, "outline", False):
+            plan = torch.from_numpy(np.stack([input_outline(r[..., :half], spec) for r in seg]))
         beats = []
         for k in range(half // cfg.steps):
             at = half + k * cfg.steps
             ctx = torch.from_numpy(seg[..., at - cfg.context_steps:at].copy())
             z = torch.randn(len(seg), cfg.dim, generator=gen) * temperature
-            beats.append((model.decode(z, Condition(vec, ctx)) > 0.5).numpy().astype(np.float32))
+            beats.append((model.decode(z, Condition(vec, ctx, plan)) > 0.5).numpy().astype(np.float32))
         forced = np.stack([clean(r, spec) for r in np.concatenate(beats, axis=-1)])
         z = torch.randn(len(seg), half // cfg.steps, cfg.dim, generator=gen) * temperature
-        cont = generate(model, z, vec[:1], spec, 0.5, prefix=seg[..., :half])[..., half:]
+        cont = generate(model, z, vec[:1], spec, 0.5, prefix=seg[..., :half], outline=plan)[..., half:]
         row = {}
         for name, rolls in (("real", seg[..., half:]), ("teacher_forced", forced), ("continuation", cont)):
             st = compare(rolls, seg[..., half:], spec.low)
@@ -178,7 +184,9 @@ def main() -> None:
             f"{args.samples} real 8-bar test segments per genre (numpy seed 0), latents torch seed 0; "
             "classifier accuracy on their last 4 bars, on 4 bars of beats each drawn given the real "
             "4 bars before it, and on a free continuation of their first 4 bars (plain sampling, "
-            "no guidance: the model's own distribution)")
+            "no guidance: the model's own distribution)"
+            + ("; both given the outline of the first 4 bars, as `continue` takes its input's"
+               if getattr(model.config, "outline", False) else ""))
     result["sample_statistics"] = stats
     result["samples_per_genre"], result["sample_seeds"] = args.samples, f"0..{args.samples - 1}"
     if fidelity:

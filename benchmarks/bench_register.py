@@ -10,6 +10,10 @@ For each genre, up to ``--windows`` test beats whose 4-bar context sounds in its
 * ``new_pitch_class``: a pitch class that does not sound anywhere in the 4-bar context (a wrong
   note, or a modulation).
 
+Beats are drawn without an outline (the mode likelihoods use); a model trained with outlines also
+draws each beat with the outline of its real 8-bar block, as composing and ``transfer`` condition
+it (the row ``PATH + outline``).
+
     python benchmarks/bench_register.py [--checkpoint A.pt --checkpoint B.pt] [--windows 400]
 """
 
@@ -66,13 +70,14 @@ def main() -> None:
     paths = args.checkpoint or [str(checkpoints_dir() / "glow-music21.pt")]
     models = {p: load_checkpoint(p) for p in paths}
     first = next(iter(models.values()))
+    outlined = any(getattr(ck.model.config, "outline", False) for ck in models.values())
     ds = Dataset.load(default_dataset())
     bar, steps = ds.spec.bar_steps(), first.model.config.steps
     out: dict = {"windows_per_genre": args.windows, "seeds": "windows numpy 0, samples torch 0",
                  "per_genre": {}}
     for g in first.genres:
         ws = WindowSet(ds, "test", window=steps, context=first.model.config.context_steps, genres=[g],
-                       grid=steps)
+                       grid=steps, outlines=outlined)
         ok = sounding_last_bar(ws, bar)
         idx = np.sort(np.random.default_rng(0).choice(ok, size=min(args.windows, len(ok)), replace=False))
         x, ctx, _ = ws.batch(idx)
@@ -82,12 +87,17 @@ def main() -> None:
             model = ck.model.eval()
             genre = torch.zeros(len(idx), len(ck.genres))
             genre[:, ck.genres.index(g)] = 1
-            gen = torch.Generator().manual_seed(0)
-            with torch.no_grad():
-                z = torch.randn(len(idx), model.config.dim, generator=gen)
-                v = model.decode(z, Condition(genre, ctx))
-            beats = clean_continuation((v > 0.5).numpy(), ctx[:, 1, :, -1].numpy() > 0)
-            row[Path(path).name if len(models) == 1 else path] = onset_stats(beats, ctx.numpy(), bar)
+            name = Path(path).name if len(models) == 1 else path
+            plans = {name: None}
+            if getattr(model.config, "outline", False):
+                plans[f"{name} + outline"] = ws.outlines(idx)
+            for key, plan in plans.items():
+                gen = torch.Generator().manual_seed(0)
+                with torch.no_grad():
+                    z = torch.randn(len(idx), model.config.dim, generator=gen)
+                    v = model.decode(z, Condition(genre, ctx, plan))
+                beats = clean_continuation((v > 0.5).numpy(), ctx[:, 1, :, -1].numpy() > 0)
+                row[key] = onset_stats(beats, ctx.numpy(), bar)
         out["per_genre"][g] = row
     save("bench_register", out)
 
