@@ -202,10 +202,10 @@ class Composer:
         return xs, ctx
 
     @torch.no_grad()
-    def _encode(self, roll: np.ndarray, weights: torch.Tensor, plan: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        """Latents of each window of a roll, each with its real preceding context (and its
-        block's outline ``plan`` from :meth:`_block_outlines`)."""
+    def _encode(self, roll: np.ndarray, weights: torch.Tensor, plan: torch.Tensor | None) -> torch.Tensor:
+        """Latents of each window of a roll, each with its real preceding context and its block's
+        outline ``plan`` (:meth:`_block_outlines`; required, so no caller reads a piece without
+        the outlines a model trained with them needs)."""
         xs, ctx = self._windows(roll)
         cond = self._cond(weights, ctx, plan)
         return self.model.encode(xs.to(cond.genre.device), cond).cpu()
@@ -509,7 +509,7 @@ class Composer:
 
     @torch.no_grad()
     def _recast(self, roll: np.ndarray, latents: torch.Tensor, weights: torch.Tensor,
-                threshold: float, plan: torch.Tensor | None = None) -> np.ndarray:
+                threshold: float, plan: torch.Tensor | None) -> np.ndarray:
         """Decode one latent per window of ``roll``, each given ``roll``'s own steps before that
         window (not what was decoded before it) and its block's outline ``plan``, and join the
         windows into whole notes."""
