@@ -28,13 +28,13 @@ from bench_glow import bernoulli_bpd  # noqa: E402
 from common import median_time, save  # noqa: E402
 
 from musicflow.checkpoint import load_checkpoint  # noqa: E402
-from musicflow.composer import Composer  # noqa: E402
+from musicflow.compose import Composer  # noqa: E402
 from musicflow.data.dataset import Dataset  # noqa: E402
-from musicflow.decoding import generate  # noqa: E402
 from musicflow.evaluate.fidelity import STATS, classify_rolls, compare, real_windows, statistics  # noqa: E402
 from musicflow.flows.base import Condition  # noqa: E402
 from musicflow.paths import checkpoints_dir, default_dataset  # noqa: E402
-from musicflow.train import model_windows  # noqa: E402
+from musicflow.sampling import generate  # noqa: E402
+from musicflow.training import model_windows  # noqa: E402
 
 SETTINGS = [("euler", 4), ("rk4", 1), ("rk4", 2), ("rk4", 4), ("rk4", 8)]
 REFERENCE = ("rk4", 16)

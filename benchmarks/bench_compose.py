@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from musicflow.composer import Composer  # noqa: E402
+from musicflow.compose import Composer  # noqa: E402
 
 
 def wall(cmd: list[str], repeats: int) -> float:

@@ -22,12 +22,12 @@ from common import median_time, save  # noqa: E402
 
 from musicflow.baselines.bernoulli import bernoulli_bpd  # noqa: E402
 from musicflow.checkpoint import load_checkpoint  # noqa: E402
-from musicflow.composer import Composer  # noqa: E402
+from musicflow.compose import Composer  # noqa: E402
 from musicflow.data.dataset import Dataset  # noqa: E402
 from musicflow.evaluate.fidelity import classify_rolls, compare, real_windows  # noqa: E402
 from musicflow.flows.base import Condition  # noqa: E402
 from musicflow.paths import checkpoints_dir, default_dataset  # noqa: E402
-from musicflow.train import evaluate_bpd, model_windows  # noqa: E402
+from musicflow.training import evaluate_bpd, model_windows  # noqa: E402
 
 
 @torch.no_grad()
@@ -63,9 +63,9 @@ def teacher_forced_fidelity(model, clf, ds, genres: list[str], n: int, temperatu
     continuation of their first 4 bars (``continuation``), with the sample statistics of each. A
     model trained with outlines gets the outline of the first 4 bars in both, as ``continue``
     takes its input's."""
+    from musicflow.compose.outlines import input_outline
     from musicflow.data.windows import WindowSet
-    from musicflow.decoding import clean, generate
-    from musicflow.plans import input_outline
+    from musicflow.sampling import clean, generate
 
     cfg, spec = model.config, ds.spec
     gen = torch.Generator().manual_seed(seed)

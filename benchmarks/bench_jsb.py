@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import save  # noqa: E402
 
+from musicflow.boulanger.benchmark import evaluate  # noqa: E402
 from musicflow.checkpoint import load_checkpoint  # noqa: E402
 from musicflow.io.boulanger import frames, read_boulanger  # noqa: E402
-from musicflow.jsb import evaluate  # noqa: E402
 from musicflow.paths import checkpoints_dir, home  # noqa: E402
 
 DEFAULT_DATA = home().parent / "shared" / "data" / "boulanger" / "jsb-chorales-quarter.json"

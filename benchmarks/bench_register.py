@@ -32,9 +32,9 @@ from common import save  # noqa: E402
 from musicflow.checkpoint import load_checkpoint  # noqa: E402
 from musicflow.data.dataset import Dataset  # noqa: E402
 from musicflow.data.windows import WindowSet  # noqa: E402
-from musicflow.decoding import clean_continuation  # noqa: E402
 from musicflow.flows.base import Condition  # noqa: E402
 from musicflow.paths import checkpoints_dir, default_dataset  # noqa: E402
+from musicflow.sampling import clean_continuation  # noqa: E402
 
 
 def onset_stats(beats: np.ndarray, ctx: np.ndarray, bar: int) -> dict[str, float]:

@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # Composer pulls in torch: load it on first use so `import musicflow` stays light.
     if name == "Composer":
-        from musicflow.composer import Composer
+        from musicflow.compose import Composer
 
         return Composer
     raise AttributeError(f"module 'musicflow' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from musicflow.errors import MusicflowError
-from musicflow.io.midi import atomic_write
+from musicflow.files import atomic_write
 from musicflow.roll import PianoRollSpec
 
 FORMAT = "musicflow-checkpoint"
@@ -42,7 +42,7 @@ def model_classes(kind: str):
 
         return FrameFlowConfig, FrameFlow
     if kind == "classifier":
-        from musicflow.evaluate.classifier import ClassifierConfig, GenreClassifier
+        from musicflow.baselines.classifier import ClassifierConfig, GenreClassifier
 
         return ClassifierConfig, GenreClassifier
     raise MusicflowError(f"unknown model kind {kind!r} (known: glow, cnf, vae, frameflow, classifier)")

@@ -59,7 +59,7 @@ def tunes():
 def glow_cases() -> dict:
     """The shipped Glow: compose (guided and plain, every genre, a mix), the batched rolls,
     continue, variations, transfer, interpolate, decode, score, classify."""
-    from musicflow.composer import Composer
+    from musicflow.compose import Composer
 
     c = Composer.load()
     out = {}
@@ -101,7 +101,7 @@ def glow_cases() -> dict:
 
 def other_model_cases() -> dict:
     """The other shipped models through the same API: no-outline Glow, neural ODE, VAE."""
-    from musicflow.composer import Composer
+    from musicflow.compose import Composer
 
     out = {}
     c = Composer.load("glow-no-outline")
@@ -141,7 +141,8 @@ def _tiny_corpus(root: Path) -> Path:
     for g, base in (("low", 40), ("high", 70)):
         (root / g).mkdir(parents=True)
         for i in range(4):
-            make_midi(root / g / f"{i}.mid", [(base + (b * 5 + i) % 9, b / 2, b / 2 + 0.5) for b in range(64)])
+            notes = [(base + (b * 5 + i) % 9, b / 2, b / 2 + 0.5) for b in range(64)]
+            make_midi(root / g / f"{i}.mid", notes)
     (root / "high" / "t.abc").write_text(ABC_TWO_TUNES)
     ds, _ = build_dataset(str(root), cache_dir=None, quiet=True, pitches=48)
     for k, p in enumerate(ds.pieces):
@@ -159,9 +160,9 @@ TINY = {
 
 def training_cases(tmp: Path) -> dict:
     """A few steps of each training loop: the weights and figures they end with."""
+    from musicflow.boulanger.benchmark import JSBTrainConfig, train_jsb
     from musicflow.checkpoint import load_checkpoint
-    from musicflow.jsb import JSBTrainConfig, train_jsb
-    from musicflow.train import TrainConfig, train
+    from musicflow.training import TrainConfig, train
 
     data = _tiny_corpus(tmp / "corpus")
     out = {}
@@ -176,7 +177,7 @@ def training_cases(tmp: Path) -> dict:
         out[f"train {kind} weights"] = state_hash(load_checkpoint(ck_path).model)
         out[f"train {kind} thresholds"] = rec.get("thresholds")
     from musicflow.data.dataset import Dataset
-    from musicflow.evaluate.classifier import train_classifier
+    from musicflow.training.classifier import train_classifier
 
     model, report = train_classifier(Dataset.load(data), 5, 8, 1e-3, 1, True)
     out["train classifier weights"] = state_hash(model)
@@ -184,7 +185,8 @@ def training_cases(tmp: Path) -> dict:
     jsb = ROOT.parent / "shared" / "data" / "boulanger" / "jsb-chorales-quarter.json"
     if jsb.is_file():
         cfg = JSBTrainConfig(steps=4, batch_size=4, warmup=2, valid_every=2, seed=1)
-        rec = train_jsb(jsb, tmp / "jsb.pt", cfg, {"hidden": 16, "rnn_hidden": 16, "cond_dim": 8, "dequant_hidden": 8, "depth": 2}, quiet=True)
+        tiny = {"hidden": 16, "rnn_hidden": 16, "cond_dim": 8, "dequant_hidden": 8, "depth": 2}
+        rec = train_jsb(jsb, tmp / "jsb.pt", cfg, tiny, quiet=True)
         out["train jsb history"] = [{k: v for k, v in h.items() if k != "elapsed_s"} for h in rec["history"]]
         out["train jsb weights"] = state_hash(load_checkpoint(tmp / "jsb.pt").model)
     return out
@@ -192,8 +194,8 @@ def training_cases(tmp: Path) -> dict:
 
 def jsb_cases() -> dict:
     """The shipped benchmark model on the first validation chorales."""
+    from musicflow.boulanger.benchmark import flow_nll, load_split
     from musicflow.checkpoint import load_checkpoint
-    from musicflow.jsb import flow_nll, load_split
 
     jsb = ROOT.parent / "shared" / "data" / "boulanger" / "jsb-chorales-quarter.json"
     if not jsb.is_file():

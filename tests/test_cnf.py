@@ -17,7 +17,7 @@ from musicflow.flows.base import Condition
 from musicflow.flows.cnf import CNF, CNFConfig
 from musicflow.flows.dequantize import centre
 from musicflow.flows.odefunc import Solver, flow, flow_with_logdet
-from musicflow.train import TrainConfig, train
+from musicflow.training import TrainConfig, train
 
 TINY = {"hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4, "blocks": 1}
 

@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from conftest import make_midi
 
 from musicflow.cli import main
-from musicflow.composer import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, Composer, parse_key
+from musicflow.compose import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, Composer, parse_key
 from musicflow.data.build import build_dataset
-from musicflow.decoding import clean
 from musicflow.errors import MusicflowError
 from musicflow.evaluate.metrics import note_starts
-from musicflow.train import TrainConfig, train
+from musicflow.sampling import clean
+from musicflow.training import TrainConfig, train
 
 TINY = {"levels": 1, "depth": 2, "hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4}
 
@@ -258,7 +258,7 @@ def test_png_and_wav_beside_the_midi(tiny_ckpt, tmp_path):
 
 
 def test_decoding_modes(tiny_ckpt, composer):
-    from musicflow.composer import DEFAULT_TEMPERATURE
+    from musicflow.compose import DEFAULT_TEMPERATURE
 
     w = {"low": 0.5, "high": 0.5}
     assert composer.threshold(w) == 0.5  # exact: the dequantization cell boundary
@@ -282,7 +282,7 @@ def test_resampling_follows_the_weights():
     """One draw (the kept particle) picks two particles whose weights differ by a factor 2 in the
     ratio 1:2; systematic resampling gives each particle its expected number of copies rounded
     down or up, and never a particle of weight zero."""
-    from musicflow.decoding import resample
+    from musicflow.sampling import resample
 
     u = torch.rand(30000, generator=torch.Generator().manual_seed(0))
     logw = torch.tensor([[0.0, float(np.log(2))]]).expand(30000, -1)
@@ -319,7 +319,7 @@ def test_resampling_keeps_the_particles_typical_of_the_genre():
     positive-latent histories, guidance 1 (with particles) keeps both kinds."""
     from types import SimpleNamespace
 
-    import musicflow.decoding as dec
+    import musicflow.sampling as dec
 
     spec = SimpleNamespace(pitches=2)
 
@@ -344,7 +344,7 @@ def test_guidance_stops_pressing_once_the_piece_reads_as_its_genre():
     where weighting each window on its own would make every window sound."""
     from types import SimpleNamespace
 
-    import musicflow.decoding as dec
+    import musicflow.sampling as dec
 
     stub = _stub(60.0, held_pitch=True)
 
@@ -362,7 +362,7 @@ def test_pieces_composed_from_nothing_start_with_a_note():
     pieces start on a note); after a prefix, and when every candidate is silent, nothing changes."""
     from types import SimpleNamespace
 
-    import musicflow.decoding as dec
+    import musicflow.sampling as dec
 
     stub = _stub(0.0, held_pitch=False)
 
@@ -402,8 +402,8 @@ def test_strong_guidance_keeps_the_candidate_most_typical_of_the_genre(composer)
     """With guidance 1e6 the first window (no context yet) is the candidate whose binary window
     the model finds most likely under the asked genre relative to the average genre, among the
     candidates that sound (a piece from nothing starts with a note)."""
-    from musicflow.decoding import clean_continuation, genre_log_ratio
     from musicflow.flows.base import Condition
+    from musicflow.sampling import clean_continuation, genre_log_ratio
 
     k = 6
     r = composer.compose_result(genre="low", bars=1, seed=9, guidance=1e6, candidates=k)
@@ -425,7 +425,7 @@ def test_duplicate_candidates_are_scored_once_with_the_same_scores(composer, mon
     """Two pieces of three candidates each, with repeated chunks: the deduplicated scoring gives
     every candidate the scores of scoring all six, and scores only the distinct (genre, context,
     chunk) triples (a chunk shared across pieces is scored per piece: contexts differ)."""
-    import musicflow.decoding as dec
+    import musicflow.sampling as dec
 
     gen = torch.Generator().manual_seed(3)
     a, b = (torch.rand(1, 2, composer.spec.pitches, composer.model.config.steps, generator=gen) > 0.8
@@ -447,7 +447,7 @@ def test_duplicate_candidates_are_scored_once_with_the_same_scores(composer, mon
 def test_guidance_makes_pieces_more_typical_of_their_genre(composer):
     """Mean per-window genre log-ratio (the model's own evidence for the asked genre) of 6 pieces
     per genre, guided against plain, same seeds."""
-    from musicflow.decoding import genre_log_ratio
+    from musicflow.sampling import genre_log_ratio
 
     def evidence(guidance):
         total = []

@@ -17,7 +17,7 @@ from conftest import make_midi
 from musicflow.checkpoint import load_checkpoint
 from musicflow.data.build import build_dataset
 from musicflow.flows.base import Condition
-from musicflow.train import TrainConfig, train
+from musicflow.training import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -18,14 +18,14 @@ from musicflow.cli import main
 from musicflow.data.build import build_dataset
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet
-from musicflow.evaluate.classifier import train_classifier
 from musicflow.evaluate.metrics import all_metrics, overlap_area
 from musicflow.evaluate.novelty import nearest, segments, summarize
 from musicflow.evaluate.report import EvalConfig, evaluate
 from musicflow.evaluate.tables import to_markdown
 from musicflow.flows.base import Condition
 from musicflow.roll import PianoRollSpec
-from musicflow.train import TrainConfig, train
+from musicflow.training import TrainConfig, train
+from musicflow.training.classifier import train_classifier
 
 SECTIONS = ("bits_per_dim", "metrics", "fidelity", "likelihood_classification", "novelty")
 
@@ -186,7 +186,7 @@ def test_report_has_every_section(tiny):
     assert report["novelty"]["model"]["samples"] == 3 * len(genres)
     assert "seed" in report["settings"] and report["seeds"]["samples"]
     # The Glow is sampled as compose samples it (guided), the baselines plainly.
-    from musicflow.composer import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE
+    from musicflow.compose import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE
 
     assert (report["models"]["model"]["guidance"], report["models"]["model"]["candidates"]) == \
         (DEFAULT_GUIDANCE, DEFAULT_CANDIDATES)
@@ -248,7 +248,7 @@ def test_real_windows_lie_wholly_inside_their_pieces(tiny):
 
 
 def test_samples_are_those_of_compose(tiny):
-    from musicflow.composer import DEFAULT_TEMPERATURE, Composer
+    from musicflow.compose import DEFAULT_TEMPERATURE, Composer
     from musicflow.evaluate.report import Subject, generate_pieces
 
     c = Composer.load(tiny / "glow.pt")
@@ -322,7 +322,7 @@ def test_bench_pieces_tells_a_stray_note_from_a_wide_tune():
 
 def test_test_bpd_is_the_models_own_bound(tiny):
     from musicflow.evaluate.report import test_bpd
-    from musicflow.train import evaluate_bpd, model_windows
+    from musicflow.training import evaluate_bpd, model_windows
 
     ck = load_checkpoint(tiny / "glow.pt")
     ws = model_windows(Dataset.load(tiny / "tiny.npz"), "test", ck.model.config, ck.genres)
@@ -333,7 +333,7 @@ def test_test_bpd_is_the_models_own_bound(tiny):
 def test_cnf_report_uses_the_asked_ode_solver(tiny):
     from dataclasses import replace
 
-    from musicflow.composer import Composer, Input
+    from musicflow.compose import Composer, Input
     from musicflow.evaluate.report import use_ode_solver
     from musicflow.flows.odefunc import Solver
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from musicflow.boulanger.benchmark import bernoulli_nll, flow_nll, markov_nll, pad
 from musicflow.cli import main
 from musicflow.data.dataset import Dataset
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
 from musicflow.flows.frame import FrameFlow, FrameFlowConfig
 from musicflow.io.boulanger import frames, read_boulanger
-from musicflow.jsb import bernoulli_nll, flow_nll, markov_nll, pad
 
 TINY_DATA = {
     "train": [[[60, 64], [60], [], [62, 67]], [[60], [60, 64, 67], [65]]],
@@ -197,7 +197,7 @@ def test_sampling_is_binary_seeded_and_continues_a_context():
 
 
 def test_training_is_reproducible_from_its_seed(jsb_json, tmp_path):
-    from musicflow.jsb import JSBTrainConfig, train_jsb
+    from musicflow.boulanger.benchmark import JSBTrainConfig, train_jsb
 
     cfg = JSBTrainConfig(steps=2, batch_size=2, valid_every=2)
     states = []

@@ -1,4 +1,4 @@
-"""Pictures and sound: piano-roll PNGs (musicflow.plot) and WAV rendering (musicflow.audio)."""
+"""Pictures and sound: piano-roll PNGs (musicflow.media.plot) and WAV rendering (musicflow.media.audio)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import pretty_midi
 import pytest
 from conftest import make_midi
 
-from musicflow import audio
-from musicflow.audio import PEAK, TAIL_SECONDS, render, render_to_wav, resolve_engine, write_wav
 from musicflow.errors import MusicflowError
-from musicflow.plot import plot_batch, plot_midi, plot_roll, save_png
+from musicflow.media import audio
+from musicflow.media.audio import PEAK, TAIL_SECONDS, render, render_to_wav, resolve_engine, write_wav
+from musicflow.media.plot import plot_batch, plot_midi, plot_roll, save_png
 from musicflow.roll import PianoRollSpec
 
-imread = pytest.importorskip("matplotlib.image").imread  # musicflow.plot itself imports it lazily
+imread = pytest.importorskip("matplotlib.image").imread  # musicflow.media.plot itself imports it lazily
 
 SR = 16000
 # Two bars at 120 bpm (1 s each): silence for the first beat, then C4 E4 G4 and a held C5.
@@ -125,7 +125,7 @@ def test_plot_errors_are_musicflow_errors(tmp_path):
 
 
 def test_import_musicflow_does_not_need_matplotlib():
-    code = ("import sys, musicflow, musicflow.audio, musicflow.plot; "
+    code = ("import sys, musicflow, musicflow.media.audio, musicflow.media.plot; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

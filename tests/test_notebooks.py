@@ -18,7 +18,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicflow.audio import TAIL_SECONDS
+from musicflow.media.audio import TAIL_SECONDS
 
 nbformat = pytest.importorskip("nbformat", reason="nbformat is missing: pip install -e '.[dev]'")
 

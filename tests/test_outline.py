@@ -10,14 +10,14 @@ from conftest import make_midi
 from test_flows import _cond, _gen, _model, _rolls
 
 from musicflow.cli import main
-from musicflow.composer import Composer
+from musicflow.compose import Composer
+from musicflow.compose.outlines import draw_outline, outline_for, parse_outline
 from musicflow.data.build import build_dataset
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import OUTLINE_BARS, WindowSet, outline
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
 from musicflow.flows.dequantize import centre
-from musicflow.plans import draw_outline, outline_for, parse_outline
 from musicflow.roll import PianoRollSpec
 
 TINY = {"levels": 1, "depth": 2, "hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4,
@@ -93,7 +93,7 @@ def test_the_glow_sees_the_outline_and_still_inverts_exactly():
 
 @pytest.fixture(scope="module")
 def outlined(registers, tmp_path_factory):
-    from musicflow.train import TrainConfig, train
+    from musicflow.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ck") / "outlined.pt"
     train("glow", registers, out, TrainConfig(steps=300, batch_size=32, valid_every=300, valid_windows=4,

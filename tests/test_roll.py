@@ -149,7 +149,7 @@ def test_strict_decoding_drops_single_channel_speckle():
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 47), st.integers(0, 15)), max_size=120),
        st.integers(1, 15))
 def test_chunkwise_cleaning_matches_whole_piece_cleaning(cells, cut):
-    from musicflow.decoding import clean, clean_continuation
+    from musicflow.sampling import clean, clean_continuation
 
     roll = np.zeros((2, 48, 16), np.float32)
     for ch, p, t in cells:

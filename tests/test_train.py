@@ -13,7 +13,7 @@ import torch
 from musicflow.checkpoint import load_checkpoint
 from musicflow.data.build import build_dataset
 from musicflow.errors import MusicflowError
-from musicflow.train import TrainConfig, train
+from musicflow.training import TrainConfig, train
 
 TINY = {"levels": 1, "depth": 1, "hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4}
 

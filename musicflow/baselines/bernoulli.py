@@ -5,7 +5,7 @@ and every dependence between cells, so it is what a model must beat to have lear
 "where notes usually are". It keeps the parts of the :class:`~musicflow.flows.base.Flow` interface
 that evaluation uses: ``log_prob`` (exact, in nats), ``bits_per_dim``, ``sample`` and
 ``decode(z, cond)``, which turns one standard normal per cell into a Bernoulli draw (a cell sounds
-where ``Phi(z) < p``), so :func:`musicflow.decoding.generate` chains it beat by beat like a flow.
+where ``Phi(z) < p``), so :func:`musicflow.sampling.generate` chains it beat by beat like a flow.
 A genre mix uses the weighted mean of the genres' cell probabilities.
 """
 

@@ -10,7 +10,7 @@ calibration, composing and evaluation run it unchanged: ``log_prob`` is the evid
 so ``bits_per_dim`` (the negative ELBO over the ``2 * pitches * steps`` binary cells, in bits) is an
 upper bound on the roll's bits per dimension, per the same cells as the Glow's dequantization bound
 and directly comparable with it. ``config.dim`` is the latent size; ``decode(z, cond)`` returns cell
-probabilities in ``[0, 1]``, which :mod:`musicflow.decoding` thresholds like a flow's output.
+probabilities in ``[0, 1]``, which :mod:`musicflow.sampling` thresholds like a flow's output.
 
 The condition is read exactly as the Glow reads it: a genre embedding (mixes are weighted sums) and
 the previous bars through :class:`~musicflow.flows.nets.ContextEncoder`, with context dropout.

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from musicflow.io.midi import atomic_write
+from musicflow.files import atomic_write
 
 #: Bump when a reader's output changes, so old cache entries are not reused.
 READER_VERSION = 1

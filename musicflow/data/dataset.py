@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from musicflow.errors import MusicflowError
-from musicflow.io.midi import atomic_write
+from musicflow.files import atomic_write
 from musicflow.roll import PianoRollSpec, encode_steps, key_shift, window_starts
 
 FORMAT = "musicflow-dataset"

@@ -9,7 +9,7 @@ Sections (each a key of the report dict, rendered by :func:`musicflow.evaluate.t
 * ``likelihood_classification``: Bayes' rule on each model's likelihoods of real test pieces;
 * ``novelty``: distance of each generated window to its nearest training window.
 
-Every model here is a :class:`~musicflow.composer.Composer` over something with the Flow interface
+Every model here is a :class:`~musicflow.compose.Composer` over something with the Flow interface
 (``log_prob``, ``bits_per_dim``, ``decode`` and a config with ``steps``, ``context_steps`` and
 ``dim``), so a new flow kind needs no change here.
 
@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from musicflow.checkpoint import Checkpoint, load_checkpoint
-from musicflow.composer import Composer, Input
+from musicflow.compose import Composer, Input
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet
 from musicflow.errors import MusicflowError
@@ -38,7 +38,7 @@ from musicflow.evaluate.fidelity import STATS, classify_rolls, real_openings, re
 from musicflow.evaluate.metrics import overlap_area
 from musicflow.evaluate.novelty import nearest, segments, summarize
 from musicflow.flows.odefunc import Solver
-from musicflow.train import evaluate_bpd, model_windows
+from musicflow.training import evaluate_bpd, model_windows
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,13 @@ time signature, program and velocity in the file explicitly and is atomic.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import pretty_midi
 
 from musicflow.errors import MusicflowError
+from musicflow.files import atomic_write
 from musicflow.io.notes import Note, Piece, bar_lines_from_signatures
 
 
@@ -129,25 +128,6 @@ def piece_to_midi(
         inst.notes.append(pretty_midi.Note(vel, int(n.pitch), n.start * spb, n.end * spb))
     pm.instruments.append(inst)
     return pm
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so no half-written file is ever seen."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_midi(pm: pretty_midi.PrettyMIDI, path: str | Path) -> Path:

@@ -20,7 +20,8 @@ import numpy as np
 import pretty_midi
 
 from musicflow.errors import MusicflowError
-from musicflow.io.midi import atomic_write, piece_from_pretty_midi, read_midi
+from musicflow.files import atomic_write
+from musicflow.io.midi import piece_from_pretty_midi, read_midi
 from musicflow.roll import ONSET, SUSTAIN, PianoRollSpec, encode
 
 if TYPE_CHECKING:

@@ -24,7 +24,8 @@ import numpy as np
 import pretty_midi
 
 from musicflow.errors import MusicflowError
-from musicflow.io.midi import atomic_write, load_midi
+from musicflow.files import atomic_write
+from musicflow.io.midi import load_midi
 
 ENGINES = ("auto", "fluidsynth", "simple")
 TAIL_SECONDS = 0.5

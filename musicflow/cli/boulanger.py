@@ -1,7 +1,8 @@
 """Commands for the polyphonic benchmark of Boulanger-Lewandowski et al. (2012).
 
 ``musicflow data boulanger`` turns a benchmark file into a musicflow dataset; ``musicflow jsb
-train`` and ``musicflow jsb evaluate`` train and score the benchmark model (:mod:`musicflow.jsb`).
+train`` and ``musicflow jsb evaluate`` train and score the benchmark model
+(:mod:`musicflow.boulanger.benchmark`).
 :mod:`musicflow.cli` attaches them to its groups.
 """
 
@@ -29,7 +30,7 @@ def data_boulanger(path, out, steps_per_quarter, genre) -> None:
 
     One roll step per time step, all 88 keys, no key normalisation. A .pickle/.pkl file is
     unpickled, which can run code: give only files from a source you trust."""
-    from musicflow.io.boulanger import boulanger_dataset
+    from musicflow.boulanger.dataset import boulanger_dataset
     from musicflow.paths import data_dir
 
     ds = boulanger_dataset(path, steps_per_quarter, genre)
@@ -65,8 +66,8 @@ def jsb() -> None:
 def jsb_train(data, out, steps, batch_size, lr, transpose, valid_every, minutes, steps_per_quarter,
               seed, overrides, resume, quiet) -> None:
     """Train the benchmark flow; keeps the weights with the best validation NLL."""
+    from musicflow.boulanger.benchmark import JSBTrainConfig, train_jsb
     from musicflow.cli import _parse_overrides
-    from musicflow.jsb import JSBTrainConfig, train_jsb
 
     if steps < 1 or batch_size < 1 or lr <= 0 or valid_every < 1:
         raise MusicflowError("--steps, --batch-size, --valid-every and --lr must be positive")
@@ -92,8 +93,8 @@ def jsb_train(data, out, steps, batch_size, lr, transpose, valid_every, minutes,
               help="Also write the full report here (atomically).")
 def jsb_evaluate(checkpoint, data, split, samples, seed, json_out) -> None:
     """Negative log-likelihood in nats per time step on a split, with trivial baselines."""
-    from musicflow.io.midi import atomic_write
-    from musicflow.jsb import evaluate
+    from musicflow.boulanger.benchmark import evaluate
+    from musicflow.files import atomic_write
     from musicflow.paths import checkpoints_dir
 
     checkpoint = checkpoint or checkpoints_dir() / "frameflow-jsb-quarter.pt"

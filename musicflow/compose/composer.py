@@ -22,14 +22,13 @@ import pretty_midi
 import torch
 
 from musicflow.checkpoint import Checkpoint, load_checkpoint
-from musicflow.decoding import clean_continuation, generate, mixed_threshold, model_device
+from musicflow.compose.genre import GenreArg, genre_vector, parse_genre
+from musicflow.compose.outlines import OutlineArg, block_outlines, draw_outline, input_outline, outline_for
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
-from musicflow.genre import GenreArg, genre_vector, parse_genre
 from musicflow.io import Piece, read_file, save_midi
 from musicflow.io.midi import piece_from_pretty_midi
 from musicflow.paths import checkpoints_dir
-from musicflow.plans import OutlineArg, block_outlines, draw_outline, input_outline, outline_for
 from musicflow.roll import (
     PianoRollSpec,
     encode_steps,
@@ -38,13 +37,14 @@ from musicflow.roll import (
     note_steps,
     roll_to_midi,
 )
+from musicflow.sampling import clean_continuation, generate, mixed_threshold, model_device
 
 MidiInput = str | Path | pretty_midi.PrettyMIDI
 
 #: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
 #: (the dequantization cell of a 1 is v > 0.5); lower temperatures drift towards silence.
 DEFAULT_TEMPERATURE = 1.0
-#: Genre guidance of the Glow by default (see :func:`musicflow.decoding.generate`): ``DEFAULT_CANDIDATES``
+#: Genre guidance of the Glow by default (see :func:`musicflow.sampling.generate`): ``DEFAULT_CANDIDATES``
 #: candidate pieces grow side by side and are resampled after each window by how much it raised
 #: ``p(genre | piece so far) ** (DEFAULT_GUIDANCE - 1)``, the model's own posterior of the genre.
 #: Chosen with the independent classifier and the sample statistics on seeds 1000..1019, apart from
@@ -53,7 +53,7 @@ DEFAULT_TEMPERATURE = 1.0
 DEFAULT_GUIDANCE = 10.0
 DEFAULT_CANDIDATES = 16
 #: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``. ``glow`` composes to an outline
-#: (:mod:`musicflow.plans`); ``glow-no-outline`` is the Glow it replaced as the default.
+#: (:mod:`musicflow.compose.outlines`); ``glow-no-outline`` is the Glow it replaced as the default.
 SHIPPED = ("glow", "glow-no-outline", "cnf", "vae")
 #: Former names of shipped checkpoints: ``glow-outline`` became the default ``glow``.
 ALIASES = {"glow-outline": "glow"}
@@ -118,7 +118,7 @@ class Result:
     latents: torch.Tensor
     seed: int
     genre: dict[str, float]
-    #: The outline the piece was composed to (model rows; see :mod:`musicflow.plans`), if any: four
+    #: The outline the piece was composed to (model rows; see :mod:`musicflow.compose.outlines`), if any: four
     #: numbers, or four per window for a piece read block by block (``transfer``, ``variations``,
     #: ``interpolate``). :meth:`Composer.decode_latents` takes it back.
     outline: list[float] | list[list[float]] | None = None
@@ -146,7 +146,7 @@ class Composer:
     def load(cls, model: str | Path | None = None, device: str = "cpu",
              decoding: str | float = "exact", progress: bool = False) -> Composer:
         """``None`` or ``"glow"``: the shipped Glow checkpoint, which composes to outlines
-        (:mod:`musicflow.plans`); ``"glow-no-outline"``: the Glow without them that it replaced;
+        (:mod:`musicflow.compose.outlines`); ``"glow-no-outline"``: the Glow without them that it replaced;
         ``"cnf"``: the neural-ODE one; ``"vae"``: the VAE baseline; anything else is a checkpoint
         path. ``decoding`` is how continuous output becomes notes: ``"exact"`` (threshold 0.5, the
         dequantization cell boundary), ``"calibrated"`` (the checkpoint's per-genre thresholds) or a
@@ -173,7 +173,7 @@ class Composer:
 
     def _block_outlines(self, roll: np.ndarray) -> torch.Tensor | None:
         """For a model trained with outlines, each window of a user's ``roll`` with the outline of
-        its own 8-bar block, as in training (:func:`musicflow.plans.block_outlines`)."""
+        its own 8-bar block, as in training (:func:`musicflow.compose.outlines.block_outlines`)."""
         if self.outlines is None:
             return None
         return torch.from_numpy(block_outlines(roll, self.spec, self.window))
@@ -250,7 +250,7 @@ class Composer:
 
     def _outline(self, arg: OutlineArg, weights: dict[str, float], seed: int, shift: int = 0,
                  base: np.ndarray | None = None) -> torch.Tensor | None:
-        """The outline ``(1, 4)`` of a new piece (:func:`musicflow.plans.outline_for`): ``base``
+        """The outline ``(1, 4)`` of a new piece (:func:`musicflow.compose.outlines.outline_for`): ``base``
         (the input's, for a continuation) or a real block's drawn from ``seed``, with the user's
         ``arg`` applied; ``None`` for a model that takes no outline."""
         if self.outlines is None:
@@ -275,7 +275,7 @@ class Composer:
 
     def threshold(self, weights: dict[str, float]) -> float:
         """Decoding threshold for a genre mix: 0.5 for ``exact`` decoding, the weighted mean of the
-        checkpoint's calibrated thresholds for ``calibrated`` (see :mod:`musicflow.decoding`)."""
+        checkpoint's calibrated thresholds for ``calibrated`` (see :mod:`musicflow.sampling`)."""
         if self.decoding == "exact":
             return 0.5
         if self.decoding == "calibrated":
@@ -360,7 +360,7 @@ class Composer:
         A model trained with outlines composes each piece to the register and density of a real
         8-bar block of the genre, drawn from ``seed``; ``outline`` sets parts of it, e.g.
         ``{"low": 60, "high": 84, "notes_per_beat": 2, "voices": 1}`` (MIDI pitches of the output),
-        or ``False`` composes without one (:mod:`musicflow.plans`).
+        or ``False`` composes without one (:mod:`musicflow.compose.outlines`).
         """
         return self.compose_result(genre, bars, seed, temperature, tempo, key, program, velocity,
                                    guidance, candidates, outline).midi

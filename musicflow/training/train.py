@@ -160,8 +160,8 @@ def outline_bank(windows: WindowSet, seed: int, per_genre: int = 1000) -> dict[s
 
 
 def calibrate(model, valid_w: WindowSet, spec, temperature: float = 1.0) -> dict:
-    """The checkpoint fields that :mod:`musicflow.decoding` adds: per-genre thresholds."""
-    from musicflow.decoding import calibrate_thresholds
+    """The checkpoint fields that :mod:`musicflow.sampling` adds: per-genre thresholds."""
+    from musicflow.sampling import calibrate_thresholds
 
     was = model.training
     thresholds = calibrate_thresholds(model, valid_w, spec, temperature)

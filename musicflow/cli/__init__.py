@@ -154,7 +154,7 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
               objective, quiet) -> None:
     """Train a flow; under torchrun it uses DistributedDataParallel automatically."""
     from musicflow.paths import checkpoints_dir, default_dataset
-    from musicflow.train import TrainConfig, train
+    from musicflow.training import TrainConfig, train
 
     data = Path(data) if data else default_dataset()
     out = Path(out) if out else checkpoints_dir() / f"{kind}-{data.stem}.pt"
@@ -181,7 +181,7 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
 def _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command) -> None:
     from musicflow.checkpoint import save_checkpoint
     from musicflow.data.dataset import Dataset
-    from musicflow.evaluate.classifier import train_classifier
+    from musicflow.training.classifier import train_classifier
 
     ds = Dataset.load(data)
     model, report = train_classifier(ds, steps, batch_size, lr, seed, quiet)
@@ -202,7 +202,7 @@ def calibrate_cmd(checkpoint, data, temperature) -> None:
     from musicflow.checkpoint import load_checkpoint
     from musicflow.data.dataset import Dataset
     from musicflow.paths import default_dataset
-    from musicflow.train import calibrate, model_windows
+    from musicflow.training import calibrate, model_windows
 
     ck = load_checkpoint(checkpoint)
     ds = Dataset.load(data or default_dataset())
@@ -268,7 +268,7 @@ def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, re
 
     from musicflow.evaluate.report import EvalConfig, evaluate
     from musicflow.evaluate.tables import to_markdown
-    from musicflow.io.midi import atomic_write
+    from musicflow.files import atomic_write
 
     cfg = EvalConfig(samples=samples, bars=bars, seed=seed, temperature=temperature,
                      test_windows=test_windows, real_windows=real_windows, mix_samples=mix_samples,
@@ -301,7 +301,7 @@ seed_option = click.option("--seed", type=int, default=None, help="Random seed [
 
 
 def _composer(model, quiet: bool = True):
-    from musicflow.composer import Composer
+    from musicflow.compose import Composer
 
     return Composer.load(model, progress=not quiet)
 
@@ -338,7 +338,7 @@ def _write(c, result, path: Path, save_latent: bool = False, png: Path | None = 
            wav: Path | None = None) -> None:
     import torch
 
-    from musicflow.io.midi import atomic_write
+    from musicflow.files import atomic_write
 
     c.save(result.midi, path)
     line = f"wrote {path}"
@@ -349,11 +349,11 @@ def _write(c, result, path: Path, save_latent: bool = False, png: Path | None = 
         atomic_write(lat, lambda tmp: torch.save(payload, tmp))
         line += f" and {lat}"
     if png:
-        from musicflow.plot import plot_midi, save_png
+        from musicflow.media.plot import plot_midi, save_png
 
         line += f" and {save_png(plot_midi(result.midi, title=path.name), png)}"
     if wav:
-        from musicflow.audio import render_to_wav
+        from musicflow.media.audio import render_to_wav
 
         line += f" and {render_to_wav(result.midi, wav)}"
     click.echo(line)
@@ -382,7 +382,7 @@ def _write(c, result, path: Path, save_latent: bool = False, png: Path | None = 
 def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, candidates, seed, num_outputs,
                 output, save_latent, outline, png, wav, model, quiet) -> None:
     """Compose new music in a genre or a mix of genres."""
-    from musicflow.plans import parse_outline
+    from musicflow.compose.outlines import parse_outline
 
     plan = parse_outline(outline)
     c = _composer(model, quiet)
@@ -442,7 +442,7 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
 def continue_cmd(midi, bars, genres, temperature, program, guidance, candidates, seed, output, outline,
                  png, wav, model, quiet) -> None:
     """Continue a MIDI file by BARS new bars."""
-    from musicflow.plans import parse_outline
+    from musicflow.compose.outlines import parse_outline
 
     plan = parse_outline(outline)
     c = _composer(model, quiet)
@@ -560,14 +560,14 @@ def classify_cmd(midi, model) -> None:
 @click.option("--sample-rate", type=int, default=22050, show_default=True)
 def render_cmd(midi, output, png, engine, sample_rate) -> None:
     """Render a MIDI file to a WAV file (and optionally its piano roll to a PNG)."""
-    from musicflow.audio import render_to_wav, resolve_engine
+    from musicflow.media.audio import render_to_wav, resolve_engine
 
     engine = resolve_engine(engine)
     out = Path(output) if output else Path(midi).with_suffix(".wav")
     render_to_wav(midi, out, sample_rate, engine)
     click.echo(f"wrote {out} ({engine})")
     if png:
-        from musicflow.plot import plot_midi, save_png
+        from musicflow.media.plot import plot_midi, save_png
 
         click.echo(f"wrote {save_png(plot_midi(midi), png)}")
 
@@ -584,7 +584,7 @@ def genres_cmd(model) -> None:
 def models_cmd() -> None:
     """The checkpoints in checkpoints/ and what they are."""
     from musicflow.checkpoint import load_checkpoint
-    from musicflow.composer import SHIPPED
+    from musicflow.compose import SHIPPED
     from musicflow.paths import checkpoints_dir
 
     found = False
@@ -608,7 +608,7 @@ def models_cmd() -> None:
 
 
 # The JSB Chorales benchmark lives in its own module; attach its commands here.
-from musicflow.cli_jsb import data_boulanger, jsb  # noqa: E402
+from musicflow.cli.boulanger import data_boulanger, jsb  # noqa: E402
 
 data.add_command(data_boulanger)
 main.add_command(jsb)

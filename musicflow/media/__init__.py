@@ -1,0 +1,1 @@
+"""Pictures and sound of a piece: piano-roll plots and WAV rendering."""
