@@ -12,40 +12,50 @@ from pathlib import Path
 
 import torch
 
+from musicflow.baselines.classifier import ClassifierConfig, GenreClassifier
+from musicflow.baselines.vae import VAE, VAEConfig
 from musicflow.errors import MusicflowError
 from musicflow.files import atomic_write
+from musicflow.flows.cnf import CNF, CNFConfig
+from musicflow.flows.frame import FrameFlow, FrameFlowConfig
+from musicflow.flows.glow import Glow, GlowConfig
 from musicflow.roll import PianoRollSpec
 
 FORMAT = "musicflow-checkpoint"
 FORMAT_VERSION = 1
 
 
-def model_classes(kind: str):
-    """``(ConfigClass, ModelClass)`` for a model kind (``glow``, ``cnf``, the ``vae`` baseline or
-    the genre ``classifier``)."""
-    if kind == "glow":
-        from musicflow.flows.glow import Glow, GlowConfig
+@dataclass(frozen=True)
+class Kind:
+    """A model kind a checkpoint can hold: its config and model classes, and what ``musicflow
+    train`` feeds it: ``"windows"`` of a corpus (the window flows), ``"labels"`` (windows with
+    their genres: the classifier) or ``"frames"`` (benchmark sequences, ``musicflow jsb train``)."""
 
-        return GlowConfig, Glow
-    if kind == "cnf":
-        try:
-            from musicflow.flows.cnf import CNF, CNFConfig
-        except ImportError:
-            raise MusicflowError("model kind 'cnf' is not available in this version") from None
-        return CNFConfig, CNF
-    if kind == "vae":
-        from musicflow.baselines.vae import VAE, VAEConfig
+    config: type
+    model: type
+    data: str
 
-        return VAEConfig, VAE
-    if kind == "frameflow":
-        from musicflow.flows.frame import FrameFlow, FrameFlowConfig
 
-        return FrameFlowConfig, FrameFlow
-    if kind == "classifier":
-        from musicflow.baselines.classifier import ClassifierConfig, GenreClassifier
+#: Every model kind, by the name checkpoints store. A new kind is one module and one line here.
+KINDS: dict[str, Kind] = {
+    "glow": Kind(GlowConfig, Glow, "windows"),
+    "cnf": Kind(CNFConfig, CNF, "windows"),
+    "vae": Kind(VAEConfig, VAE, "windows"),
+    "frameflow": Kind(FrameFlowConfig, FrameFlow, "frames"),
+    "classifier": Kind(ClassifierConfig, GenreClassifier, "labels"),
+}
 
-        return ClassifierConfig, GenreClassifier
-    raise MusicflowError(f"unknown model kind {kind!r} (known: glow, cnf, vae, frameflow, classifier)")
+
+def model_classes(kind: str) -> tuple[type, type]:
+    """``(ConfigClass, ModelClass)`` of a registered model kind; an unknown one is a one-line error."""
+    if kind not in KINDS:
+        raise MusicflowError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})")
+    return KINDS[kind].config, KINDS[kind].model
+
+
+def kinds_trained_on(*data: str) -> list[str]:
+    """The kinds that train on ``data`` (``"windows"``, ``"labels"``, ``"frames"``)."""
+    return [name for name, k in KINDS.items() if k.data in data]
 
 
 @dataclass

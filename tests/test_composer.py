@@ -302,6 +302,7 @@ def _stub(evidence: float, held_pitch: bool):
 
     class Stub:
         config = SimpleNamespace(context_steps=2)
+        native_guidance = False
 
         def decode(self, z, cond):
             other = torch.full((len(z),), float(held_pitch))

@@ -16,10 +16,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from musicflow.data.windows import WindowSet
-from musicflow.flows.base import Condition
+from musicflow.flows.base import Condition, Flow
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class BernoulliConfig:
         return asdict(self)
 
 
-class Bernoulli(nn.Module):
+class Bernoulli(Flow):
     """Independent Bernoulli per cell and genre, from cell ``counts`` over ``n`` windows per genre.
 
     >>> m = Bernoulli.from_counts(np.ones((1, 2, 1, 1)), np.array([2]), eps=0.5)

@@ -108,6 +108,9 @@ class VAE(Flow):
     True
     """
 
+    #: ``decode`` gives cell probabilities, thresholded at calibrated per-genre thresholds.
+    decodes_probabilities = True
+
     def __init__(self, config: VAEConfig | None = None) -> None:
         super().__init__()
         self.config = c = config if config is not None else VAEConfig()

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from musicflow.errors import MusicflowError
+from musicflow.flows.frame import FrameFlow
 from musicflow.io.boulanger import KEYS, LOW, frames, read_boulanger
 
 KIND = "frameflow"
@@ -149,7 +150,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "valid", sam
     from musicflow.checkpoint import load_checkpoint
 
     ck = load_checkpoint(checkpoint)
-    if ck.kind != KIND:
+    if not isinstance(ck.model, FrameFlow):
         raise MusicflowError(f"{checkpoint}: a '{ck.kind}' checkpoint, not a {KIND} benchmark model")
     train, test = load_split(data, "train"), load_split(data, split)
     t0 = time.perf_counter()

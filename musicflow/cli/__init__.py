@@ -26,6 +26,24 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
+class _TrainableKind(click.Choice):
+    """The model kinds ``musicflow train`` takes, read from the registry when first needed, so that
+    ``import musicflow.cli`` does not import torch."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self):
+        from musicflow.checkpoint import kinds_trained_on
+
+        return kinds_trained_on("windows", "labels")
+
+    @choices.setter
+    def choices(self, _value) -> None:
+        pass
+
+
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter.")
 
 
@@ -113,7 +131,7 @@ def _parse_overrides(items: tuple[str, ...]) -> dict:
 
 
 @main.command("train")
-@click.option("--model", "kind", type=click.Choice(["glow", "cnf", "vae", "classifier"]), default="glow",
+@click.option("--model", "kind", type=_TrainableKind(), default="glow",
               show_default=True, help="vae: the VAE baseline; classifier: the independent genre "
                                       "classifier for evaluation.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
@@ -153,6 +171,7 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
               seed, resume, init, context_noise, context_noise_scope, start_share, device, overrides,
               objective, quiet) -> None:
     """Train a flow; under torchrun it uses DistributedDataParallel automatically."""
+    from musicflow.checkpoint import KINDS
     from musicflow.paths import checkpoints_dir, default_dataset
     from musicflow.training import TrainConfig, train
 
@@ -164,12 +183,12 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
                       start_share=start_share,
                       init=str(init) if init else None)
     command = "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
-    if kind == "classifier":
+    if KINDS[kind].data == "labels":  # the classifier learns genres of real windows, not a flow
         _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command)
         return
     overrides = _parse_overrides(overrides)
     if objective is not None:
-        if kind != "cnf":
+        if "objective" not in KINDS[kind].config().to_dict():
             raise MusicflowError("--objective applies to the neural-ODE flow (--model cnf) only")
         overrides["objective"] = objective
     record = train(kind, data, out, cfg, overrides, resume, device, quiet, command)
@@ -398,7 +417,7 @@ def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, candid
         _write(c, r, path, save_latent, _side_path(png, i, num_outputs), _side_path(wav, i, num_outputs))
     more = f" (outputs use {base}..{base + num_outputs - 1})" if num_outputs > 1 else ""
     click.echo(f"seed {base}{more}")
-    if c.ck.kind == "cnf" and not quiet:
+    if c.model.last_nfe is not None and not quiet:
         click.echo(f"neural ODE: {c.model.last_nfe} vector-field evaluations per beat", err=True)
 
 
@@ -533,7 +552,7 @@ def score_cmd(midi, per_window, model) -> None:
             line += "  [" + " ".join(f"{x:.3f}" for x in s["per_window"][g]) + "]"
         click.echo(line)
     click.echo("(upper bounds through dequantization)")
-    if c.ck.kind == "cnf":
+    if c.model.last_nfe is not None:
         click.echo(f"neural ODE: {c.model.last_nfe} vector-field evaluations (last genre's solve), "
                    "Hutchinson trace estimate", err=True)
 
@@ -585,6 +604,7 @@ def models_cmd() -> None:
     """The checkpoints in checkpoints/ and what they are."""
     from musicflow.checkpoint import load_checkpoint
     from musicflow.compose import SHIPPED
+    from musicflow.flows.base import Flow
     from musicflow.paths import checkpoints_dir
 
     found = False
@@ -597,7 +617,7 @@ def models_cmd() -> None:
         found = True
         bpd = ck.info.get("valid_bpd")
         extra = f", valid {bpd:.4f} bits/dim" if isinstance(bpd, float) else ""
-        if getattr(ck.model.config, "outline", False):
+        if isinstance(ck.model, Flow) and ck.model.takes_outline:
             extra += ", composes to outlines"
         name = p.name.removesuffix("-music21.pt")
         use = (" (the default)" if name == "glow" else f" (--model {name})") if name in SHIPPED else ""

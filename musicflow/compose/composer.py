@@ -26,6 +26,7 @@ from musicflow.compose.genre import GenreArg, genre_vector, parse_genre
 from musicflow.compose.outlines import OutlineArg, block_outlines, draw_outline, input_outline, outline_for
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
+from musicflow.flows.glow import Glow
 from musicflow.io import Piece, read_file, save_midi
 from musicflow.io.midi import piece_from_pretty_midi
 from musicflow.paths import checkpoints_dir
@@ -50,7 +51,7 @@ DEFAULT_TEMPERATURE = 1.0
 #: Chosen with the independent classifier and the sample statistics on seeds 1000..1019, apart from
 #: the seeds benchmarks and evaluation report (see checkpoints/README.md); ``guidance=1`` samples
 #: plainly.
-DEFAULT_GUIDANCE = 10.0
+DEFAULT_GUIDANCE = Glow.default_guidance
 DEFAULT_CANDIDATES = 16
 #: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``. ``glow`` composes to an outline
 #: (:mod:`musicflow.compose.outlines`); ``glow-no-outline`` is the Glow it replaced as the default.
@@ -139,7 +140,7 @@ class Composer:
         cfg = self.model.config
         self.window, self.context = cfg.steps, cfg.context_steps
         # Real 8-bar blocks' outlines, for a model trained to compose to one (musicflow/plans.py).
-        self.outlines = checkpoint.info.get("outlines") if getattr(cfg, "outline", False) else None
+        self.outlines = checkpoint.info.get("outlines") if self.model.takes_outline else None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -231,13 +232,13 @@ class Composer:
         resamples them each window by their genre evidence (:func:`decoding.generate`), by default
         :data:`DEFAULT_GUIDANCE` and :data:`DEFAULT_CANDIDATES` for the Glow and plain sampling
         for the baselines. Guidance 1 is plain sampling, one candidate."""
-        if getattr(self.model, "native_guidance", False):
+        if self.model.native_guidance:
             if candidates not in (None, 1):
                 raise MusicflowError("--candidates: the neural-ODE flow guides its own sampling "
                                      "(use --guidance alone)")
             return guidance, 1
         if guidance is None:
-            guidance = DEFAULT_GUIDANCE if self.ck.kind == "glow" else 1.0
+            guidance = self.model.default_guidance
         guidance = float(guidance)
         if not (math.isfinite(guidance) and guidance >= 0):
             raise MusicflowError(f"--guidance {guidance}: must be a number >= 0 (1 is plain sampling)")

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from musicflow.baselines.classifier import GenreClassifier
 from musicflow.checkpoint import Checkpoint, load_checkpoint
 from musicflow.compose import Composer, Input
 from musicflow.data.dataset import Dataset
@@ -37,7 +38,6 @@ from musicflow.errors import MusicflowError
 from musicflow.evaluate.fidelity import STATS, classify_rolls, real_openings, real_windows, statistics
 from musicflow.evaluate.metrics import overlap_area
 from musicflow.evaluate.novelty import nearest, segments, summarize
-from musicflow.flows.odefunc import Solver
 from musicflow.training import evaluate_bpd, model_windows
 
 
@@ -254,7 +254,7 @@ def _decoding_for_kind(c: Composer) -> Composer:
     """Flows decode exactly (threshold 0.5 on a sample of the dequantized roll); the VAE's decoder
     gives cell probabilities, not a sample, so it is thresholded at its calibrated per-genre
     thresholds (chosen on the validation split to match real note density)."""
-    if c.ck.kind == "vae":
+    if c.model.decodes_probabilities:
         c.decoding = "calibrated"
     return c
 
@@ -262,16 +262,7 @@ def _decoding_for_kind(c: Composer) -> Composer:
 def use_ode_solver(c: Composer, text: str) -> None:
     """Compute a neural-ODE flow's likelihoods with solver ``text`` (``rk4:8``: eight fixed RK4
     steps, a few times cheaper than the adaptive default; see ``benchmarks/bench_cnf.py``)."""
-    if c.ck.kind != "cnf":
-        raise MusicflowError(f"--ode-solver applies to a neural-ODE flow; {c.ck.path} is a {c.ck.kind}")
-    s = Solver.parse(text)
-    c.model.config = replace(c.model.config, method=s.method, likelihood_steps=s.steps)
-
-
-def _solver_text(c: Composer) -> str:
-    """A neural-ODE flow's likelihood solver as the report states it."""
-    s = c.model.config.likelihood_solver
-    return f"{s.method}:{s.steps}" if s.evaluations_per_solve else f"{s.method} rtol={s.rtol} atol={s.atol}"
+    c.model.use_likelihood_solver(text)
 
 
 def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: bool, ds: Dataset,
@@ -292,7 +283,7 @@ def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: b
     bern = Bernoulli.fit(model_windows(ds, "train", c.model.config, c.genres))
     subjects.append(Subject("bernoulli", Composer(Checkpoint("bernoulli", bern, ds.spec, c.genres)), 1.0,
                             "independent Bernoulli per cell and genre, fitted on the train split"))
-    if c.ck.kind != "vae":
+    if not c.model.decodes_probabilities:  # the model is not itself the VAE
         path = Path(vae) if vae else Path(c.ck.path).with_name("vae-music21.pt")
         if path.is_file():
             v = _decoding_for_kind(Composer(load_checkpoint(path)))
@@ -328,7 +319,7 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     genres = main.genres
     clf_path = Path(classifier) if classifier else checkpoints_dir() / "genre-classifier.pt"
     clf_ck = load_checkpoint(clf_path)
-    if clf_ck.kind != "classifier" or clf_ck.genres != genres:
+    if not isinstance(clf_ck.model, GenreClassifier) or clf_ck.genres != genres:
         raise MusicflowError(f"{clf_path}: not a genre classifier for the genres {genres}")
     clf = clf_ck.model
     pairs = list(itertools.combinations(genres, 2)) if cfg.mix_samples else []
@@ -388,8 +379,8 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
                             "outlines": s.composer.outlines is not None,
                             "train_steps": s.composer.ck.info.get("step"),
                             "train_wall_time_s": s.composer.ck.info.get("wall_time_s"),
-                            **({"likelihood_solver": _solver_text(s.composer)}
-                               if s.composer.ck.kind == "cnf" else {})}
+                            **({"likelihood_solver": s.composer.model.likelihood_solver}
+                               if s.composer.model.likelihood_solver else {})}
                    for s in subjects},
         "data": {"path": _rel(data), "hash": ds.content_hash(), "genres": genres},
         "classifier": {"path": _rel(clf_path),

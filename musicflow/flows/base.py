@@ -2,7 +2,7 @@
 
 A :class:`Transform` maps ``x`` to ``y`` and returns the log-absolute-determinant of its Jacobian,
 one value per batch element; ``inverse`` undoes it exactly. A :class:`Flow` is a whole generative
-model over piano-roll windows with the four methods the rest of musicflow uses.
+model; its abstract base declares what every model kind has and what only some have.
 
 Shapes: rolls are ``(B, 2, P, T)`` float tensors (channels onset and sustain, ``P`` pitches, ``T``
 grid steps). The condition is a :class:`Condition`: genre weights ``(B, G)`` (rows sum to one; a
@@ -12,8 +12,9 @@ one-hot row is a single genre, other rows are mixes) and an optional previous-wi
 
 from __future__ import annotations
 
+import abc
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -118,27 +119,91 @@ class Transform(nn.Module):
         raise NotImplementedError
 
 
-class Flow(nn.Module):
-    """A conditional generative model with exact likelihood, shared by Glow and the neural ODE.
+class Flow(nn.Module, abc.ABC):
+    """A conditional generative model with exact likelihood: every model kind of musicflow.
 
-    ``log_prob`` is in nats per window of the *continuous* (dequantized) variable unless the
-    implementation says otherwise; ``bits_per_dim`` converts.
+    What every flow has is abstract: ``log_prob`` (nats per window of the roll, a dequantization
+    bound unless the model says otherwise), ``bits_per_dim`` and ``sample``. What only some flows
+    have is declared here with a default and read as an attribute, never probed:
+
+    - ``encode``/``decode``: the latent space (window models; a frame-sequence model has none);
+    - ``native_guidance``: ``decode`` guides its own sampling (``guidance=``) instead of letting
+      the sampler grow candidate pieces; ``default_guidance``: the guidance composing uses;
+    - ``takes_outline``: conditioned on an outline of its block (``Condition.outline``);
+    - ``data_init``: ``initialize(x, cond)`` sets data-dependent weights from a first batch;
+    - ``loss``/``loss_name``: the training objective (default: bits/dim); ``valid_bits_per_dim``
+      and ``valid_note``: a cheaper validation estimate where the exact one is costly;
+    - ``decodes_probabilities``: ``decode`` returns cell probabilities rather than a sample of the
+      dequantized roll, so thresholds are calibrated rather than exact;
+    - ``last_nfe`` and ``likelihood_solver``: the cost and solver of an ODE-based flow;
+    - ``trains_on``: ``"windows"`` of a corpus or ``"frames"`` of whole benchmark sequences.
     """
 
-    def log_prob(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
-        raise NotImplementedError
+    config: ConfigDict
+    native_guidance: ClassVar[bool] = False
+    default_guidance: ClassVar[float] = 1.0
+    data_init: ClassVar[bool] = False
+    decodes_probabilities: ClassVar[bool] = False
+    loss_name: ClassVar[str] = "bpd"
+    trains_on: ClassVar[str] = "windows"
+    #: Vector-field evaluations of the last solve (ODE flows; ``None`` for the others).
+    last_nfe: int | None = None
 
-    def sample(
-        self,
-        n: int,
-        cond: Condition,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def log_prob(self, x: torch.Tensor, cond: Condition,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Log-likelihood in nats per window ``(B,)``."""
+
+    @abc.abstractmethod
+    def bits_per_dim(self, x: torch.Tensor, cond: Condition,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """``-log_prob`` per binary cell in bits ``(B,)``."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, cond: Condition, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` binary rolls under ``cond``."""
+
+    @property
+    def takes_outline(self) -> bool:
+        """Whether the condition's outline is read (see :class:`Condition`)."""
+        return False
+
+    @property
+    def valid_note(self) -> str | None:
+        """What the validation figure of training is, where it is not the exact bits/dim."""
+        return None
+
+    @property
+    def likelihood_solver(self) -> str | None:
+        """The ODE solver that computes likelihoods, as ``method:steps`` or with its tolerances."""
+        return None
+
+    def use_likelihood_solver(self, text: str) -> None:
+        """Compute likelihoods with another ODE solver (``"rk4:8"``); only for ODE flows."""
+        raise MusicflowError(f"ode solver {text!r}: applies to a neural-ODE flow, "
+                             f"not a {type(self).__name__}")
+
+    def loss(self, x: torch.Tensor, cond: Condition,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training objective per window: bits/dim unless the model trains otherwise."""
+        return self.bits_per_dim(x, cond, generator=generator)
+
+    def valid_bits_per_dim(self, x: torch.Tensor, cond: Condition,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+        """The estimate training validates with: the exact bits/dim unless that is costly."""
+        return self.bits_per_dim(x, cond, generator=generator)
+
+    def initialize(self, x: torch.Tensor, cond: Condition) -> None:
+        """Data-dependent initialisation from a first batch (where ``data_init``)."""
 
     def encode(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
-        raise NotImplementedError
+        """Latents ``(B, dim)`` of windows ``x``: only models with a latent space."""
+        raise MusicflowError(f"{type(self).__name__} has no latent space to encode into")
+
+    def decode(self, z: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """Windows of latents ``z``: only models with a latent space."""
+        raise MusicflowError(f"{type(self).__name__} has no latent space to decode from")
 
     def draw_latents(self, n: int, cond: Condition, temperature: float,
                      generator: torch.Generator | None) -> tuple[torch.Tensor, Condition]:
@@ -152,6 +217,3 @@ class Flow(nn.Module):
         ref = next(self.parameters())
         z = draw(torch.randn, n, self.config.dim, generator=generator, device=ref.device, dtype=ref.dtype)
         return z * temperature, cond.expand(n)
-
-    def decode(self, z: torch.Tensor, cond: Condition) -> torch.Tensor:
-        raise NotImplementedError

@@ -33,7 +33,7 @@ evaluated with Hutchinson's estimator leaves its standard error in :attr:`CNF.la
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -151,6 +151,17 @@ class CNF(Flow):
     native_guidance = True
 
     loss_name = "loss"
+
+    @property
+    def likelihood_solver(self) -> str:
+        s = self.config.likelihood_solver
+        if s.evaluations_per_solve:
+            return f"{s.method}:{s.steps}"
+        return f"{s.method} rtol={s.rtol} atol={s.atol}"
+
+    def use_likelihood_solver(self, text: str) -> None:
+        s = Solver.parse(text)
+        self.config = replace(self.config, method=s.method, likelihood_steps=s.steps)
 
     def __init__(self, config: CNFConfig | None = None) -> None:
         super().__init__()

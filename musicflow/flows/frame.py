@@ -242,6 +242,8 @@ class FrameFlow(Flow):
     :class:`~musicflow.flows.base.Flow` methods take the musicflow layout ``(B, 1, 88, T)``.
     """
 
+    trains_on = "frames"
+
     def __init__(self, config: FrameFlowConfig | None = None) -> None:
         super().__init__()
         cfg = config if config is not None else FrameFlowConfig()

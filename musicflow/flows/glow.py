@@ -165,6 +165,16 @@ class Glow(Flow):
     True
     """
 
+    #: Composing grows candidate pieces and keeps the one that reads most as the genre
+    #: (``musicflow.sampling.generate``); 10 was chosen on tuning seeds (checkpoints/README.md).
+    default_guidance = 10.0
+    #: ActNorm layers start from the statistics of a first batch (:meth:`initialize`).
+    data_init = True
+
+    @property
+    def takes_outline(self) -> bool:
+        return self.config.outline
+
     def __init__(self, config: GlowConfig | None = None) -> None:
         super().__init__()
         cfg = config if config is not None else GlowConfig()

@@ -83,11 +83,7 @@ class _Objective(nn.Module):
         self.model = model
 
     def forward(self, x, ctx, g, generator=None, outline=None):
-        cond = Condition(g, ctx, outline)
-        loss = getattr(self.model, "loss", None)
-        if callable(loss):
-            return loss(x, cond, generator=generator).mean()
-        return self.model.bits_per_dim(x, cond, generator=generator).mean()
+        return self.model.loss(x, Condition(g, ctx, outline), generator=generator).mean()
 
 
 def pick_device(device: str) -> torch.device:
@@ -119,7 +115,7 @@ def evaluate_bpd(model, windows: WindowSet, per_genre: int, device, seed: int = 
     model.eval()
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    bpd = getattr(model, "valid_bits_per_dim", model.bits_per_dim) if estimate else model.bits_per_dim
+    bpd = model.valid_bits_per_dim if estimate else model.bits_per_dim
     out = {}
     for gi, name in enumerate(windows.genres):
         idx = np.flatnonzero(windows.labels == gi)
@@ -135,12 +131,12 @@ def evaluate_bpd(model, windows: WindowSet, per_genre: int, device, seed: int = 
     return out
 
 
-def model_windows(ds: Dataset, split: str, mcfg, genres: list[str]) -> WindowSet:
+def model_windows(ds: Dataset, split: str, mcfg, genres: list[str], outlines: bool = False) -> WindowSet:
     """The windows a model of ``mcfg.steps`` steps trains on: every bar line for windows of a bar
     or more (a hop of half a window lets 3/4 bars all start one), every beat-aligned ``steps``
     for shorter windows; with their blocks' outlines for a model conditioned on them."""
     beat = ds.spec.steps_per_quarter
-    kw = {"genres": genres, "outlines": bool(getattr(mcfg, "outline", False))}
+    kw = {"genres": genres, "outlines": outlines}
     if mcfg.steps < 4 * beat:
         return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, grid=mcfg.steps, **kw)
     return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, hop=mcfg.steps // 2, **kw)
@@ -248,7 +244,8 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         model = model_cls(config_cls.from_dict({**config_cls().to_dict(), **base, **overrides}))
         record = {}
     mcfg = model.config
-    train_w, valid_w = (model_windows(ds, split, mcfg, genres) for split in ("train", "valid"))
+    outlined = model.takes_outline
+    train_w, valid_w = (model_windows(ds, split, mcfg, genres, outlined) for split in ("train", "valid"))
     if not len(train_w):
         raise MusicflowError(f"{data}: no training windows")
     model.to(dev).train()
@@ -258,8 +255,6 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     weights = torch.from_numpy(train_w.balanced_weights(cfg.start_share))
     np_rng = np.random.default_rng(run_seed)
 
-    outlined = bool(getattr(mcfg, "outline", False))
-
     def draw():
         idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).numpy()
         shift = int(np_rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
@@ -268,7 +263,7 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
         plan = train_w.outlines(idx, shift).to(dev) if outlined else None
         return x.to(dev), ctx.to(dev), g.to(dev), plan
 
-    if not resume and not cfg.init and hasattr(model, "initialize"):
+    if not resume and not cfg.init and model.data_init:
         x, ctx, g, plan = draw()
         model.initialize(x, Condition(g, ctx, plan))
     objective = _Objective(model)
@@ -287,11 +282,11 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
                    "command": command or record.get("command", ""), "world_size": world,
                    "ddp_backend": torch.distributed.get_backend() if _distributed() else None,
                    "train_windows": len(train_w), "valid_windows": len(valid_w)})
-    if hasattr(model, "valid_note"):
+    if model.valid_note is not None:
         record["valid_note"] = model.valid_note
     if outlined:
         record["outlines"] = outline_bank(train_w, cfg.seed)
-    loss_name = getattr(model, "loss_name", "bpd")
+    loss_name = model.loss_name
 
     def save(final: bool) -> None:
         if rank != 0:
