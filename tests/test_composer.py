@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import make_midi
 
 from musicflow.cli import main
-from musicflow.compose import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, Composer, parse_key
+from musicflow.compose import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, Composer, draw_latents, parse_key
 from musicflow.data.build import build_dataset
 from musicflow.errors import MusicflowError
 from musicflow.evaluate.metrics import note_starts
@@ -64,7 +64,7 @@ def test_same_seed_same_music_and_mix_matters(composer):
     # A tiny model's binary samples may coincide; the decoded values under the mix must not.
     ctx = torch.zeros(1, 2, composer.spec.pitches, composer.context)
     z = a.latents[:1]
-    vs = [composer.model.decode(z, composer._cond(composer._weights(g)[1], ctx))
+    vs = [composer.model.decode(z, composer.condition(composer.genre_weights(g)[1], ctx))
           for g in ("low", {"low": 0.2, "high": 0.8}, {"low": 0.5, "high": 0.5})]
     assert (vs[0] - vs[1]).abs().max() > 1e-3 and (vs[1] - vs[2]).abs().max() > 1e-4
 
@@ -75,7 +75,7 @@ def test_compose_rolls_batches_the_pieces_of_consecutive_seeds(composer):
     for i in range(3):
         assert (rolls[i] == composer.compose_result(genre="high", bars=2, seed=5 + i).roll).all()
     assert rolls.any()
-    with pytest.raises(MusicflowError, match="n = 0"):
+    with pytest.raises(MusicflowError, match="n must be at least 1, got 0"):
         composer.compose_rolls(genre="high", n=0)
 
 
@@ -196,7 +196,7 @@ def test_variations_of_a_real_piece_move_away_with_the_amount(shipped_and_tune):
     (["compose", "-g", "jazz"], "unknown genre 'jazz'"),
     (["compose", "-g", "low:-2"], "zero or positive"),
     (["classify", "BROKEN"], "not a readable MIDI"),
-    (["compose", "--key", "H"], "--key"),
+    (["compose", "--key", "H"], "key 'H': use a note name"),
 ])
 def test_user_errors_are_one_line_exit_2(tiny_ckpt, tmp_path, args, needle):
     broken = tmp_path / "broken.mid"
@@ -266,8 +266,8 @@ def test_decoding_modes(tiny_ckpt, composer):
     cal.ck.info["thresholds"] = {"low": 0.2, "high": 0.4}
     assert cal.threshold(w) == pytest.approx(0.3)
     assert Composer.load(tiny_ckpt, decoding=0.3).threshold(w) == 0.3
-    low = Composer.load(tiny_ckpt, decoding=0.05).compose_result("low", 2, seed=2).roll.sum()
-    high = Composer.load(tiny_ckpt, decoding=0.95).compose_result("low", 2, seed=2).roll.sum()
+    low = Composer.load(tiny_ckpt, decoding=0.05).compose_result("low", bars=2, seed=2).roll.sum()
+    high = Composer.load(tiny_ckpt, decoding=0.95).compose_result("low", bars=2, seed=2).roll.sum()
     assert low >= high
     with pytest.raises(MusicflowError, match="decoding"):
         Composer.load(tiny_ckpt, decoding="loud")
@@ -388,12 +388,13 @@ def test_plain_sampling_is_guidance_one(composer):
     assert composer.sampling() == (DEFAULT_GUIDANCE, DEFAULT_CANDIDATES)
     assert composer.sampling(1.0, 8) == (1.0, 1)
     r = composer.compose_result(genre="low", bars=2, seed=4, guidance=1)
-    assert np.array_equal(r.latents.numpy(), composer._latents(len(r.latents), 4, 1.0).numpy())
+    want = draw_latents(len(r.latents), 4, 1.0, composer.model.config.dim)[0]
+    assert np.array_equal(r.latents.numpy(), want.numpy())
 
 
 def test_guided_piece_is_made_of_its_candidates_and_decodes_back(composer):
     r = composer.compose_result(genre="high", bars=2, seed=2, candidates=4)
-    z, _ = composer._draw(len(r.latents), 2, 1.0, 4)
+    z, _ = draw_latents(len(r.latents), 2, 1.0, composer.model.config.dim, 4)
     for i, picked in enumerate(r.latents):
         assert any(torch.equal(picked, c) for c in z[i])
     assert np.array_equal(composer.decode_latents(r.latents, "high").roll, r.roll)
@@ -408,8 +409,8 @@ def test_strong_guidance_keeps_the_candidate_most_typical_of_the_genre(composer)
 
     k = 6
     r = composer.compose_result(genre="low", bars=1, seed=9, guidance=1e6, candidates=k)
-    z, _ = composer._draw(len(r.latents), 9, 1.0, k)
-    vec = composer._weights("low")[1].expand(k, -1)
+    z, _ = draw_latents(len(r.latents), 9, 1.0, composer.model.config.dim, k)
+    vec = composer.genre_weights("low")[1].expand(k, -1)
     ctx = torch.zeros(k, 2, composer.spec.pitches, composer.context)
     with torch.no_grad():
         chunks = clean_continuation((composer.model.decode(z[0], Condition(vec, ctx)) > 0.5).numpy(), None)
@@ -455,8 +456,8 @@ def test_guidance_makes_pieces_more_typical_of_their_genre(composer):
         for g in ("low", "high"):
             rolls = composer.compose_rolls(g, n=6, bars=2, seed=0, guidance=guidance, candidates=8)
             for roll in rolls:
-                xs, ctx = composer._windows(roll)
-                vec = composer._weights(g)[1].expand(len(xs), -1)
+                xs, ctx = composer.windows(roll)
+                vec = composer.genre_weights(g)[1].expand(len(xs), -1)
                 total.append(genre_log_ratio(composer.model, xs, vec, ctx).mean().item())
         return float(np.mean(total))
 
@@ -464,12 +465,12 @@ def test_guidance_makes_pieces_more_typical_of_their_genre(composer):
 
 
 def test_guidance_arguments_are_checked(composer, tiny_ckpt):
-    with pytest.raises(MusicflowError, match="--guidance -1.0: must be a number >= 0"):
+    with pytest.raises(MusicflowError, match=r"guidance must be a number >= 0 \(1 is plain sampling\)"):
         composer.compose(genre="low", bars=1, guidance=-1)
-    with pytest.raises(MusicflowError, match="--candidates 1: guidance needs at least 2 candidate pieces"):
+    with pytest.raises(MusicflowError, match="candidates must be at least 2 under guidance, got 1"):
         composer.compose(genre="low", bars=1, guidance=2, candidates=1)
     r = CliRunner().invoke(main, ["compose", "--model", str(tiny_ckpt), "--guidance", "nan", "-o", "x.mid"])
-    assert r.exit_code != 0 and "Error: --guidance nan: must be a number >= 0" in r.output
+    assert r.exit_code != 0 and "Error: guidance must be a number >= 0" in r.output and "nan" in r.output
     assert "Traceback" not in r.output
 
 

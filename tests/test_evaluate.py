@@ -345,7 +345,7 @@ def test_cnf_report_uses_the_asked_ode_solver(tiny):
     c = Composer.load(tiny / "cnf.pt")
     ds = Dataset.load(tiny / "tiny.npz")
     roll = ds.roll(ds.indices("test", "folk")[0])[..., :4 * ds.spec.bar_steps()]
-    xs, ctx = c._windows(roll)
+    xs, ctx = c.windows(roll)
     vec = torch.zeros(len(xs), 2)
     vec[:, 0] = 1
     solver = Solver("rk4", steps=3)

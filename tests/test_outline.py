@@ -183,16 +183,16 @@ def test_the_default_glow_composes_to_outlines_and_keeps_a_piece_in_the_register
 def test_a_users_piece_is_read_with_its_own_blocks_outlines(outlined, tmp_path):
     notes = [(72 + b % 5, b / 2, b / 2 + 0.5) for b in range(80)]
     inp = outlined.read(make_midi(tmp_path / "in.mid", notes))
-    plans = outlined._block_outlines(inp.roll)
-    xs, ctx = outlined._windows(inp.roll)
+    plans = outlined.block_outlines(inp.roll)
+    xs, ctx = outlined.windows(inp.roll)
     assert plans.shape == (len(xs), 4)
     assert plans[0].tolist() == pytest.approx(outline(inp.roll[..., :OUTLINE_BARS * 16]).tolist())
     # Encoding and decoding both read the piece with its outlines: the same genre gives it back.
     back = outlined.transfer(inp, to="tunes", source="tunes")
     assert np.array_equal(back.roll, inp.roll)
     vec = torch.ones(1, 1)
-    without = outlined.model.encode(xs, outlined._cond(vec, ctx))  # the same contexts, no outline
-    assert not torch.allclose(outlined._encode(inp.roll, vec, plans), without)
+    without = outlined.model.encode(xs, outlined.condition(vec, ctx))  # the same contexts, no outline
+    assert not torch.allclose(outlined.encode(inp.roll, vec, plans), without)
     # The result carries each window's outline, and decoding its latents alone with them is exact.
     assert np.allclose(back.outline, plans.numpy())
     again = outlined.decode_latents(back.latents, "tunes", outline=back.outline)
@@ -205,7 +205,7 @@ def test_an_interpolation_moves_the_outlines_and_keeps_both_ends_exact(outlined,
     high = outlined.read(make_midi(tmp_path / "a.mid", [(72 + b % 5, b / 2, b / 2 + 0.5) for b in range(64)]))
     low = outlined.read(make_midi(tmp_path / "b.mid", [(48 + b % 3, b / 2, b / 2 + 0.5) for b in range(64)]))
     path = outlined.interpolate(high, low, steps=3, genre="tunes")
-    pa, pb = outlined._block_outlines(high.roll), outlined._block_outlines(low.roll)
+    pa, pb = outlined.block_outlines(high.roll), outlined.block_outlines(low.roll)
     assert np.allclose(path[0].outline, pa.numpy()) and np.allclose(path[2].outline, pb.numpy())
     assert np.allclose(path[1].outline, ((pa + pb) / 2).numpy()) and not np.allclose(pa.numpy(), pb.numpy())
     assert np.array_equal(path[0].roll[..., :high.roll.shape[-1]], high.roll)

@@ -67,7 +67,7 @@ def jsb_train(data, out, steps, batch_size, lr, transpose, valid_every, minutes,
               seed, overrides, resume, quiet) -> None:
     """Train the benchmark flow; keeps the weights with the best validation NLL."""
     from musicflow.boulanger.benchmark import JSBTrainConfig, train_jsb
-    from musicflow.cli import _parse_overrides
+    from musicflow.cli.options import parse_overrides
 
     if steps < 1 or batch_size < 1 or lr <= 0 or valid_every < 1:
         raise MusicflowError("--steps, --batch-size, --valid-every and --lr must be positive")
@@ -75,7 +75,7 @@ def jsb_train(data, out, steps, batch_size, lr, transpose, valid_every, minutes,
                          valid_every=valid_every, seed=seed, minutes=minutes,
                          steps_per_quarter=steps_per_quarter)
     command = "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
-    record = train_jsb(data, out, cfg, _parse_overrides(overrides), quiet, command, resume)
+    record = train_jsb(data, out, cfg, parse_overrides(overrides), quiet, command, resume)
     click.echo(f"wrote {out}: {record['step']} steps in {record['wall_time_s']:.0f} s; best valid "
                f"{record['valid_nats_per_step']:.3f} nats/step at step {record['best_step']}")
 

@@ -1,4 +1,4 @@
-"""Composing: the :class:`Composer` users touch, with the genre, key and outline arguments it reads."""
+"""Composing: the :class:`Composer` users touch, its :class:`Options`, and what it reads."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from musicflow.compose.composer import (
     ALIASES,
     DEFAULT_CANDIDATES,
     DEFAULT_GUIDANCE,
-    DEFAULT_TEMPERATURE,
     SHIPPED,
     Composer,
-    Input,
-    MidiInput,
     Result,
-    parse_key,
-    parse_program,
+    draw_latents,
+    new_seed,
 )
+from musicflow.compose.keys import parse_key, parse_program
+from musicflow.compose.options import DEFAULT_TEMPERATURE, Options
+from musicflow.compose.reading import Input, MidiInput, cut_windows, read_input
 
 __all__ = ["ALIASES", "DEFAULT_CANDIDATES", "DEFAULT_GUIDANCE", "DEFAULT_TEMPERATURE", "SHIPPED", "Composer",
-           "Input", "MidiInput", "Result", "parse_key", "parse_program"]
+           "Input", "MidiInput", "Options", "Result", "cut_windows", "draw_latents", "new_seed", "parse_key",
+           "parse_program", "read_input"]

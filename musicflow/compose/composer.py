@@ -2,7 +2,9 @@
 
 It loads a checkpoint once and then composes, continues, varies, transfers, interpolates, scores and
 classifies music. Inputs are MIDI (or any readable file) paths or ``pretty_midi.PrettyMIDI``
-objects; outputs are ``PrettyMIDI`` objects. The same seed gives the same music from every entry.
+objects; outputs are ``PrettyMIDI`` objects inside a :class:`Result`. Every entry point takes an
+:class:`~musicflow.compose.options.Options` or the same names as plain keywords. The same seed
+gives the same music from every entry.
 
 >>> from musicflow import Composer                                      # doctest: +SKIP
 >>> c = Composer.load()                                                 # doctest: +SKIP
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,91 +25,48 @@ import torch
 
 from musicflow.checkpoint import Checkpoint, load_checkpoint
 from musicflow.compose.genre import GenreArg, genre_vector, parse_genre
+from musicflow.compose.keys import parse_key, parse_program
+from musicflow.compose.options import Options
 from musicflow.compose.outlines import OutlineArg, block_outlines, draw_outline, input_outline, outline_for
+from musicflow.compose.reading import Input, MidiInput, cut_windows, read_input
 from musicflow.errors import MusicflowError
+from musicflow.files import atomic_write
 from musicflow.flows.base import Condition
 from musicflow.flows.glow import Glow
-from musicflow.io import Piece, read_file, save_midi
-from musicflow.io.midi import piece_from_pretty_midi
+from musicflow.io import save_midi
 from musicflow.paths import checkpoints_dir
-from musicflow.roll import (
-    PianoRollSpec,
-    encode_steps,
-    estimate_key,
-    key_shift,
-    note_steps,
-    roll_to_midi,
-)
+from musicflow.roll import PianoRollSpec, key_shift, roll_to_midi
 from musicflow.sampling import clean_continuation, generate, mixed_threshold, model_device
 
-MidiInput = str | Path | pretty_midi.PrettyMIDI
-
-#: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
-#: (the dequantization cell of a 1 is v > 0.5); lower temperatures drift towards silence.
-DEFAULT_TEMPERATURE = 1.0
 #: Genre guidance of the Glow by default (see :func:`musicflow.sampling.generate`): ``DEFAULT_CANDIDATES``
 #: candidate pieces grow side by side and are resampled after each window by how much it raised
 #: ``p(genre | piece so far) ** (DEFAULT_GUIDANCE - 1)``, the model's own posterior of the genre.
-#: Chosen with the independent classifier and the sample statistics on seeds 1000..1019, apart from
-#: the seeds benchmarks and evaluation report (see checkpoints/README.md); ``guidance=1`` samples
-#: plainly.
+#: ``guidance=1`` samples plainly.
 DEFAULT_GUIDANCE = Glow.default_guidance
 DEFAULT_CANDIDATES = 16
 #: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``. ``glow`` composes to an outline
-#: (:mod:`musicflow.compose.outlines`); ``glow-no-outline`` is the Glow it replaced as the default.
+#: (:mod:`musicflow.compose.outlines`); ``glow-no-outline`` is the Glow without one.
 SHIPPED = ("glow", "glow-no-outline", "cnf", "vae")
 #: Former names of shipped checkpoints: ``glow-outline`` became the default ``glow``.
 ALIASES = {"glow-outline": "glow"}
-_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_EMPTY = (2, 0)  # a prefix of no steps, completed with the pitch count
 
 
-def parse_key(key: str) -> int:
-    """Tonic pitch class of a key name: ``"D"``, ``"Bb"``, ``"F#m"``, ``"A minor"``.
-
-    >>> parse_key("Bb"), parse_key("F#m"), parse_key("a minor")
-    (10, 6, 9)
-    """
-    k = key.strip()
-    if not k or k[0].upper() not in _PITCH_CLASSES:
-        raise MusicflowError(f"--key {key!r}: use a note name such as C, F#, Bb or Am")
-    pc = _PITCH_CLASSES[k[0].upper()]
-    rest = k[1:].strip()
-    while rest[:1] in ("#", "b"):
-        pc += 1 if rest[0] == "#" else -1
-        rest = rest[1:]
-    if rest.strip().lower() not in ("", "m", "min", "minor", "maj", "major"):
-        raise MusicflowError(f"--key {key!r}: use a note name such as C, F#, Bb or Am")
-    return pc % 12
+def new_seed(seed: int | None) -> int:
+    """``seed``, or a fresh random one (which the caller reports, so the piece can be made again)."""
+    return int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
 
 
-def parse_program(program: int | str | None) -> int:
-    """General MIDI program from a number (0-127) or a name (``"Violin"``).
-
-    >>> parse_program("violin"), parse_program(19)
-    (40, 19)
-    """
-    if program is None:
-        return 0
-    if isinstance(program, int) or str(program).isdigit():
-        p = int(program)
-        if not 0 <= p <= 127:
-            raise MusicflowError(f"--program {program}: General MIDI programs are 0..127")
-        return p
-    try:
-        return pretty_midi.instrument_name_to_program(str(program).strip().title())
-    except ValueError:
-        raise MusicflowError(f"--program {program!r}: not a General MIDI instrument name") from None
-
-
-@dataclass
-class Input:
-    """A user's piece on the model's grid: the key-normalised roll and how to undo it."""
-
-    roll: np.ndarray
-    shift: int
-    report: str
-    tempo: float
-    piece: Piece = field(repr=False)
+def draw_latents(n: int, seed: int, temperature: float, dim: int, candidates: int = 1
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The latents a seed gives ``n`` windows: ``(n, dim)``, or ``(n, K, dim)`` candidates and the
+    uniform noise ``(n,)`` that resamples the particles after each window. One candidate draws the
+    same latents as plain sampling."""
+    g = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(n, candidates, dim, generator=g) * float(temperature)
+    if candidates == 1:
+        return z[:, 0], None
+    return z, torch.rand(n, generator=g)
 
 
 @dataclass
@@ -119,9 +78,9 @@ class Result:
     latents: torch.Tensor
     seed: int
     genre: dict[str, float]
-    #: The outline the piece was composed to (model rows; see :mod:`musicflow.compose.outlines`), if any: four
-    #: numbers, or four per window for a piece read block by block (``transfer``, ``variations``,
-    #: ``interpolate``). :meth:`Composer.decode_latents` takes it back.
+    #: The outline the piece was composed to (model rows; see :mod:`musicflow.compose.outlines`),
+    #: if any: four numbers, or four per window for a piece read block by block (``transfer``,
+    #: ``variations``, ``interpolate``). :meth:`Composer.decode_latents` takes it back.
     outline: list[float] | list[list[float]] | None = None
 
 
@@ -139,140 +98,86 @@ class Composer:
         self.spec: PianoRollSpec = checkpoint.spec
         cfg = self.model.config
         self.window, self.context = cfg.steps, cfg.context_steps
-        # Real 8-bar blocks' outlines, for a model trained to compose to one (musicflow/plans.py).
+        # Real 8-bar blocks' outlines, for a model trained to compose to one (compose/outlines.py).
         self.outlines = checkpoint.info.get("outlines") if self.model.takes_outline else None
 
-    # -- loading -------------------------------------------------------------------------------
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "cpu",
              decoding: str | float = "exact", progress: bool = False) -> Composer:
-        """``None`` or ``"glow"``: the shipped Glow checkpoint, which composes to outlines
-        (:mod:`musicflow.compose.outlines`); ``"glow-no-outline"``: the Glow without them that it replaced;
-        ``"cnf"``: the neural-ODE one; ``"vae"``: the VAE baseline; anything else is a checkpoint
-        path. ``decoding`` is how continuous output becomes notes: ``"exact"`` (threshold 0.5, the
-        dequantization cell boundary), ``"calibrated"`` (the checkpoint's per-genre thresholds) or a
-        threshold; ``progress`` shows a bar over the beats of each new piece."""
+        """``None`` or ``"glow"``: the shipped Glow checkpoint, which composes to outlines;
+        ``"glow-no-outline"``: the Glow without them; ``"cnf"``: the neural-ODE one; ``"vae"``: the
+        VAE baseline; anything else is a checkpoint path. ``decoding`` is how continuous output
+        becomes notes: ``"exact"`` (threshold 0.5, the dequantization cell boundary),
+        ``"calibrated"`` (the checkpoint's per-genre thresholds) or a threshold; ``progress`` shows
+        a bar over the beats of each new piece."""
         name = ALIASES.get(str(model), str(model)) if model is not None else "glow"
-        if name in SHIPPED:
-            path = checkpoints_dir() / f"{name}-music21.pt"
-        else:
-            path = Path(model)
+        path = checkpoints_dir() / f"{name}-music21.pt" if name in SHIPPED else Path(model)
         return cls(load_checkpoint(path, device), decoding, progress)
 
     @property
     def genres(self) -> list[str]:
         return list(self.ck.genres)
 
-    # -- the core: window-by-window generation -------------------------------------------------
-    def _cond(self, weights: torch.Tensor, ctx: torch.Tensor, outline: torch.Tensor | None = None
-              ) -> Condition:
+    @property
+    def default_genre(self) -> str:
+        """``chorale`` where the model knows it, else its first genre."""
+        return "chorale" if "chorale" in self.genres else self.genres[0]
+
+    # -- what every entry point shares ---------------------------------------------------------
+    def genre_weights(self, genre: GenreArg | None) -> tuple[dict[str, float], torch.Tensor]:
+        """A genre argument as weights by name and as the model's vector ``(1, G)``."""
+        w = parse_genre(self.default_genre if genre is None else genre, self.genres)
+        return w, genre_vector(w, self.genres)
+
+    def condition(self, weights: torch.Tensor, ctx: torch.Tensor, outline: torch.Tensor | None = None
+                  ) -> Condition:
         """The condition of ``n`` windows, genre ``weights`` ``(1 or n, G)``, each window's
         context ``(n, 2, P, C)`` and outline ``(n, 4)`` (if any), on the model's device."""
         dev = model_device(self.model)
         return Condition(weights.expand(len(ctx), -1).to(dev), ctx.to(dev),
                          None if outline is None else outline.to(dev))
 
-    def _block_outlines(self, roll: np.ndarray) -> torch.Tensor | None:
+    def windows(self, roll: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``roll`` cut into this model's windows, each with its context (:func:`cut_windows`)."""
+        return cut_windows(roll, self.window, self.context)
+
+    def block_outlines(self, roll: np.ndarray) -> torch.Tensor | None:
         """For a model trained with outlines, each window of a user's ``roll`` with the outline of
-        its own 8-bar block, as in training (:func:`musicflow.compose.outlines.block_outlines`)."""
+        its own 8-bar block, as in training; ``None`` for other models."""
         if self.outlines is None:
             return None
         return torch.from_numpy(block_outlines(roll, self.spec, self.window))
 
-    def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray,
-                  threshold: float = 0.5, guidance: float | None = None,
-                  choice: torch.Tensor | None = None, outline: torch.Tensor | None = None
-                  ) -> tuple[np.ndarray, torch.Tensor]:
-        """One piece: decode a latent per window after ``prefix`` (under guidance, grow candidate
-        pieces from the candidates' latents and keep one; see :func:`decoding.generate`). Returns
-        the roll and the latent of each window."""
-        roll, picked = generate(self.model, latents[None], weights, self.spec, threshold, prefix[None],
-                                guidance, None if choice is None else choice[None], return_latents=True,
-                                progress=self.progress, outline=outline)
-        return roll[0], picked[0]
-
-    def _windows(self, roll: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """A roll cut into model windows ``(n, 2, P, window)``, each with the ``context`` steps
-        before it ``(n, 2, P, context)`` (silence before the start, padding after the end)."""
-        n = math.ceil(roll.shape[-1] / self.window)
-        padded = np.zeros((2, self.spec.pitches, self.context + n * self.window), np.float32)
-        padded[..., self.context:self.context + roll.shape[-1]] = roll
-        t = torch.from_numpy(padded)
-        xs = torch.stack([t[..., self.context + i * self.window:][..., :self.window] for i in range(n)])
-        ctx = torch.stack([t[..., i * self.window:][..., :self.context] for i in range(n)])
-        return xs, ctx
-
     @torch.no_grad()
-    def _encode(self, roll: np.ndarray, weights: torch.Tensor, plan: torch.Tensor | None) -> torch.Tensor:
+    def encode(self, roll: np.ndarray, weights: torch.Tensor, outlines: torch.Tensor | None) -> torch.Tensor:
         """Latents of each window of a roll, each with its real preceding context and its block's
-        outline ``plan`` (:meth:`_block_outlines`; required, so no caller reads a piece without
-        the outlines a model trained with them needs)."""
-        xs, ctx = self._windows(roll)
-        cond = self._cond(weights, ctx, plan)
+        outline (:meth:`block_outlines`; required, so no caller reads a piece without the outlines
+        a model trained with them needs)."""
+        xs, ctx = self.windows(roll)
+        cond = self.condition(weights, ctx, outlines)
         return self.model.encode(xs.to(cond.genre.device), cond).cpu()
-
-    def _latents(self, n: int, seed: int, temperature: float) -> torch.Tensor:
-        return self._draw(n, seed, temperature)[0]
-
-    def _draw(self, n: int, seed: int, temperature: float, candidates: int = 1
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Latents of ``n`` windows from ``seed``: ``(n, D)``, or ``(n, K, D)`` candidates and the
-        uniform noise ``(n,)`` that resamples the particles after each window. One candidate draws
-        the same latents."""
-        g = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(n, candidates, self.model.config.dim, generator=g) * float(temperature)
-        if candidates == 1:
-            return z[:, 0], None
-        return z, torch.rand(n, generator=g)
 
     def sampling(self, guidance: float | None = None, candidates: int | None = None
                  ) -> tuple[float | None, int]:
-        """The genre guidance and candidate pieces that composing uses: the neural ODE guides its
-        own field (no candidates); any other model grows candidate pieces side by side and
-        resamples them each window by their genre evidence (:func:`decoding.generate`), by default
-        :data:`DEFAULT_GUIDANCE` and :data:`DEFAULT_CANDIDATES` for the Glow and plain sampling
-        for the baselines. Guidance 1 is plain sampling, one candidate."""
+        """The genre guidance and candidate pieces that composing uses: a model that guides its
+        own field (the neural ODE) takes no candidates; any other model grows candidate pieces
+        side by side and resamples them each window by their genre evidence
+        (:func:`musicflow.sampling.generate`), by default its ``default_guidance`` with
+        :data:`DEFAULT_CANDIDATES` candidates. Guidance 1 is plain sampling, one candidate."""
         if self.model.native_guidance:
             if candidates not in (None, 1):
-                raise MusicflowError("--candidates: the neural-ODE flow guides its own sampling "
-                                     "(use --guidance alone)")
+                raise MusicflowError("candidates: the neural-ODE flow guides its own sampling "
+                                     "(set guidance alone)")
             return guidance, 1
-        if guidance is None:
-            guidance = self.model.default_guidance
-        guidance = float(guidance)
+        guidance = float(self.model.default_guidance if guidance is None else guidance)
         if not (math.isfinite(guidance) and guidance >= 0):
-            raise MusicflowError(f"--guidance {guidance}: must be a number >= 0 (1 is plain sampling)")
+            raise MusicflowError(f"guidance must be a number >= 0 (1 is plain sampling), got {guidance}")
         if guidance == 1.0:
             return 1.0, 1
         k = DEFAULT_CANDIDATES if candidates is None else int(candidates)
         if k < 2:
-            raise MusicflowError(f"--candidates {k}: guidance needs at least 2 candidate pieces")
+            raise MusicflowError(f"candidates must be at least 2 under guidance, got {k}")
         return guidance, k
-
-    def _outline(self, arg: OutlineArg, weights: dict[str, float], seed: int, shift: int = 0,
-                 base: np.ndarray | None = None) -> torch.Tensor | None:
-        """The outline ``(1, 4)`` of a new piece (:func:`musicflow.compose.outlines.outline_for`): ``base``
-        (the input's, for a continuation) or a real block's drawn from ``seed``, with the user's
-        ``arg`` applied; ``None`` for a model that takes no outline."""
-        if self.outlines is None:
-            if isinstance(arg, Mapping):
-                raise MusicflowError("outline: this model was not trained with outlines "
-                                     "(--set outline=true)")
-            return None
-        if base is None and arg is not False:
-            base = draw_outline(self.outlines, weights, seed)
-        return outline_for(arg, base, self.spec, shift)
-
-    def _midi(self, roll: np.ndarray, tempo: float | None, key: str | None, program, velocity: int,
-              shift: int = 0) -> pretty_midi.PrettyMIDI:
-        if key is not None:
-            shift = -key_shift(parse_key(key))  # the model writes in C; move C to the tonic
-        return roll_to_midi(roll, self.spec, tempo=float(tempo or 100.0), program=parse_program(program),
-                            velocity=velocity, transpose=shift)
-
-    def _weights(self, genre: GenreArg) -> tuple[dict[str, float], torch.Tensor]:
-        w = parse_genre(genre, self.genres)
-        return w, genre_vector(w, self.genres)
 
     def threshold(self, weights: dict[str, float]) -> float:
         """Decoding threshold for a genre mix: 0.5 for ``exact`` decoding, the weighted mean of the
@@ -283,60 +188,93 @@ class Composer:
             return mixed_threshold(self.ck.info.get("thresholds"), weights)
         return float(self.decoding)
 
-    def _plan(self, genre: GenreArg | None, bars: int, temperature: float
-              ) -> tuple[dict[str, float], torch.Tensor, int, int]:
-        """Check a new piece's arguments; its genre weights and vector, steps and model windows."""
-        if bars < 1:
-            raise MusicflowError(f"--bars {bars}: must be at least 1")
-        if not temperature > 0:
-            raise MusicflowError(f"--temperature {temperature}: must be positive")
-        w, vec = self._weights(self.default_genre if genre is None else genre)
-        steps = bars * self.spec.bar_steps()
-        return w, vec, steps, math.ceil(steps / self.window)
+    def _outline(self, arg: OutlineArg, weights: dict[str, float], seed: int, shift: int = 0,
+                 base: np.ndarray | None = None) -> torch.Tensor | None:
+        """The outline ``(1, 4)`` of a new piece (:func:`~musicflow.compose.outlines.outline_for`):
+        ``base`` (the input's, for a continuation) or a real block's drawn from ``seed``, with the
+        user's ``arg`` applied; ``None`` for a model that takes no outline."""
+        if self.outlines is None:
+            if isinstance(arg, Mapping):
+                raise MusicflowError("outline: this model was not trained with outlines "
+                                     "(--set outline=true)")
+            return None
+        if base is None and arg is not False:
+            base = draw_outline(self.outlines, weights, seed)
+        return outline_for(arg, base, self.spec, shift)
 
-    @staticmethod
-    def _seed(seed: int | None) -> int:
-        return int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+    def _midi(self, roll: np.ndarray, o: Options, shift: int = 0, tempo: float | None = None
+              ) -> pretty_midi.PrettyMIDI:
+        if o.key is not None:
+            shift = -key_shift(parse_key(o.key))  # the model writes in C; move C to the tonic
+        return roll_to_midi(roll, self.spec, tempo=float(o.tempo or tempo or 100.0),
+                            program=parse_program(o.program), velocity=o.velocity, transpose=shift)
 
-    # -- public API ----------------------------------------------------------------------------
-    @property
-    def default_genre(self) -> str:
-        """``chorale`` where the model knows it, else its first genre."""
-        return "chorale" if "chorale" in self.genres else self.genres[0]
+    def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
+                  threshold: float = 0.5, guidance: float | None = None,
+                  choice: torch.Tensor | None = None, outline: torch.Tensor | None = None
+                  ) -> tuple[np.ndarray, torch.Tensor]:
+        """One piece: decode a latent per window after ``prefix`` (under guidance, grow candidate
+        pieces from the candidates' latents and keep one). Returns the roll and each window's latent."""
+        if prefix is None:
+            prefix = np.zeros((2, self.spec.pitches, 0), np.float32)
+        roll, picked = generate(self.model, latents[None], weights, self.spec, threshold, prefix[None],
+                                guidance, None if choice is None else choice[None], return_latents=True,
+                                progress=self.progress, outline=outline)
+        return roll[0], picked[0]
 
-    def compose_result(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
-                       temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None,
-                       key: str | None = None, program: int | str | None = None,
-                       velocity: int = 80, guidance: float | None = None,
-                       candidates: int | None = None, outline: OutlineArg = None) -> Result:
-        """Like :meth:`compose` but also returns the roll, the latent each window was decoded
-        from (``decode_latents`` of them and the outline gives the same piece back), the seed
-        and the outline."""
-        w, vec, steps, windows = self._plan(genre, bars, temperature)
-        guidance, k = self.sampling(guidance, candidates)
-        shift = 0 if key is None else -key_shift(parse_key(key))
-        parse_program(program)
-        seed = self._seed(seed)
-        plan = self._outline(outline, w, seed, shift)
-        z, choice = self._draw(windows, seed, temperature, k)
-        roll, picked = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
-                                      self.threshold(w), guidance, choice, plan)
+    def _genre_of(self, inp: Input, genre: GenreArg | None) -> GenreArg:
+        if genre is not None:
+            return genre
+        probs = self.classify(inp)
+        return max(probs, key=probs.get)
+
+    # -- new music -----------------------------------------------------------------------------
+    def compose_result(self, genre: GenreArg | None = None, seed: int | None = None,
+                       options: Options | None = None, **settings) -> Result:
+        """A new piece of ``bars`` bars (4/4) in a genre or a mix of genres, with the roll, the
+        latent each window was decoded from (``decode_latents`` of them and the outline gives the
+        same piece back), the seed and the outline.
+
+        ``genre``: a name, ``"name:weight"``, a list of those, or ``{name: weight}`` (default:
+        :attr:`default_genre`). ``options`` or keywords (:class:`Options`): ``bars``,
+        ``temperature``, ``guidance`` (1 plain sampling, 0 ignores the genre, above 1 exaggerates
+        it), ``candidates``, ``outline`` (e.g. ``{"low": 60, "high": 84, "notes_per_beat": 2,
+        "voices": 1}`` in MIDI pitches of the output, or ``False``), ``tempo``, ``key`` (``"D"``,
+        ``"Am"``: transposes the result), ``program`` (General MIDI number or name), ``velocity``.
+        """
+        o = Options.of(options, settings)
+        w, vec = self.genre_weights(genre)
+        steps = o.bars * self.spec.bar_steps()
+        guidance, k = self.sampling(o.guidance, o.candidates)
+        shift = 0 if o.key is None else -key_shift(parse_key(o.key))
+        seed = new_seed(seed)
+        plan = self._outline(o.outline, w, seed, shift)
+        n = math.ceil(steps / self.window)
+        z, choice = draw_latents(n, seed, o.temperature, self.model.config.dim, k)
+        roll, picked = self._generate(z, vec, None, self.threshold(w), guidance, choice, plan)
         roll = roll[..., :steps]
-        return Result(self._midi(roll, tempo, key, program, velocity), roll, picked, seed, w,
-                      None if plan is None else plan[0].tolist())
+        return Result(self._midi(roll, o), roll, picked, seed, w, None if plan is None else plan[0].tolist())
+
+    def compose(self, genre: GenreArg | None = None, seed: int | None = None,
+                options: Options | None = None, **settings) -> pretty_midi.PrettyMIDI:
+        """The MIDI of :meth:`compose_result`."""
+        return self.compose_result(genre, seed, options, **settings).midi
 
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
-                      temperature: float = DEFAULT_TEMPERATURE, guidance: float | None = None,
+                      temperature: float = Options.default("temperature"), guidance: float | None = None,
                       candidates: int | None = None, outline: OutlineArg = None) -> np.ndarray:
         """The rolls ``(n, 2, P, steps)`` of the pieces that :meth:`compose_result` writes for seeds
         ``seed .. seed + n - 1``, generated side by side in one batch: the same latents, so the
         same pieces (up to float rounding), for a fraction of the time when decoding one window
         costs much the same for one piece as for many (the autoregressive Glow)."""
         if n < 1:
-            raise MusicflowError(f"n = {n}: must be at least 1")
-        w, vec, steps, windows = self._plan(genre, bars, temperature)
+            raise MusicflowError(f"n must be at least 1, got {n}")
+        o = Options(bars=bars, temperature=temperature)
+        w, vec = self.genre_weights(genre)
+        steps = o.bars * self.spec.bar_steps()
         guidance, k = self.sampling(guidance, candidates)
-        draws = [self._draw(windows, int(seed) + i, temperature, k) for i in range(n)]
+        dim, windows = self.model.config.dim, math.ceil(steps / self.window)
+        draws = [draw_latents(windows, int(seed) + i, o.temperature, dim, k) for i in range(n)]
         z = torch.stack([d[0] for d in draws])
         choice = torch.stack([d[1] for d in draws]) if k > 1 else None
         plans = [self._outline(outline, w, int(seed) + i) for i in range(n)]
@@ -344,39 +282,18 @@ class Composer:
         return generate(self.model, z, vec, self.spec, self.threshold(w), guidance=guidance,
                         choice=choice, progress=self.progress, outline=plan)[..., :steps]
 
-    def compose(self, genre: GenreArg | None = None, bars: int = 8, seed: int | None = None,
-                temperature: float = DEFAULT_TEMPERATURE, tempo: float | None = None, key: str | None = None,
-                program: int | str | None = None, velocity: int = 80,
-                guidance: float | None = None, candidates: int | None = None,
-                outline: OutlineArg = None) -> pretty_midi.PrettyMIDI:
-        """A new piece of ``bars`` bars (4/4) in a genre or a mix of genres.
-
-        ``genre``: a name, ``"name:weight"``, a list of those, or ``{name: weight}`` (default:
-        :attr:`default_genre`); ``key``
-        transposes the result (``"D"``, ``"Am"``); ``program`` is a General MIDI number or name;
-        ``guidance`` scales the genre: 1 plain sampling, 0 ignores the genre, above 1 exaggerates
-        it. The neural-ODE flow guides its own vector field (default 1); other models grow
-        ``candidates`` pieces side by side and keep one (see :meth:`sampling`; the Glow's
-        default is guidance :data:`DEFAULT_GUIDANCE` with :data:`DEFAULT_CANDIDATES` candidates).
-        A model trained with outlines composes each piece to the register and density of a real
-        8-bar block of the genre, drawn from ``seed``; ``outline`` sets parts of it, e.g.
-        ``{"low": 60, "high": 84, "notes_per_beat": 2, "voices": 1}`` (MIDI pitches of the output),
-        or ``False`` composes without one (:mod:`musicflow.compose.outlines`).
-        """
-        return self.compose_result(genre, bars, seed, temperature, tempo, key, program, velocity,
-                                   guidance, candidates, outline).midi
-
-    def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, tempo: float | None = None,
-                       key: str | None = None, program: int | str | None = None,
-                       velocity: int = 80, outline: list[float] | None = None) -> Result:
+    def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None,
+                       outline: list[float] | list[list[float]] | None = None,
+                       options: Options | None = None, **settings) -> Result:
         """Re-decode latents saved with ``--save-latent`` (edited or not), under their own genre
-        or another one; ``outline``: the :attr:`Result.outline` they were composed to."""
+        or another one; ``outline``: the :attr:`Result.outline` they were composed to; ``tempo``,
+        ``key``, ``program``, ``velocity`` as in :meth:`compose_result`."""
+        o = Options.of(options, settings)
         latents = torch.as_tensor(latents, dtype=torch.float32)
         if latents.dim() != 2 or latents.shape[1] != self.model.config.dim:
             raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
                                  f"(windows x {self.model.config.dim})")
-        w, vec = self._weights(self.default_genre if genre is None else genre)
-        empty = np.zeros((2, self.spec.pitches, 0), np.float32)
+        w, vec = self.genre_weights(genre)
         plan = None
         if outline is not None and self.outlines is not None:
             try:
@@ -387,47 +304,31 @@ class Composer:
                 raise MusicflowError(f"outline of shape {tuple(plan.shape)}: four numbers, or four per "
                                      f"window for {len(latents)} windows (Result.outline)")
             plan = plan[None]
-        roll = self._generate(latents, vec, empty, self.threshold(w), outline=plan)[0]
-        return Result(self._midi(roll, tempo, key, program, velocity), roll, latents, -1, w, outline)
+        roll = self._generate(latents, vec, None, self.threshold(w), outline=plan)[0]
+        return Result(self._midi(roll, o), roll, latents, -1, w, outline)
 
+    # -- reading and judging a user's music ----------------------------------------------------
     def read(self, midi: MidiInput | Input) -> Input:
         """Put a user's MIDI (path or object) on the model's grid; ``report`` says what was kept.
         An :class:`Input` passes through, so callers can read once and reuse it."""
-        if isinstance(midi, Input):
-            return midi
-        if isinstance(midi, pretty_midi.PrettyMIDI):
-            piece = piece_from_pretty_midi(midi, self.spec.steps_per_quarter, name="<midi>")
-            name = "input"
-        else:
-            pieces = read_file(midi, self.spec.steps_per_quarter)
-            piece, name = pieces[0], str(midi)
-        steps = note_steps(piece.notes, self.spec.steps_per_quarter)
-        shift = key_shift(estimate_key(steps)[0]) if self.spec.key_normalize else 0
-        roll, lost = encode_steps(steps, self.spec, length=int(steps[:, 2].max()), shift=shift)
-        dropped = dict(piece.dropped)
-        if lost:
-            dropped["notes outside the pitch range"] = lost
-        gone = ", ".join(f"{v} {k}" for k, v in sorted(dropped.items()))
-        report = (f"{name}: kept {len(piece.notes) - lost} notes over {roll.shape[-1] / 16:.1f} bars"
-                  + (f"; dropped {gone}" if gone else ""))
-        return Input(roll, shift, report, piece.tempo, piece)
+        return midi if isinstance(midi, Input) else read_input(midi, self.spec)
 
     @torch.no_grad()
-    def log_likelihoods(self, midi: MidiInput) -> tuple[dict[str, np.ndarray], Input]:
+    def log_likelihoods(self, midi: MidiInput | Input) -> tuple[dict[str, np.ndarray], Input]:
         """Per-window log-likelihood (nats, dequantization bound, fixed noise) under each genre."""
         inp = self.read(midi)
-        xs, ctx = self._windows(inp.roll)
+        xs, ctx = self.windows(inp.roll)
         n = len(xs)
         out = {}
         for gi, g in enumerate(self.genres):
             vec = torch.zeros(n, len(self.genres))
             vec[:, gi] = 1
             gen = torch.Generator().manual_seed(0)
-            cond = self._cond(vec, ctx)
+            cond = self.condition(vec, ctx)
             out[g] = self.model.log_prob(xs.to(cond.genre.device), cond, generator=gen).cpu().numpy()
         return out, inp
 
-    def score(self, midi: MidiInput) -> dict:
+    def score(self, midi: MidiInput | Input) -> dict:
         """Bits/dim under each genre, per window and for the whole piece (upper bounds)."""
         ll, inp = self.log_likelihoods(midi)
         d = 2 * self.spec.pitches * self.window * math.log(2)  # binary cells, not latent size
@@ -435,78 +336,76 @@ class Composer:
                 "per_window": {g: (-v / d).tolist() for g, v in ll.items()},
                 "whole": {g: float(-v.sum() / (d * len(v))) for g, v in ll.items()}}
 
-    def classify(self, midi: MidiInput) -> dict[str, float]:
+    def classify(self, midi: MidiInput | Input) -> dict[str, float]:
         """Genre probabilities by Bayes' rule from the likelihoods, with a uniform prior."""
         ll, _ = self.log_likelihoods(midi)
         total = torch.tensor([float(v.sum()) for v in ll.values()])
         return dict(zip(ll, total.softmax(0).tolist()))
 
-    def _genre_of(self, inp: Input, genre: GenreArg | None) -> GenreArg:
-        if genre is not None:
-            return genre
-        probs = self.classify(inp)
-        return max(probs, key=probs.get)
-
-    def continue_(self, midi: MidiInput, bars: int = 8, genre: GenreArg | None = None,
-                  seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
-                  program: int | str | None = None, velocity: int = 80,
-                  guidance: float | None = None, candidates: int | None = None,
-                  outline: OutlineArg = None) -> Result:
+    # -- new music from a user's music ---------------------------------------------------------
+    def continue_(self, midi: MidiInput | Input, genre: GenreArg | None = None, seed: int | None = None,
+                  options: Options | None = None, **settings) -> Result:
         """The input followed by ``bars`` new bars, in the input's key and tempo. ``genre``
-        defaults to the genre the model finds most likely for the input; ``guidance`` and
-        ``candidates`` as in :meth:`compose`; a model trained with outlines keeps the register
-        and density of the input's last 8 bars, with ``outline`` overriding parts of it."""
+        defaults to the genre the model finds most likely for the input; the settings as in
+        :meth:`compose_result` (not ``tempo`` or ``key``: the input's are kept); a model trained
+        with outlines keeps the register and density of the input's last 8 bars, with
+        ``outline`` overriding parts of it."""
+        o = Options.of(options, settings)
+        if o.tempo is not None or o.key is not None:
+            raise MusicflowError("tempo and key: a continuation keeps the input's")
         inp = self.read(midi)
-        guidance, k = self.sampling(guidance, candidates)
-        seed = self._seed(seed)
-        w, vec = self._weights(self._genre_of(inp, genre))
+        guidance, k = self.sampling(o.guidance, o.candidates)
+        seed = new_seed(seed)
+        w, vec = self.genre_weights(self._genre_of(inp, genre))
         prefix = inp.roll[..., : math.ceil(inp.roll.shape[-1] / 4) * 4]
-        n = math.ceil(bars * self.spec.bar_steps() / self.window)
-        plan = self._outline(outline, w, seed, -inp.shift, input_outline(prefix, self.spec))
-        z, choice = self._draw(n, seed, temperature, k)
+        n = math.ceil(o.bars * self.spec.bar_steps() / self.window)
+        plan = self._outline(o.outline, w, seed, -inp.shift, input_outline(prefix, self.spec))
+        z, choice = draw_latents(n, seed, o.temperature, self.model.config.dim, k)
         roll, picked = self._generate(z, vec, prefix, self.threshold(w), guidance, choice, plan)
-        roll = roll[..., : prefix.shape[-1] + bars * self.spec.bar_steps()]
-        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, picked, seed, w,
+        roll = roll[..., : prefix.shape[-1] + o.bars * self.spec.bar_steps()]
+        return Result(self._midi(roll, o, -inp.shift, inp.tempo), roll, picked, seed, w,
                       None if plan is None else plan[0].tolist())
 
-    def variations(self, midi: MidiInput, n: int = 4, amount: float = 0.3,
+    def variations(self, midi: MidiInput | Input, n: int = 4, amount: float = 0.3,
                    genre: GenreArg | None = None, seed: int | None = None,
-                   program: int | str | None = None, velocity: int = 80) -> list[Result]:
+                   options: Options | None = None, **settings) -> list[Result]:
         """``n`` variations: each window's latent moved towards fresh noise by ``amount``
         (variance kept) and decoded after the input's own past, as :meth:`transfer` decodes. 0 is
-        the input itself; 1 draws every beat afresh after the input's beats before it."""
+        the input itself; 1 draws every beat afresh after the input's beats before it. ``program``
+        and ``velocity`` as in :meth:`compose_result`."""
         if not 0 <= amount <= 1:
-            raise MusicflowError(f"--amount {amount}: must be between 0 and 1")
+            raise MusicflowError(f"amount must be between 0 and 1, got {amount}")
+        o = Options.of(options, settings)
         inp = self.read(midi)
-        seed = self._seed(seed)
-        w, vec = self._weights(self._genre_of(inp, genre))
-        plan = self._block_outlines(inp.roll)
-        z0 = self._encode(inp.roll, vec, plan)
+        seed = new_seed(seed)
+        w, vec = self.genre_weights(self._genre_of(inp, genre))
+        plan = self.block_outlines(inp.roll)
+        z0 = self.encode(inp.roll, vec, plan)
         out = []
         for i in range(n):
-            eps = self._latents(len(z0), seed + i, 1.0)
+            eps = draw_latents(len(z0), seed + i, 1.0, self.model.config.dim)[0]
             z = math.sqrt(1 - amount**2) * z0 + amount * eps
             roll = self._recast(inp.roll, z, vec, self.threshold(w), plan)
-            out.append(Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift),
-                              roll, z, seed + i, w, _listed(plan)))
+            out.append(Result(self._midi(roll, o, -inp.shift, inp.tempo), roll, z, seed + i, w,
+                              _listed(plan)))
         return out
 
-    def transfer(self, midi: MidiInput, to: GenreArg, source: GenreArg | None = None,
-                 program: int | str | None = None, velocity: int = 80) -> Result:
+    def transfer(self, midi: MidiInput | Input, to: GenreArg, source: GenreArg | None = None,
+                 options: Options | None = None, **settings) -> Result:
         """The piece under another genre: each window is encoded under the piece's own genre
         (``source``, or the most likely one) given the piece's own past, and decoded under ``to``
         given the same past. Only the genre changes, so the piece keeps its beats and length and
         ``to`` = ``source`` gives the piece back exactly. (Decoding the latents one after another
         from nothing, as :meth:`decode_latents` does, loses the piece: a real piece's latents read
         under another genre after another past mostly decode to near silence.)"""
+        o = Options.of(options, settings)
         inp = self.read(midi)
-        _, src = self._weights(self._genre_of(inp, source))
-        w, dst = self._weights(to)
-        plan = self._block_outlines(inp.roll)
-        z = self._encode(inp.roll, src, plan)
+        _, src = self.genre_weights(self._genre_of(inp, source))
+        w, dst = self.genre_weights(to)
+        plan = self.block_outlines(inp.roll)
+        z = self.encode(inp.roll, src, plan)
         roll = self._recast(inp.roll, z, dst, self.threshold(w), plan)
-        return Result(self._midi(roll, inp.tempo, None, program, velocity, -inp.shift), roll, z, 0, w,
-                      _listed(plan))
+        return Result(self._midi(roll, o, -inp.shift, inp.tempo), roll, z, 0, w, _listed(plan))
 
     @torch.no_grad()
     def _recast(self, roll: np.ndarray, latents: torch.Tensor, weights: torch.Tensor,
@@ -514,37 +413,44 @@ class Composer:
         """Decode one latent per window of ``roll``, each given ``roll``'s own steps before that
         window (not what was decoded before it) and its block's outline ``plan``, and join the
         windows into whole notes."""
-        cond = self._cond(weights, self._windows(roll)[1], plan)
+        cond = self.condition(weights, self.windows(roll)[1], plan)
         v = self.model.decode(latents.to(cond.genre.device), cond).cpu()
         joined = np.concatenate(list((v > threshold).numpy()), axis=-1)[..., : roll.shape[-1]]
         return clean_continuation(joined[None], None)[0]
 
-    def interpolate(self, a: MidiInput, b: MidiInput, steps: int = 5, genre: GenreArg | None = None,
-                    program: int | str | None = None, velocity: int = 80) -> list[Result]:
+    def interpolate(self, a: MidiInput | Input, b: MidiInput | Input, steps: int = 5,
+                    genre: GenreArg | None = None, options: Options | None = None, **settings
+                    ) -> list[Result]:
         """``steps`` pieces on the spherical path between the latents of ``a`` and ``b`` (cut to
         the shorter), ``a`` and ``b`` included. A model trained with outlines reads each piece with
         its blocks' outlines and moves them in a straight line along the path."""
         if steps < 2:
-            raise MusicflowError(f"--steps {steps}: must be at least 2")
+            raise MusicflowError(f"steps must be at least 2, got {steps}")
+        o = Options.of(options, settings)
         ia, ib = self.read(a), self.read(b)
-        w, vec = self._weights(self._genre_of(ia, genre))
-        pa, pb = self._block_outlines(ia.roll), self._block_outlines(ib.roll)
-        za, zb = self._encode(ia.roll, vec, pa), self._encode(ib.roll, vec, pb)
+        w, vec = self.genre_weights(self._genre_of(ia, genre))
+        pa, pb = self.block_outlines(ia.roll), self.block_outlines(ib.roll)
+        za, zb = self.encode(ia.roll, vec, pa), self.encode(ib.roll, vec, pb)
         k = min(len(za), len(zb))
         za, zb = za[:k], zb[:k]
         out = []
         for t in np.linspace(0, 1, steps):
-            z = _slerp(za, zb, float(t))
+            z = slerp(za, zb, float(t))
             plan = None if pa is None else torch.lerp(pa[:k], pb[:k], float(t))
-            roll = self._generate(z, vec, np.zeros((2, self.spec.pitches, 0), np.float32),
-                                  self.threshold(w), outline=None if plan is None else plan[None])[0]
-            out.append(Result(self._midi(roll, ia.tempo, None, program, velocity, -ia.shift),
-                              roll, z, 0, w, _listed(plan)))
+            roll = self._generate(z, vec, None, self.threshold(w),
+                                  outline=None if plan is None else plan[None])[0]
+            out.append(Result(self._midi(roll, o, -ia.shift, ia.tempo), roll, z, 0, w, _listed(plan)))
         return out
 
     def save(self, pm: pretty_midi.PrettyMIDI, path: str | Path) -> Path:
         """Write MIDI atomically."""
         return save_midi(pm, path)
+
+    def save_latents(self, result: Result, path: str | Path) -> Path:
+        """Write ``result``'s latents, genre, seed and outline (what ``decode`` reads) atomically."""
+        payload = {"latents": result.latents, "genre": result.genre, "seed": result.seed,
+                   "outline": result.outline, "checkpoint": str(self.ck.path)}
+        return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _listed(plan: torch.Tensor | None) -> list[list[float]] | None:
@@ -552,7 +458,7 @@ def _listed(plan: torch.Tensor | None) -> list[list[float]] | None:
     return None if plan is None else plan.tolist()
 
 
-def _slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical interpolation row by row; keeps latents at a typical norm (linear would shrink)."""
     na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
     cos = ((a / na) * (b / nb)).sum(1, keepdim=True).clamp(-1, 1)

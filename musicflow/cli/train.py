@@ -1,0 +1,117 @@
+"""``musicflow train`` and ``musicflow calibrate``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from musicflow.cli.options import TrainableKind, parse_overrides, quiet_option
+from musicflow.errors import MusicflowError
+
+
+@click.command("train")
+@click.option("--model", "kind", type=TrainableKind(), default="glow",
+              show_default=True, help="vae: the VAE baseline; classifier: the independent genre "
+                                      "classifier for evaluation.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Dataset from 'musicflow data build' [default: data/music21.npz].")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint to write [default: checkpoints/<model>-<data name>.pt].")
+@click.option("--steps", type=int, default=10000, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--warmup", type=int, default=200, show_default=True)
+@click.option("--clip", type=float, default=5.0, show_default=True, help="Gradient-norm clip.")
+@click.option("--transpose", type=int, default=3, show_default=True,
+              help="Augment by random transpositions of up to this many semitones.")
+@click.option("--valid-every", type=int, default=500, show_default=True)
+@click.option("--minutes", type=float, default=None, help="Stop (and save) after this wall time.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from --out.")
+@click.option("--init", type=click.Path(dir_okay=False), default=None,
+              help="Fine-tune: start from this checkpoint's weights and config (new optimiser).")
+@click.option("--context-noise", type=float, default=0.0, show_default=True,
+              help="Silence each pitch row of a training context (not rows held into the window) "
+                   "with probability up to this, so free-running pieces do not thin out.")
+@click.option("--context-noise-scope", type=click.Choice(["all", "polyphonic"]), default="all",
+              show_default=True,
+              help="Which contexts --context-noise thins: all, or only those of more than one voice "
+                   "(a single line keeps its register and scale).")
+@click.option("--start-share", type=float, default=0.0, show_default=True,
+              help="Draw at least this share of each genre's training windows from the first "
+                   "bars of its pieces (the context reaches back before the start).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Model config field, e.g. --set hidden=64 (repeatable).")
+@click.option("--objective", type=click.Choice(["fm", "ml"]), default=None,
+              help="Neural-ODE flow only: flow matching (fm, default) or maximum likelihood (ml).")
+@quiet_option
+def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, valid_every, minutes,
+              seed, resume, init, context_noise, context_noise_scope, start_share, device, overrides,
+              objective, quiet) -> None:
+    """Train a flow; under torchrun it uses DistributedDataParallel automatically."""
+    from musicflow.checkpoint import KINDS
+    from musicflow.paths import checkpoints_dir, default_dataset
+    from musicflow.training import TrainConfig, train
+
+    data = Path(data) if data else default_dataset()
+    out = Path(out) if out else checkpoints_dir() / f"{kind}-{data.stem}.pt"
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, clip=clip,
+                      transpose=transpose, valid_every=valid_every, seed=seed, minutes=minutes,
+                      context_noise=context_noise, context_noise_scope=context_noise_scope,
+                      start_share=start_share,
+                      init=str(init) if init else None)
+    command = "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
+    if KINDS[kind].data == "labels":  # the classifier learns genres of real windows, not a flow
+        _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command)
+        return
+    overrides = parse_overrides(overrides)
+    if objective is not None:
+        if "objective" not in KINDS[kind].config().to_dict():
+            raise MusicflowError("--objective applies to the neural-ODE flow (--model cnf) only")
+        overrides["objective"] = objective
+    record = train(kind, data, out, cfg, overrides, resume, device, quiet, command)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"wrote {out}: step {record['step']}, valid {record.get('valid_bpd', float('nan')):.4f}"
+                   f" bits/dim, {record['wall_time_s']:.0f} s")
+
+
+def _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command) -> None:
+    from musicflow.checkpoint import save_checkpoint
+    from musicflow.data.dataset import Dataset
+    from musicflow.training.classifier import train_classifier
+
+    ds = Dataset.load(data)
+    model, report = train_classifier(ds, steps, batch_size, lr, seed, quiet)
+    report["command"] = command
+    save_checkpoint(out, "classifier", model, ds.spec, ds.genres, report)
+    per = " ".join(f"{g}={a:.2f}" for g, a in report["accuracy_per_genre"].items())
+    click.echo(f"wrote {out}: valid balanced accuracy {report['balanced_accuracy']:.3f} ({per})")
+
+
+@click.command("calibrate")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Dataset whose validation split calibrates [default: data/music21.npz].")
+@click.option("--temperature", "-t", type=float, default=1.0, show_default=True)
+def calibrate_cmd(checkpoint, data, temperature) -> None:
+    """Choose a checkpoint's per-genre decoding thresholds from validation data (training does this
+    at its end; use this for older checkpoints or another temperature)."""
+    from musicflow.checkpoint import load_checkpoint
+    from musicflow.data.dataset import Dataset
+    from musicflow.paths import default_dataset
+    from musicflow.training import calibrate, model_windows
+
+    ck = load_checkpoint(checkpoint)
+    ds = Dataset.load(data or default_dataset())
+    if ds.spec != ck.spec:
+        raise MusicflowError(f"{data or default_dataset()}: representation differs from {checkpoint}'s")
+    windows = model_windows(ds, "valid", ck.model.config, ck.genres)
+    ck.info.update(calibrate(ck.model, windows, ds.spec, temperature))
+    ck.save(checkpoint)
+    click.echo("thresholds: " + " ".join(f"{g}={t:.2f}" for g, t in ck.info["thresholds"].items()))
+
+

@@ -1,0 +1,88 @@
+"""The settings of composing, written once: defaults, help and checks in one frozen dataclass.
+
+``Composer`` methods take an :class:`Options` or the same names as plain keywords; the CLI's
+options read their defaults and help from the fields (``musicflow.cli.options``).
+
+>>> Options(bars=4).bars, Options().velocity
+(4, 80)
+>>> Options(bars=0)
+Traceback (most recent call last):
+musicflow.errors.MusicflowError: bars must be at least 1, got 0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+
+from musicflow.compose.keys import parse_key, parse_program
+from musicflow.errors import MusicflowError
+
+#: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
+#: (the dequantization cell of a 1 is v > 0.5); lower temperatures drift towards silence.
+DEFAULT_TEMPERATURE = 1.0
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How new music is sampled and written.
+
+    ``guidance``/``candidates``: ``None`` takes the model's own default (see
+    :meth:`musicflow.compose.Composer.sampling`). ``outline``: for a model trained with outlines,
+    ``None`` draws a real block's, ``False`` composes without, a mapping sets parts of it.
+    """
+
+    bars: int = field(default=8, metadata=_help("Length in bars of 4/4."))
+    temperature: float = field(default=DEFAULT_TEMPERATURE, metadata=_help(
+        "Latent temperature: 1 samples the model's own distribution; lower is sparser."))
+    guidance: float | None = field(default=None, metadata=_help(
+        "Genre strength: 1 plain sampling, 0 ignores the genre, above 1 makes the piece read more "
+        "surely as the genre [default: 10 for the Glow, 1 for the neural-ODE flow]."))
+    candidates: int | None = field(default=None, metadata=_help(
+        "Pieces grown side by side under guidance, resampled each beat by how clearly they read as "
+        "the genre [default: 16; not for the neural-ODE flow]."))
+    outline: Mapping[str, float] | bool | None = field(default=None, metadata=_help(
+        "For a model trained with outlines: none, or parts of the plan to compose to, e.g. "
+        "'low=C4,high=C6,notes_per_beat=2,voices=1' [default: a real 8-bar block of the genre; "
+        "for continue, the input's last 8 bars]."))
+    tempo: float | None = field(default=None, metadata=_help("Quarter notes per minute [default: 100]."))
+    key: str | None = field(default=None, metadata=_help("Transpose into this key (C, F#, Bb, Am, ...)."))
+    program: int | str | None = field(default=None, metadata=_help(
+        "General MIDI program number or name [default: 0, piano]."))
+    velocity: int = field(default=80, metadata=_help("MIDI velocity of every note (1-127)."))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bars, int) or self.bars < 1:
+            raise MusicflowError(f"bars must be at least 1, got {self.bars}")
+        if not self.temperature > 0:
+            raise MusicflowError(f"temperature must be positive, got {self.temperature}")
+        if self.tempo is not None and not self.tempo > 0:
+            raise MusicflowError(f"tempo must be positive, got {self.tempo}")
+        if not 1 <= int(self.velocity) <= 127:
+            raise MusicflowError(f"velocity must be in 1..127, got {self.velocity}")
+        if self.key is not None:
+            parse_key(self.key)
+        parse_program(self.program)
+
+    @classmethod
+    def of(cls, options: Options | None, settings: Mapping[str, object]) -> Options:
+        """``options`` (or the defaults) with ``settings`` applied; an unknown name is an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise MusicflowError(f"unknown setting(s) {', '.join(unknown)} "
+                                 f"(known: {', '.join(sorted(known))})")
+        return replace(options or cls(), **settings)
+
+    @classmethod
+    def default(cls, name: str):
+        """The default of one setting (the CLI shows it)."""
+        return next(f.default for f in fields(cls) if f.name == name)
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
