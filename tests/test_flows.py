@@ -19,6 +19,8 @@ from musicflow.flows import (
     CondFeatures,
     Condition,
     ConditionalPrior,
+    CondNet,
+    Coupling,
     Glow,
     GlowConfig,
     InvConv1x1,
@@ -31,6 +33,7 @@ from musicflow.flows import (
     centre,
     quantize,
 )
+from musicflow.flows.frame_layers import FrameCoupling
 
 TINY = GlowConfig(
     pitches=8,
@@ -235,6 +238,80 @@ def test_coupling_net_sees_both_parts_of_the_condition() -> None:
     assert (layer(x, other_vec)[0] - y).abs().max() > 1e-3
     assert (layer(x, other_map)[0] - y).abs().max() > 1e-3
     assert torch.equal(layer(x, CondFeatures(h.vec, h.pitch_map.clone()))[0], y)
+
+
+class _ScaledShift(Coupling):
+    """A coupling with a map of its own, ``y = b * exp(tanh(s)) + t``: what the base class asks of
+    a new elementwise map, under a conditioner name of its own."""
+
+    net_name = "scale_net"
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, 2, functools.partial(CondNet, hidden=8, cond_dim=3, pitch_channels=2))
+
+    def elementwise(self, b, params, inverse):
+        t, s = params[:, 0::2], torch.tanh(params[:, 1::2])
+        if inverse:
+            return (b - t) * torch.exp(-s), -s.flatten(1).sum(dim=1)
+        return b * torch.exp(s) + t, s.flatten(1).sum(dim=1)
+
+
+def _couplings() -> dict[str, Coupling]:
+    layers = _layers()
+    torch.manual_seed(0)
+    custom = _ScaledShift(5)  # an odd channel count: the second part is the larger one
+    _perturb(custom)
+    return {"coupling": layers["coupling"], "spline": layers["spline"], "split": layers["split"],
+            "custom": custom.eval()}
+
+
+@pytest.mark.parametrize("name", ["coupling", "spline", "split", "custom"])
+def test_coupling_base_keeps_the_first_part_and_inverts(name: str) -> None:
+    layer = _couplings()[name]
+    x, h = torch.randn(2, 5 if name == "custom" else 4, 4, 4, generator=_gen(7)), _features(pitches=4)
+    y, logdet = layer(x, h)
+    assert torch.equal(y[:, : layer.half], x[:, : layer.half])
+    assert not torch.allclose(y[:, layer.half :], x[:, layer.half :])
+    x_back, logdet_inv = layer.inverse(y, h)
+    assert (x_back - x).abs().max() < 1e-5 and torch.allclose(logdet, -logdet_inv, atol=1e-4)
+
+
+def test_coupling_base_logdet_of_a_new_map_matches_jacobian() -> None:
+    layer = _couplings()["custom"].double()
+    x, h = torch.randn(2, 5, 4, 4, generator=_gen(7), dtype=torch.float64), _features(2, 4, torch.float64)
+    _, logdet = layer(x, h)
+    full = jacobian(lambda t: layer(t, h)[0].reshape(2, -1), x, vectorize=True).reshape(2, 80, 2, 80)
+    for b in range(2):
+        assert full[b, :, 1 - b].abs().max() == 0
+        assert torch.linalg.slogdet(full[b, :, b])[1].item() == pytest.approx(logdet[b].item(), abs=1e-6)
+
+
+def test_coupling_nets_keep_the_names_shipped_checkpoints_use() -> None:
+    couplings = _couplings()
+    assert {k.split(".")[0] for k in couplings["coupling"].state_dict()} == {"net"}
+    assert {k.split(".")[0] for k in couplings["spline"].state_dict()} == {"net"}
+    assert {k.split(".")[0] for k in couplings["split"].state_dict()} == {"prior"}
+    assert {k.split(".")[0] for k in couplings["custom"].state_dict()} == {"scale_net"}
+    assert couplings["split"].keep == couplings["split"].half == 2
+    with pytest.raises(TypeError):  # the elementwise map is abstract
+        Coupling(4, 2, functools.partial(CondNet, hidden=8))
+
+
+def test_frame_coupling_inverts_and_logdet_matches_jacobian() -> None:
+    torch.manual_seed(0)
+    layer = FrameCoupling(6, hidden=8, cond_dim=3)
+    _perturb(layer)
+    layer.double()
+    x = torch.randn(2, 6, generator=_gen(7), dtype=torch.float64)
+    c = torch.randn(2, 3, generator=_gen(8), dtype=torch.float64)
+    y, logdet = layer(x, c)
+    assert torch.equal(y[:, :3], x[:, :3]) and not torch.allclose(y[:, 3:], x[:, 3:])
+    x_back, logdet_inv = layer.inverse(y, c)
+    assert (x_back - x).abs().max() < 1e-10 and torch.allclose(logdet, -logdet_inv)
+    full = jacobian(lambda t: layer(t, c)[0], x, vectorize=True)
+    for b in range(2):
+        assert full[b, :, 1 - b].abs().max() == 0
+        assert torch.linalg.slogdet(full[b, :, b])[1].item() == pytest.approx(logdet[b].item(), abs=1e-10)
 
 
 def test_actnorm_data_dependent_init_and_state_dict() -> None:

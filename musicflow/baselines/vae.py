@@ -32,8 +32,9 @@ from torch import nn
 
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition, ConfigDict, Flow
+from musicflow.flows.checks import positive_ints, probabilities
 from musicflow.flows.dequantize import draw_noise
-from musicflow.flows.nets import ContextEncoder, soft_clamp
+from musicflow.flows.nets import ContextEncoder, encode_with_dropout, soft_clamp
 from musicflow.flows.rng import draw
 
 
@@ -50,25 +51,21 @@ class VAEConfig(ConfigDict):
     steps: int = 4  # one beat of 16ths, like the shipped Glow
     n_genres: int = 8
     dim: int = 32  # latent size
-    hidden: int = 64
+    hidden: int = 64  # channels of the encoder and decoder convolutions
     blocks: int = 2  # residual conv blocks in encoder and decoder
     kernel: int = 5  # along pitch
-    bottleneck: int = 600
-    context_steps: int = 64
-    context_channels: int = 16
-    embed_dim: int = 16
-    cond_dim: int = 64
-    context_dropout: float = 0.1
+    bottleneck: int = 600  # width of the dense layers next to the latent
+    context_steps: int = 64  # context the data pipeline supplies; the encoder takes any length
+    context_channels: int = 16  # channels of the context's per-pitch map
+    embed_dim: int = 16  # genre embedding size
+    cond_dim: int = 64  # size of the condition vector
+    context_dropout: float = 0.1  # share of training rows given no context
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name != "context_dropout" and (not isinstance(v, int) or v < 1):
-                raise MusicflowError(f"VAEConfig.{f.name} must be a positive integer, got {v!r}")
+        positive_ints(self, (f.name for f in fields(self) if f.name != "context_dropout"))
         if self.kernel % 2 == 0:
             raise MusicflowError(f"VAEConfig.kernel must be odd, got {self.kernel}")
-        if not 0.0 <= self.context_dropout < 1.0:
-            raise MusicflowError(f"VAEConfig.context_dropout must be in [0, 1), got {self.context_dropout}")
+        probabilities(self, ("context_dropout",))
 
     @property
     def cells(self) -> int:
@@ -135,12 +132,9 @@ class VAE(Flow):
         """Condition vector ``(B, cond_dim)`` and per-pitch context map ``(B, C, P)``."""
         c = self.config
         b = cond.validate(c.n_genres, c.pitches)
-        genre, ctx = cond.genre, cond.context
-        drop = None
-        if drop_context and ctx is not None and c.context_dropout > 0:
-            drop = torch.rand(b, device=genre.device) < c.context_dropout
-        ctx_vec, pmap = self.context_encoder(ctx, b, drop)
-        emb = genre.to(self.genre_table.dtype) @ self.genre_table
+        rate = c.context_dropout if drop_context else 0.0
+        ctx_vec, pmap = encode_with_dropout(self.context_encoder, cond.context, b, rate, cond.genre.device)
+        emb = cond.genre.to(self.genre_table.dtype) @ self.genre_table
         return self.cond_mlp(torch.cat([emb, ctx_vec], dim=1)), pmap
 
     # -- encoder and decoder ------------------------------------------------------------------

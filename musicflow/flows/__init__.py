@@ -12,6 +12,7 @@ from __future__ import annotations
 from musicflow.flows.autoregressive import PitchAutoregressive
 from musicflow.flows.base import Condition, Flow, Transform
 from musicflow.flows.cnf import CNF, CNFConfig
+from musicflow.flows.coupling import Coupling
 from musicflow.flows.dequantize import (
     Logit,
     UniformDequantizer,
@@ -44,6 +45,7 @@ __all__ = [
     "Condition",
     "ConditionalPrior",
     "ContextEncoder",
+    "Coupling",
     "Flow",
     "Glow",
     "GlowConfig",

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from musicflow.flows.base import Transform
-from musicflow.flows.nets import CondFeatures, CondNet
-from musicflow.flows.splines import rq_spline
+from musicflow.flows.nets import CondFeatures, film_terms, modulate, pitch_term
+from musicflow.flows.splines import packed_rq_spline
 
 
 class PitchAutoregressive(Transform):
@@ -47,19 +47,8 @@ class PitchAutoregressive(Transform):
     True
     """
 
-    def __init__(
-        self,
-        channels: int,
-        pitches: int,
-        steps: int,
-        hidden: int = 64,
-        *,
-        cond_dim: int = 0,
-        pitch_channels: int = 0,
-        blocks: int = 5,
-        bins: int = 8,
-        bound: float = 4.0,
-    ) -> None:
+    def __init__(self, channels: int, pitches: int, steps: int, hidden: int = 64, *, cond_dim: int = 0,
+                 pitch_channels: int = 0, blocks: int = 5, bins: int = 8, bound: float = 4.0) -> None:
         super().__init__()
         self.channels, self.steps, self.bins, self.bound = channels, steps, bins, bound
         d = self.cells = channels * steps
@@ -93,12 +82,7 @@ class PitchAutoregressive(Transform):
     def _condition(self, h: CondFeatures | None, pitches: int):
         """What the row net takes from ``h``: the pitch map's term ``(B, hidden, P)`` and the FiLM
         scales and shifts. Computed once per call of the layer, not once per pass of the net."""
-        pitch = film = None
-        if self.pitch_in is not None and h is not None and h.pitch_map is not None:
-            pitch = self.pitch_in(h.pitch_map_at(pitches))
-        if self.film is not None and h is not None and h.vec is not None:
-            film = self.film(h.vec)[:, :, None].chunk(2 * (len(self.blocks) + 1), dim=1)
-        return pitch, film
+        return pitch_term(self.pitch_in, h, pitches), film_terms(self.film, h, len(self.blocks), dims=1)
 
     def _row_features(self, x: torch.Tensor, cond) -> torch.Tensor:
         """``(B, hidden, P)``; column ``r`` depends on the rows below ``r`` (and the condition
@@ -111,9 +95,9 @@ class PitchAutoregressive(Transform):
         a = self.conv_in(torch.cat([shifted, below / 4], dim=1)) + self.position[:, :p]
         if pitch is not None:
             a = a + pitch
-        a = CondNet._modulate(a, film, 0)
+        a = modulate(a, film, 0)
         for i, (conv, k) in enumerate(zip(self.blocks, self.dilations)):
-            a = a + CondNet._modulate(conv(F.pad(a, (k, 0))), film, i + 1)  # causal: pad below only
+            a = a + modulate(conv(F.pad(a, (k, 0))), film, i + 1)  # causal: pad below only
         return self.row_out(a)
 
     def _spline_params(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -131,8 +115,7 @@ class PitchAutoregressive(Transform):
         return self.out(hid)
 
     def _spline(self, x: torch.Tensor, raw: torch.Tensor, inverse: bool):
-        k = self.bins
-        return rq_spline(x, raw[..., :k], raw[..., k : 2 * k], raw[..., 2 * k :], self.bound, inverse)
+        return packed_rq_spline(x, raw, self.bound, inverse)
 
     # -- the transform --------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from torch import nn
 
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition, ConfigDict, Flow
+from musicflow.flows.checks import logit_alpha, positive_ints, probabilities
 from musicflow.flows.dequantize import Logit, UniformDequantizer, VariationalDequantizer, centre, quantize
 from musicflow.flows.nets import CondFeatures, ContextEncoder
 from musicflow.flows.odefunc import Solver, VectorField, flow, flow_with_logdet
@@ -64,43 +65,40 @@ class CNFConfig(ConfigDict):
     (True, 64)
     """
 
-    pitches: int = 48
-    steps: int = 4
+    pitches: int = 48  # rows of a window
+    steps: int = 4  # one beat of 16ths
     n_genres: int = 8
-    context_steps: int = 64
-    context_channels: int = 16
-    embed_dim: int = 16
-    cond_dim: int = 64
-    hidden: int = 64
-    blocks: int = 3
-    objective: str = "fm"
-    dequantization: str = "uniform"
-    dequant_hidden: int = 16
-    dequant_steps: int = 2
-    alpha: float = 0.05
-    genre_dropout: float = 0.15
-    context_dropout: float = 0.1
+    context_steps: int = 64  # context the data pipeline supplies; the encoder takes any length
+    context_channels: int = 16  # channels of the context's per-pitch map
+    embed_dim: int = 16  # genre embedding size
+    cond_dim: int = 64  # size of the global conditioning vector
+    hidden: int = 64  # channels of the vector field
+    blocks: int = 3  # its hidden blocks, dilated 2, 4, 12, ... along pitch
+    objective: str = "fm"  # "fm": flow matching, "ml": maximum likelihood
+    dequantization: str = "uniform"  # or "variational" (with objective "ml" only)
+    dequant_hidden: int = 16  # channels of the variational dequantizer's nets
+    dequant_steps: int = 2  # its pairs of couplings
+    alpha: float = 0.05  # the logit margin (flows/dequantize.py)
+    genre_dropout: float = 0.15  # share of training rows given the null genre (guidance)
+    context_dropout: float = 0.1  # share of training rows given no context
     method: str = "dopri5"
     likelihood_steps: int = 8  # used when ``method`` is a fixed-step method
-    rtol: float = 1e-5
+    rtol: float = 1e-5  # tolerances of the adaptive solves
     atol: float = 1e-5
     sample_method: str = "rk4"
     sample_steps: int = 8
     train_method: str = "rk4"
     train_steps: int = 4
-    adjoint: bool = False
-    probes: int = 4
+    adjoint: bool = False  # adjoint gradients through the likelihood and training solves
+    probes: int = 4  # Hutchinson probes of an evaluated likelihood
     exact_trace_dim: int = 64
-    kinetic: float = 0.0
-    jacobian: float = 0.0
+    kinetic: float = 0.0  # weight of the kinetic-energy penalty (objective "ml")
+    jacobian: float = 0.0  # weight of the Jacobian-norm penalty (objective "ml")
 
     def __post_init__(self) -> None:
-        for name in ("pitches", "steps", "n_genres", "context_steps", "context_channels", "embed_dim",
-                     "cond_dim", "hidden", "blocks", "dequant_hidden", "dequant_steps", "probes",
-                     "likelihood_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise MusicflowError(f"CNFConfig.{name} must be a positive integer, got {value!r}")
+        positive_ints(self, ("pitches", "steps", "n_genres", "context_steps", "context_channels", "embed_dim",
+                             "cond_dim", "hidden", "blocks", "dequant_hidden", "dequant_steps", "probes",
+                             "likelihood_steps"))
         if self.objective not in OBJECTIVES:
             raise MusicflowError(f"CNFConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.dequantization not in ("uniform", "variational"):
@@ -109,11 +107,8 @@ class CNFConfig(ConfigDict):
         if self.objective == "fm" and self.dequantization != "uniform":
             raise MusicflowError("CNFConfig: flow matching cannot train a variational dequantizer; "
                                  "use dequantization=uniform or objective=ml")
-        if not 0.0 < self.alpha < 0.5:
-            raise MusicflowError(f"CNFConfig.alpha must be in (0, 0.5), got {self.alpha}")
-        for name in ("genre_dropout", "context_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise MusicflowError(f"CNFConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        logit_alpha(self)
+        probabilities(self, ("genre_dropout", "context_dropout"))
         if self.kinetic < 0 or self.jacobian < 0:
             raise MusicflowError("CNFConfig.kinetic and .jacobian must be non-negative")
         _ = (self.likelihood_solver, self.sample_solver, self.train_solver)  # validates the methods

@@ -22,7 +22,10 @@ can fall up to ``alpha / (1 - 2 alpha)`` outside ``(0, 1)``, which decoding clam
 
 from __future__ import annotations
 
+import abc
 import math
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -98,13 +101,16 @@ class Logit(Transform):
         return v, logdet.flatten(1).sum(dim=1)
 
 
-class UniformDequantizer(nn.Module):
-    """``u ~ U(0, 1)`` independently per cell, ``log q(u | x) = 0``.
+class Dequantizer(nn.Module, abc.ABC):
+    """``q(u | x, vec)``: draws the noise :attr:`noise` names and maps it to ``u``.
 
-    >>> u, log_q = UniformDequantizer()(torch.zeros(3, 2, 4, 4))
-    >>> u.shape, log_q.tolist()
-    (torch.Size([3, 2, 4, 4]), [0.0, 0.0, 0.0])
+    ``forward(x, vec, generator, shared)`` returns ``(u, log q(u | x))``, shapes ``x.shape`` and
+    ``(B,)``; ``shared``: one draw for every batch row (see :func:`draw_noise`). Subclasses
+    implement :meth:`from_noise`.
     """
+
+    #: ``torch.rand`` or ``torch.randn``: what :meth:`forward` draws.
+    noise: ClassVar[Callable[..., torch.Tensor]]
 
     def forward(
         self,
@@ -113,13 +119,33 @@ class UniformDequantizer(nn.Module):
         generator: torch.Generator | None = None,
         shared: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(u, log q(u | x))``, shapes ``x.shape`` and ``(B,)``; ``shared``: one draw
-        for every batch row (see :func:`draw_noise`)."""
-        u = draw_noise(torch.rand, x, generator, shared)
-        return u, x.new_zeros(x.shape[0])
+        """Draw ``u ~ q(u | x, vec)``; return ``u`` (shaped like ``x``) and ``log q`` ``(B,)``."""
+        return self.from_noise(draw_noise(self.noise, x, generator, shared), x, vec)
+
+    @abc.abstractmethod
+    def from_noise(
+        self, noise: torch.Tensor, x: torch.Tensor, vec: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(u, log q(u | x))`` for a draw ``noise`` shaped like ``x``."""
 
 
-class VariationalDequantizer(nn.Module):
+class UniformDequantizer(Dequantizer):
+    """``u ~ U(0, 1)`` independently per cell, ``log q(u | x) = 0``.
+
+    >>> u, log_q = UniformDequantizer()(torch.zeros(3, 2, 4, 4))
+    >>> u.shape, log_q.tolist()
+    (torch.Size([3, 2, 4, 4]), [0.0, 0.0, 0.0])
+    """
+
+    noise = staticmethod(torch.rand)
+
+    def from_noise(
+        self, noise: torch.Tensor, x: torch.Tensor, vec: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return noise, x.new_zeros(x.shape[0])
+
+
+class VariationalDequantizer(Dequantizer):
     """Learned ``q(u | x, cond)`` (Flow++): a small conditional flow from ``N(0, I)`` to ``(0,1)``.
 
     ``eps ~ N(0, I)`` of the roll's shape goes through an elementwise affine map whose shift and
@@ -133,6 +159,8 @@ class VariationalDequantizer(nn.Module):
     >>> bool(((u > 0) & (u < 1)).all()), log_q.shape
     (True, torch.Size([2]))
     """
+
+    noise = staticmethod(torch.randn)
 
     def __init__(self, cond_dim: int = 0, hidden: int = 16, steps: int = 2, blocks: int = 1):
         super().__init__()
@@ -163,15 +191,8 @@ class VariationalDequantizer(nn.Module):
         logdet = logdet + (F.logsigmoid(z) + F.logsigmoid(-z)).flatten(1).sum(dim=1)
         return u, logdet
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        vec: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        shared: bool = False,
+    def from_noise(
+        self, noise: torch.Tensor, x: torch.Tensor, vec: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``u ~ q(u | x, vec)``; return ``u`` (shaped like ``x``) and ``log q`` ``(B,)``;
-        ``shared``: one noise draw for every batch row (see :func:`draw_noise`)."""
-        eps = draw_noise(torch.randn, x, generator, shared)
-        u, logdet = self.transform(eps, x, vec)
-        return u, _normal_log_prob(eps) - logdet
+        u, logdet = self.transform(noise, x, vec)
+        return u, _normal_log_prob(noise) - logdet

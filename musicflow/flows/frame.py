@@ -15,6 +15,7 @@ and each factor is a conditional normalizing flow over one frame:
   a learned LU-decomposed linear map, affine coupling with an MLP conditioned on ``c_t``) to a base
   density per dimension whose parameters also come from ``c_t``: a mixture of ``components``
   logistics (bimodal, as a binary key in logit space is) or a Gaussian;
+  (the layers are in :mod:`musicflow.flows.frame_layers`);
 * the keys outside that range (never sounding in the training data) get a fixed, train-fitted
   and smoothed independent Bernoulli (:meth:`FrameFlow.fit_outside`), so every frame is scored
   over all 88 keys.
@@ -39,14 +40,14 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from musicflow.errors import MusicflowError
-from musicflow.flows.base import Condition, ConfigDict, Flow, Transform
+from musicflow.flows.base import Condition, ConfigDict, Flow
+from musicflow.flows.checks import logit_alpha, positive_ints
 from musicflow.flows.dequantize import Logit, quantize
-from musicflow.flows.layers import SCALE_BOUND, ActNorm, InvConv1x1
-from musicflow.flows.nets import soft_clamp
+from musicflow.flows.frame_layers import FrameBase, FrameCoupling, FrameDequantizer, LUMixing, Permutation
+from musicflow.flows.layers import ActNorm
 from musicflow.flows.rng import draw
 
 ALL_KEYS, LOWEST = 88, 21  # piano keys A0..C8
@@ -73,17 +74,13 @@ class FrameFlowConfig(ConfigDict):
     components: int = 4  # logistic-mixture components of the base per dimension; 0: a Gaussian
 
     def __post_init__(self) -> None:
-        for name in ("keys", "depth", "hidden", "rnn_hidden", "cond_dim", "dequant_hidden"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise MusicflowError(f"FrameFlowConfig.{name} must be a positive integer, got {v!r}")
+        positive_ints(self, ("keys", "depth", "hidden", "rnn_hidden", "cond_dim", "dequant_hidden"))
         if self.keys % 2:
             raise MusicflowError(f"FrameFlowConfig.keys must be even, got {self.keys}")
         if self.low < LOWEST or self.low + self.keys > LOWEST + ALL_KEYS:
             raise MusicflowError(f"FrameFlowConfig: keys {self.low}..{self.low + self.keys - 1} "
                                  f"leave the piano range {LOWEST}..{LOWEST + ALL_KEYS - 1}")
-        if not 0.0 < self.alpha < 0.5:
-            raise MusicflowError(f"FrameFlowConfig.alpha must be in (0, 0.5), got {self.alpha}")
+        logit_alpha(self)
         if self.mixing not in ("permute", "lu"):
             raise MusicflowError(f"FrameFlowConfig.mixing must be 'permute' or 'lu', got {self.mixing!r}")
         if not isinstance(self.components, int) or self.components < 0:
@@ -93,146 +90,6 @@ class FrameFlowConfig(ConfigDict):
     def offset(self) -> int:
         """Column of the first modelled key in an 88-key frame."""
         return self.low - LOWEST
-
-
-
-def _mlp(n_in: int, hidden: int, n_out: int, zero: bool = True) -> nn.Sequential:
-    net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                        nn.Linear(hidden, n_out))
-    if zero:  # the owning layer starts as the identity
-        nn.init.zeros_(net[-1].weight)
-        nn.init.zeros_(net[-1].bias)
-    return net
-
-
-class _Coupling(nn.Module):
-    """Affine coupling on a vector: the second half scaled and shifted given the first and ``c``."""
-
-    def __init__(self, keys: int, hidden: int, cond_dim: int) -> None:
-        super().__init__()
-        self.half = keys // 2
-        self.net = _mlp(self.half + cond_dim, hidden, 2 * (keys - self.half))
-
-    def _params(self, a: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shift, log_s = self.net(torch.cat([a, c], dim=1)).chunk(2, dim=1)
-        return shift, soft_clamp(log_s, SCALE_BOUND)
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = x[:, : self.half], x[:, self.half :]
-        shift, log_s = self._params(a, c)
-        return torch.cat([a, b * torch.exp(log_s) + shift], dim=1), log_s.sum(dim=1)
-
-    def inverse(self, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = y[:, : self.half], y[:, self.half :]
-        shift, log_s = self._params(a, c)
-        return torch.cat([a, (b - shift) * torch.exp(-log_s)], dim=1), -log_s.sum(dim=1)
-
-
-class _Dequantizer(nn.Module):
-    """``q(u | x, c)`` per key: an affine map of Gaussian noise given ``(x, c)``, two couplings
-    between the two halves of the keys, then a sigmoid into ``(0, 1)``."""
-
-    def __init__(self, keys: int, hidden: int, cond_dim: int) -> None:
-        super().__init__()
-        self.keys, self.half = keys, keys // 2
-        self.base = _mlp(keys + cond_dim, hidden, 2 * keys)
-        self.couplings = nn.ModuleList(_mlp(self.half + keys + cond_dim, hidden, 2 * self.half)
-                                       for _ in range(2))
-
-    def forward(
-        self, x: torch.Tensor, c: torch.Tensor, eps: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(u, log q(u | x, c))`` for noise ``eps ~ N(0, I)`` shaped like ``x``."""
-        shift, log_s = self.base(torch.cat([x, c], dim=1)).chunk(2, dim=1)
-        log_s = soft_clamp(log_s, 2.0)
-        z = eps * torch.exp(log_s) + shift
-        logdet = log_s.sum(dim=1)
-        for i, net in enumerate(self.couplings):
-            first, second = z[:, : self.half], z[:, self.half :]
-            a, b = (first, second) if i % 2 == 0 else (second, first)
-            sh, ls = net(torch.cat([a, x, c], dim=1)).chunk(2, dim=1)
-            ls = soft_clamp(ls, 2.0)
-            b = b * torch.exp(ls) + sh
-            z = torch.cat([a, b] if i % 2 == 0 else [b, a], dim=1)
-            logdet = logdet + ls.sum(dim=1)
-        u = torch.sigmoid(z)
-        logdet = logdet + (F.logsigmoid(z) + F.logsigmoid(-z)).sum(dim=1)
-        log_eps = -0.5 * (eps.pow(2) + math.log(2 * math.pi)).sum(dim=1)
-        return u, log_eps - logdet
-
-
-class _Permute(Transform):
-    """A fixed random permutation of the keys (seeded, so rebuilt identically from the config)."""
-
-    def __init__(self, keys: int, seed: int) -> None:
-        super().__init__()
-        perm = torch.randperm(keys, generator=torch.Generator().manual_seed(seed))
-        self.register_buffer("perm", perm)
-        self.register_buffer("inv", torch.argsort(perm))
-
-    def forward(self, x: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[:, self.perm], x.new_zeros(x.shape[0])
-
-    def inverse(self, y: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return y[:, self.inv], y.new_zeros(y.shape[0])
-
-
-class _LU(Transform):
-    """:class:`~musicflow.flows.layers.InvConv1x1` over the keys of a vector."""
-
-    def __init__(self, keys: int) -> None:
-        super().__init__()
-        self.conv = InvConv1x1(keys)
-
-    def forward(self, x: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
-        y, ld = self.conv(x[:, :, None, None])
-        return y[:, :, 0, 0], ld
-
-    def inverse(self, y: torch.Tensor, h: object = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x, ld = self.conv.inverse(y[:, :, None, None])
-        return x[:, :, 0, 0], ld
-
-
-class _Base(nn.Module):
-    """The conditional base density per dimension: a Gaussian or a mixture of logistics whose
-    parameters come from ``c``. A mixture can be bimodal, as a binary key in logit space is."""
-
-    def __init__(self, keys: int, hidden: int, cond_dim: int, components: int) -> None:
-        super().__init__()
-        self.keys, self.m = keys, components
-        self.net = _mlp(cond_dim, hidden, (3 * components if components else 2) * keys)
-
-    def _params(self, c: torch.Tensor):
-        out = self.net(c).reshape(c.shape[0], -1, self.keys)
-        if not self.m:
-            return out[:, 0], soft_clamp(out[:, 1], 3.0)
-        logits, mean, log_s = out.split(self.m, dim=1)
-        # Spread the initial means so the components start apart.
-        mean = mean + torch.linspace(-2, 2, self.m, device=c.device)[None, :, None]
-        return F.log_softmax(logits, dim=1), mean, soft_clamp(log_s, 3.0)
-
-    def log_prob(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """``log p(z | c)`` summed over dimensions, ``(N,)``."""
-        if not self.m:
-            mean, log_s = self._params(c)
-            e = (z - mean) * torch.exp(-log_s)
-            return (-0.5 * (e.pow(2) + math.log(2 * math.pi)) - log_s).sum(dim=1)
-        log_pi, mean, log_s = self._params(c)
-        t = (z[:, None] - mean) * torch.exp(-log_s)
-        comp = F.logsigmoid(t) + F.logsigmoid(-t) - log_s  # the logistic log-density
-        return torch.logsumexp(log_pi + comp, dim=1).sum(dim=1)
-
-    def sample(self, c: torch.Tensor, temperature: float, generator: torch.Generator | None):
-        if not self.m:
-            mean, log_s = self._params(c)
-            noise = draw(torch.randn, mean.shape, generator=generator, device=c.device)
-            return mean + temperature * torch.exp(log_s) * noise
-        log_pi, mean, log_s = self._params(c)
-        u = draw(torch.rand, log_pi.shape[0], 1, self.keys, generator=generator, device=c.device)
-        k = (log_pi.exp().cumsum(dim=1) < u).sum(dim=1, keepdim=True).clamp_max(self.m - 1)
-        mu, ls = mean.gather(1, k)[:, 0], log_s.gather(1, k)[:, 0]
-        v = draw(torch.rand, mu.shape, generator=generator, device=c.device).clamp(1e-6, 1 - 1e-6)
-        return mu + temperature * torch.exp(ls) * (torch.log(v) - torch.log1p(-v))
 
 
 class FrameFlow(Flow):
@@ -252,13 +109,13 @@ class FrameFlow(Flow):
         self.rnn = nn.GRU(k, cfg.rnn_hidden, batch_first=True)
         self.h0 = nn.Parameter(torch.zeros(1, 1, cfg.rnn_hidden))  # the learned "no context" state
         self.to_cond = nn.Sequential(nn.Linear(cfg.rnn_hidden, cfg.cond_dim), nn.ReLU())
-        self.dequantizer = _Dequantizer(k, cfg.dequant_hidden, cfg.cond_dim)
+        self.dequantizer = FrameDequantizer(k, cfg.dequant_hidden, cfg.cond_dim)
         self.logit = Logit(cfg.alpha)
         self.norms = nn.ModuleList(ActNorm(k) for _ in range(cfg.depth))
-        self.mixes = nn.ModuleList(_LU(k) if cfg.mixing == "lu" else _Permute(k, seed=i)
+        self.mixes = nn.ModuleList(LUMixing(k) if cfg.mixing == "lu" else Permutation(k, seed=i)
                                    for i in range(cfg.depth))
-        self.couplings = nn.ModuleList(_Coupling(k, cfg.hidden, cfg.cond_dim) for _ in range(cfg.depth))
-        self.base = _Base(k, cfg.hidden, cfg.cond_dim, cfg.components)
+        self.couplings = nn.ModuleList(FrameCoupling(k, cfg.hidden, cfg.cond_dim) for _ in range(cfg.depth))
+        self.base = FrameBase(k, cfg.hidden, cfg.cond_dim, cfg.components)
         # log P(off), log P(on) of the keys outside the modelled range; fit_outside sets them.
         outside = ALL_KEYS - k
         self.register_buffer("outside_logp", torch.log(torch.tensor([[1 - 1e-4, 1e-4]] * outside)))

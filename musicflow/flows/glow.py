@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -29,22 +30,11 @@ from torch import nn
 from musicflow.errors import MusicflowError
 from musicflow.flows.autoregressive import PitchAutoregressive
 from musicflow.flows.base import Condition, ConfigDict, Flow, Transform
-from musicflow.flows.dequantize import (
-    Logit,
-    UniformDequantizer,
-    VariationalDequantizer,
-    centre,
-    quantize,
-)
-from musicflow.flows.layers import (
-    ActNorm,
-    AffineCoupling,
-    ConditionalPrior,
-    InvConv1x1,
-    Split,
-    Squeeze,
-)
-from musicflow.flows.nets import CondFeatures, ContextEncoder, OutlineEncoder
+from musicflow.flows.checks import flags, logit_alpha, positive_ints, probabilities
+from musicflow.flows.coupling import Coupling
+from musicflow.flows.dequantize import Logit, UniformDequantizer, VariationalDequantizer, centre, quantize
+from musicflow.flows.layers import ActNorm, AffineCoupling, ConditionalPrior, InvConv1x1, Split, Squeeze
+from musicflow.flows.nets import CondFeatures, ContextEncoder, OutlineEncoder, encode_with_dropout
 from musicflow.flows.splines import SplineCoupling
 
 DEQUANTIZERS = ("uniform", "variational")
@@ -94,25 +84,9 @@ class GlowConfig(ConfigDict):
     outline_dropout: float = 0.25
 
     def __post_init__(self) -> None:
-        sizes = (
-            "pitches",
-            "steps",
-            "n_genres",
-            "levels",
-            "depth",
-            "hidden",
-            "cond_dim",
-            "context_steps",
-            "context_channels",
-            "embed_dim",
-            "dequant_hidden",
-            "ar_hidden",
-            "ar_blocks",
-        )
-        for name in sizes:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise MusicflowError(f"GlowConfig.{name} must be a positive integer, got {value!r}")
+        positive_ints(self, ("pitches", "steps", "n_genres", "levels", "depth", "hidden", "cond_dim",
+                             "context_steps", "context_channels", "embed_dim", "dequant_hidden",
+                             "ar_hidden", "ar_blocks"))
         scale = 2**self.levels
         if self.pitches % scale or self.steps % scale:
             raise MusicflowError(
@@ -123,22 +97,13 @@ class GlowConfig(ConfigDict):
             raise MusicflowError(
                 f"GlowConfig.dequantization must be one of {DEQUANTIZERS}, got {self.dequantization!r}"
             )
-        if not 0.0 < self.alpha < 0.5:
-            raise MusicflowError(f"GlowConfig.alpha must be in (0, 0.5), got {self.alpha}")
-        if not isinstance(self.autoregressive, bool):
-            raise MusicflowError(
-                f"GlowConfig.autoregressive must be true or false, got {self.autoregressive!r}"
-            )
-        for name in ("chroma", "reach", "echo", "outline"):
-            if not isinstance(getattr(self, name), bool):
-                raise MusicflowError(f"GlowConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        logit_alpha(self)
+        flags(self, ("autoregressive", "chroma", "reach", "echo", "outline"))
         if self.coupling not in ("affine", "spline"):
             raise MusicflowError(f"GlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}")
         if not isinstance(self.bins, int) or self.bins < 2:
             raise MusicflowError(f"GlowConfig.bins must be an integer >= 2, got {self.bins!r}")
-        for name in ("context_dropout", "outline_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise MusicflowError(f"GlowConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        probabilities(self, ("context_dropout", "outline_dropout"))
 
     @property
     def dim(self) -> int:
@@ -225,31 +190,24 @@ class Glow(Flow):
                 self._latent_shapes.append((c, p, t))
             self.levels.append(nn.ModuleList(layers))
 
-    def _coupling(self, channels: int) -> Transform:
+    def _coupling(self, channels: int) -> Coupling:
         cfg = self.config
-        net = {"cond_dim": cfg.cond_dim, "pitch_channels": cfg.context_channels, "blocks": cfg.net_blocks}
-        if cfg.coupling == "spline":
-            return SplineCoupling(channels, cfg.hidden, bins=cfg.bins, **net)
-        return AffineCoupling(channels, cfg.hidden, **net)
+        couplings = {"affine": AffineCoupling, "spline": partial(SplineCoupling, bins=cfg.bins)}
+        return couplings[cfg.coupling](channels, cfg.hidden, cond_dim=cfg.cond_dim,
+                                       pitch_channels=cfg.context_channels, blocks=cfg.net_blocks)
 
     # -- conditioning -------------------------------------------------------------------------
 
     def features(self, cond: Condition, drop_context: bool = False) -> CondFeatures:
         """The :class:`CondFeatures` every layer receives; ``drop_context`` applies dropout."""
         cfg = self.config
-        batch = cond.validate(cfg.n_genres, cfg.pitches)
-        genre, ctx = cond.genre, cond.context
-        drop = None
-        if drop_context and ctx is not None and cfg.context_dropout > 0:
-            drop = torch.rand(batch, device=genre.device) < cfg.context_dropout
-        ctx_vec, pitch_map = self.context_encoder(ctx, batch, drop)
+        batch, dev = cond.validate(cfg.n_genres, cfg.pitches), cond.genre.device
+        ctx_rate, out_rate = (cfg.context_dropout, cfg.outline_dropout) if drop_context else (0.0, 0.0)
+        ctx_vec, pitch_map = encode_with_dropout(self.context_encoder, cond.context, batch, ctx_rate, dev)
         if self.outline_encoder is not None:
-            plan, drop = cond.outline, None
-            if drop_context and plan is not None and cfg.outline_dropout > 0:
-                drop = torch.rand(batch, device=genre.device) < cfg.outline_dropout
-            plan_vec, plan_map = self.outline_encoder(plan, batch, drop)
+            plan_vec, plan_map = encode_with_dropout(self.outline_encoder, cond.outline, batch, out_rate, dev)
             ctx_vec, pitch_map = ctx_vec + plan_vec, pitch_map + plan_map
-        emb = genre.to(self.genre_table.dtype) @ self.genre_table
+        emb = cond.genre.to(self.genre_table.dtype) @ self.genre_table
         vec = self.cond_mlp(torch.cat([emb, ctx_vec], dim=1))
         return CondFeatures(vec, pitch_map)
 
@@ -327,24 +285,14 @@ class Glow(Flow):
         return log_pz + ld_flow + ld_logit - self.config.dim * math.log(2) - log_q
 
     @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        cond: Condition,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def sample(self, n: int, cond: Condition, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` binary rolls ``(n, 2, P, T)``; ``cond`` has batch size 1 or ``n``."""
         return quantize(self.sample_continuous(n, cond, temperature, generator))
 
     @torch.no_grad()
-    def sample_continuous(
-        self,
-        n: int,
-        cond: Condition,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def sample_continuous(self, n: int, cond: Condition, temperature: float = 1.0,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
         """Like :meth:`sample` but the continuous ``v in [0, 1]`` before thresholding."""
         return self.decode(*self.draw_latents(n, cond, temperature, generator))
 

@@ -15,10 +15,13 @@ Dinh et al., "Density estimation using Real NVP" (2017).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Transform
+from musicflow.flows.coupling import Coupling
 from musicflow.flows.nets import CondFeatures, CondNet, soft_clamp
 
 # exp(+-2) bounds every coupling scale: enough to reshape a distribution, never to blow up.
@@ -29,6 +32,17 @@ PRIOR_BOUND = 3.0
 
 def _per_sample(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).sum(dim=1)
+
+
+def _standardise(
+    x: torch.Tensor, params: torch.Tensor, inverse: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x - mu) / sigma`` (or, with ``inverse``, ``x * sigma + mu``) and its log-determinant,
+    with ``mu`` and ``log sigma`` the even and odd channels of ``params``: a prior's statistics."""
+    mu, log_sigma = params[:, 0::2], soft_clamp(params[:, 1::2], PRIOR_BOUND)
+    if inverse:
+        return x * torch.exp(log_sigma) + mu, _per_sample(log_sigma)
+    return (x - mu) * torch.exp(-log_sigma), -_per_sample(log_sigma)
 
 
 class ActNorm(Transform):
@@ -119,13 +133,14 @@ class InvConv1x1(Transform):
         return torch.einsum("ij,bjpt->bipt", w_inv, y), -self._logdet(y)
 
 
-class AffineCoupling(Transform):
+class AffineCoupling(Coupling):
     """Affine coupling: the second half of the channels is scaled and shifted by a conditioned net.
 
     ``y_b = (x_b + shift(x_a, h)) * exp(log_s(x_a, h))`` with ``log_s`` tanh-bounded to
-    ``(-2, 2)``. The net (:class:`~musicflow.flows.nets.CondNet`) sees ``x_a`` concatenated with
-    ``h``'s pitch map and is FiLM-modulated by ``h.vec`` in every block; its last layer is zero, so
-    the coupling starts as the identity.
+    ``(-2, 2)``. The net (:class:`~musicflow.flows.nets.CondNet`; ``net`` holds its keyword
+    settings ``cond_dim``, ``pitch_channels`` and ``blocks``) sees ``x_a`` concatenated with ``h``'s
+    pitch map and is FiLM-modulated by ``h.vec`` in every block; its last layer is zero, so the
+    coupling starts as the identity.
 
     >>> layer = AffineCoupling(4, hidden=8, cond_dim=3, pitch_channels=2)
     >>> h = CondFeatures(torch.randn(1, 3), torch.randn(1, 2, 6))
@@ -134,39 +149,16 @@ class AffineCoupling(Transform):
     True
     """
 
-    def __init__(
-        self,
-        channels: int,
-        hidden: int = 32,
-        *,
-        cond_dim: int = 0,
-        pitch_channels: int = 0,
-        blocks: int = 2,
-    ) -> None:
-        super().__init__()
-        self.half = channels // 2
-        self.net = CondNet(
-            self.half,
-            2 * (channels - self.half),
-            hidden,
-            cond_dim=cond_dim,
-            pitch_channels=pitch_channels,
-            blocks=blocks,
-        )
+    def __init__(self, channels: int, hidden: int = 32, **net: int) -> None:
+        super().__init__(channels, 2, partial(CondNet, hidden=hidden, **net))
 
-    def _params(self, a: torch.Tensor, h: CondFeatures | None) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(a, h)
-        return out[:, 0::2], soft_clamp(out[:, 1::2], SCALE_BOUND)
-
-    def forward(self, x: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = x[:, : self.half], x[:, self.half :]
-        shift, log_s = self._params(a, h)
-        return torch.cat([a, (b + shift) * torch.exp(log_s)], dim=1), _per_sample(log_s)
-
-    def inverse(self, y: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = y[:, : self.half], y[:, self.half :]
-        shift, log_s = self._params(a, h)
-        return torch.cat([a, b * torch.exp(-log_s) - shift], dim=1), -_per_sample(log_s)
+    def elementwise(
+        self, b: torch.Tensor, params: torch.Tensor, inverse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, log_s = params[:, 0::2], soft_clamp(params[:, 1::2], SCALE_BOUND)
+        if inverse:
+            return b * torch.exp(-log_s) - shift, -_per_sample(log_s)
+        return (b + shift) * torch.exp(log_s), _per_sample(log_s)
 
 
 class Squeeze(Transform):
@@ -190,13 +182,14 @@ class Squeeze(Transform):
         return x.reshape(b, c4 // 4, 2 * p, 2 * t), y.new_zeros(b)
 
 
-class Split(Transform):
+class Split(Coupling):
     """Multi-scale split with a learned conditional prior on the factored-out half.
 
     ``(a, b) -> (a, eps)`` with ``eps = (b - mu) / sigma`` and ``(mu, log sigma)`` from a net over
-    the kept half ``a`` and the condition. ``logdet = -sum(log sigma)``, so ``b``'s log-prob
-    contribution is ``log N(eps; 0, I) + logdet``; the owning flow slices ``eps = y[:, keep:]``
-    off and the inverse turns any given (for sampling, drawn) ``eps`` back into ``b``.
+    the kept half ``a`` and the condition (``net``: as for :class:`AffineCoupling`, one block by
+    default). ``logdet = -sum(log sigma)``, so ``b``'s log-prob contribution is
+    ``log N(eps; 0, I) + logdet``; the owning flow slices ``eps = y[:, keep:]`` off and the inverse
+    turns any given (for sampling, drawn) ``eps`` back into ``b``.
 
     >>> layer = Split(4, hidden=8)
     >>> x = torch.randn(2, 4, 3, 3)
@@ -204,48 +197,28 @@ class Split(Transform):
     True
     """
 
-    def __init__(
-        self,
-        channels: int,
-        hidden: int = 32,
-        *,
-        cond_dim: int = 0,
-        pitch_channels: int = 0,
-        blocks: int = 1,
-    ) -> None:
-        super().__init__()
-        self.keep = channels // 2
-        self.prior = CondNet(
-            self.keep,
-            2 * (channels - self.keep),
-            hidden,
-            cond_dim=cond_dim,
-            pitch_channels=pitch_channels,
-            blocks=blocks,
-        )
+    net_name = "prior"  # the name shipped checkpoints keep its weights under
 
-    def _stats(self, a: torch.Tensor, h: CondFeatures | None) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.prior(a, h)
-        return out[:, 0::2], soft_clamp(out[:, 1::2], PRIOR_BOUND)
+    def __init__(self, channels: int, hidden: int = 32, *, blocks: int = 1, **net: int) -> None:
+        super().__init__(channels, 2, partial(CondNet, hidden=hidden, blocks=blocks, **net))
 
-    def forward(self, x: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = x[:, : self.keep], x[:, self.keep :]
-        mu, log_sigma = self._stats(a, h)
-        eps = (b - mu) * torch.exp(-log_sigma)
-        return torch.cat([a, eps], dim=1), -_per_sample(log_sigma)
+    @property
+    def keep(self) -> int:
+        """Channels that stay in the flow; the rest leave it as ``eps``."""
+        return self.half
 
-    def inverse(self, y: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        a, eps = y[:, : self.keep], y[:, self.keep :]
-        mu, log_sigma = self._stats(a, h)
-        b = eps * torch.exp(log_sigma) + mu
-        return torch.cat([a, b], dim=1), _per_sample(log_sigma)
+    def elementwise(
+        self, b: torch.Tensor, params: torch.Tensor, inverse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return _standardise(b, params, inverse)
 
 
 class ConditionalPrior(Transform):
     """Standardise the top-level latent under a prior that depends on the condition only.
 
     ``eps = (z - mu(h)) / sigma(h)``, with ``(mu, log sigma)`` from a net over a learned canvas of
-    shape ``(canvas, P, T)`` (absolute pitch and beat position) plus the condition.
+    shape ``(canvas, P, T)`` (absolute pitch and beat position) plus the condition (``net``: as for
+    :class:`AffineCoupling`, one block by default).
 
     >>> layer = ConditionalPrior(4, pitches=3, steps=2, hidden=8)
     >>> z = torch.randn(2, 4, 3, 2)
@@ -253,37 +226,17 @@ class ConditionalPrior(Transform):
     True
     """
 
-    def __init__(
-        self,
-        channels: int,
-        pitches: int,
-        steps: int,
-        hidden: int = 32,
-        *,
-        cond_dim: int = 0,
-        pitch_channels: int = 0,
-        blocks: int = 1,
-        canvas: int = 4,
-    ) -> None:
+    def __init__(self, channels: int, pitches: int, steps: int, hidden: int = 32, *, blocks: int = 1,
+                 canvas: int = 4, **net: int) -> None:
         super().__init__()
         self.canvas = torch.nn.Parameter(0.1 * torch.randn(1, canvas, pitches, steps))
-        self.net = CondNet(
-            canvas,
-            2 * channels,
-            hidden,
-            cond_dim=cond_dim,
-            pitch_channels=pitch_channels,
-            blocks=blocks,
-        )
+        self.net = CondNet(canvas, 2 * channels, hidden, blocks=blocks, **net)
 
-    def _stats(self, batch: int, h: CondFeatures | None) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(self.canvas.expand(batch, -1, -1, -1), h)
-        return out[:, 0::2], soft_clamp(out[:, 1::2], PRIOR_BOUND)
+    def _params(self, batch: int, h: CondFeatures | None) -> torch.Tensor:
+        return self.net(self.canvas.expand(batch, -1, -1, -1), h)
 
     def forward(self, x: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_sigma = self._stats(x.shape[0], h)
-        return (x - mu) * torch.exp(-log_sigma), -_per_sample(log_sigma)
+        return _standardise(x, self._params(x.shape[0], h), inverse=False)
 
     def inverse(self, y: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_sigma = self._stats(y.shape[0], h)
-        return y * torch.exp(log_sigma) + mu, _per_sample(log_sigma)
+        return _standardise(y, self._params(y.shape[0], h), inverse=True)

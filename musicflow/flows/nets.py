@@ -80,17 +80,8 @@ class CondNet(nn.Module):
     0.0
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        hidden: int = 32,
-        *,
-        cond_dim: int = 0,
-        pitch_channels: int = 0,
-        blocks: int = 2,
-        zero_init: bool = True,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 32, *, cond_dim: int = 0,
+                 pitch_channels: int = 0, blocks: int = 2, zero_init: bool = True) -> None:
         super().__init__()
         self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1)
         self.pitch_in = (
@@ -108,21 +99,46 @@ class CondNet(nn.Module):
 
     def forward(self, x: torch.Tensor, h: CondFeatures | None = None) -> torch.Tensor:
         a = self.conv_in(x)
-        if self.pitch_in is not None and h is not None and h.pitch_map is not None:
-            a = a + self.pitch_in(h.pitch_map_at(x.shape[2])).unsqueeze(-1)
-        film = None
-        if self.film is not None and h is not None and h.vec is not None:
-            film = self.film(h.vec)[:, :, None, None].chunk(2 * (len(self.blocks) + 1), dim=1)
-        a = self._modulate(a, film, 0)
+        pitch = pitch_term(self.pitch_in, h, x.shape[2])
+        if pitch is not None:
+            a = a + pitch.unsqueeze(-1)
+        film = film_terms(self.film, h, len(self.blocks), dims=2)
+        a = modulate(a, film, 0)
         for i, conv in enumerate(self.blocks):
-            a = a + self._modulate(conv(a), film, i + 1)
+            a = a + modulate(conv(a), film, i + 1)
         return self.conv_out(a)
 
-    @staticmethod
-    def _modulate(a: torch.Tensor, film: tuple[torch.Tensor, ...] | None, i: int) -> torch.Tensor:
-        if film is not None:
-            a = torch.addcmul(film[2 * i + 1], a, 1 + film[2 * i])
-        return F.relu(a)
+
+def pitch_term(layer: nn.Module | None, h: CondFeatures | None, pitches: int) -> torch.Tensor | None:
+    """``layer`` over ``h``'s pitch map at ``pitches`` rows, ``(B, H, pitches)``: what a net adds
+    to its first layer; ``None`` where the net takes no pitch map or ``h`` has none."""
+    if layer is None or h is None or h.pitch_map is None:
+        return None
+    return layer(h.pitch_map_at(pitches))
+
+
+def film_terms(layer: nn.Module | None, h: CondFeatures | None, blocks: int, dims: int
+               ) -> tuple[torch.Tensor, ...] | None:
+    """FiLM's scale and shift for the first layer and each of ``blocks`` blocks of a net, from
+    ``layer(h.vec)``: ``2 * (blocks + 1)`` tensors ``(B, H)`` followed by ``dims`` axes of size 1
+    (the net's spatial axes); ``None`` where the net has no FiLM or ``h`` no vector.
+
+    >>> film = film_terms(nn.Linear(3, 2 * 4 * 2), CondFeatures(torch.zeros(5, 3)), blocks=1, dims=2)
+    >>> len(film), film[0].shape
+    (4, torch.Size([5, 4, 1, 1]))
+    """
+    if layer is None or h is None or h.vec is None:
+        return None
+    out = layer(h.vec)
+    return out[(slice(None), slice(None)) + (None,) * dims].chunk(2 * (blocks + 1), dim=1)
+
+
+def modulate(a: torch.Tensor, film: tuple[torch.Tensor, ...] | None, i: int) -> torch.Tensor:
+    """``relu(a * (1 + scale_i) + shift_i)`` with layer ``i``'s terms of :func:`film_terms`
+    (``relu(a)`` without FiLM)."""
+    if film is not None:
+        a = torch.addcmul(film[2 * i + 1], a, 1 + film[2 * i])
+    return F.relu(a)
 
 
 def chroma_profile(context: torch.Tensor) -> torch.Tensor:
@@ -266,6 +282,24 @@ class ContextEncoder(nn.Module):
             vec = torch.where(drop[:, None], null_vec, vec)
             pmap = torch.where(drop[:, None, None], null_map, pmap)
         return vec, pmap
+
+
+def encode_with_dropout(encoder: nn.Module, value: torch.Tensor | None, batch: int, rate: float,
+                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``encoder(value, batch, drop)`` of a :class:`ContextEncoder` or :class:`OutlineEncoder`,
+    each batch row dropped (given the encoder's learned "none" value) with probability ``rate``:
+    the dropout training applies, so that one model also works without the context or outline.
+    Nothing is drawn when ``value`` is ``None`` or ``rate`` is 0 (evaluation).
+
+    >>> enc = ContextEncoder(pitches=8, channels=4, out_dim=6)
+    >>> vec, pmap = encode_with_dropout(enc, torch.ones(3, 2, 8, 16), 3, 0.999, torch.device("cpu"))
+    >>> torch.equal(vec, enc(None, 3)[0])  # (almost) every row dropped
+    True
+    """
+    drop = None
+    if value is not None and rate > 0:
+        drop = torch.rand(batch, device=device) < rate
+    return encoder(value, batch, drop)
 
 
 class OutlineEncoder(nn.Module):

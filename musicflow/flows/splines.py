@@ -14,12 +14,13 @@ rational-quadratic form (Gregory & Delbourgo 1982) is used here with identity ta
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from musicflow.flows.base import Transform
-from musicflow.flows.nets import CondFeatures, CondNet
+from musicflow.flows.coupling import Coupling
+from musicflow.flows.nets import CondNet
 
 MIN_BIN = 1e-2
 MIN_DERIVATIVE = 1e-2
@@ -97,13 +98,30 @@ def rq_spline(
     return torch.where(inside, out, x), torch.where(inside, logd, torch.zeros_like(logd))
 
 
-class SplineCoupling(Transform):
+def packed_rq_spline(
+    x: torch.Tensor, raw: torch.Tensor, bound: float, inverse: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rq_spline` with its ``K`` widths, ``K`` heights and ``K - 1`` inner derivatives
+    packed, in that order, in the last axis of ``raw`` ``(*x.shape, 3K - 1)``: what a net that
+    sets a spline's knots gives.
+
+    >>> y, ld = packed_rq_spline(torch.tensor([0.5]), torch.zeros(1, 11), bound=2.0)
+    >>> y.tolist(), ld.tolist()  # zero parameters: equal bins and unit slopes, the identity
+    ([0.5], [0.0])
+    """
+    k = (raw.shape[-1] + 1) // 3
+    return rq_spline(x, raw[..., :k], raw[..., k : 2 * k], raw[..., 2 * k :], bound, inverse)
+
+
+class SplineCoupling(Coupling):
     """Coupling whose second half of the channels passes through a rational-quadratic spline with
     ``bins`` bins, its knots set per cell by a conditioned net of the first half (the same
     :class:`~musicflow.flows.nets.CondNet` as :class:`~musicflow.flows.layers.AffineCoupling`,
-    FiLM in every block, pitch map at the input). The net's last layer is zero, so the layer
+    FiLM in every block, pitch map at the input; ``net`` holds its keyword settings
+    ``cond_dim``, ``pitch_channels`` and ``blocks``). The net's last layer is zero, so the layer
     starts as the identity.
 
+    >>> from musicflow.flows.nets import CondFeatures
     >>> layer = SplineCoupling(4, hidden=8, cond_dim=3, pitch_channels=2, bins=4)
     >>> h = CondFeatures(torch.randn(1, 3), torch.randn(1, 2, 6))
     >>> x = torch.randn(1, 4, 6, 4)
@@ -111,32 +129,15 @@ class SplineCoupling(Transform):
     True
     """
 
-    def __init__(
-        self,
-        channels: int,
-        hidden: int = 32,
-        *,
-        cond_dim: int = 0,
-        pitch_channels: int = 0,
-        blocks: int = 2,
-        bins: int = 8,
-        bound: float = 5.0,
-    ) -> None:
-        super().__init__()
-        self.half, self.bins, self.bound = channels // 2, bins, bound
-        self.net = CondNet(self.half, (channels - self.half) * (3 * bins - 1), hidden,
-                           cond_dim=cond_dim, pitch_channels=pitch_channels, blocks=blocks)
+    def __init__(self, channels: int, hidden: int = 32, *, bins: int = 8, bound: float = 5.0,
+                 **net: int) -> None:
+        super().__init__(channels, 3 * bins - 1, partial(CondNet, hidden=hidden, **net))
+        self.bins, self.bound = bins, bound
 
-    def _transform(self, x: torch.Tensor, h: CondFeatures | None, inverse: bool):
-        a, b = x[:, : self.half], x[:, self.half :]
+    def elementwise(
+        self, b: torch.Tensor, params: torch.Tensor, inverse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n, c, p, t = b.shape
-        k = self.bins
-        raw = self.net(a, h).view(n, c, 3 * k - 1, p, t).permute(0, 1, 3, 4, 2)
-        y, logd = rq_spline(b, raw[..., :k], raw[..., k:2 * k], raw[..., 2 * k:], self.bound, inverse)
-        return torch.cat([a, y], dim=1), logd.flatten(1).sum(dim=1)
-
-    def forward(self, x: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(x, h, inverse=False)
-
-    def inverse(self, y: torch.Tensor, h: CondFeatures | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._transform(y, h, inverse=True)
+        raw = params.view(n, c, 3 * self.bins - 1, p, t).permute(0, 1, 3, 4, 2)
+        y, logd = packed_rq_spline(b, raw, self.bound, inverse)
+        return y, logd.flatten(1).sum(dim=1)
