@@ -19,55 +19,28 @@ plus the tighter importance-weighted bound ``-sum_pieces log mean_s exp(log w_s(
 The baselines are fitted on the training split: ``uniform`` (each key on with probability 1/2,
 ``88 ln 2`` nats), ``bernoulli`` (independent Bernoulli per key) and ``markov`` (per key, a
 Bernoulli given that key in the previous step), with counts smoothed by +0.5.
+
+This module is the benchmark's front: the flow's NLL and the pieces come from
+:mod:`musicflow.boulanger.pieces`, its training from :mod:`musicflow.boulanger.train`, and both
+are importable from here.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from musicflow.boulanger.pieces import KIND, file_sha1, flow_nll, load_split, pad
+from musicflow.boulanger.train import JSBTrainConfig, train_jsb
 from musicflow.errors import MusicflowError
 from musicflow.flows.frame import FrameFlow
-from musicflow.io.boulanger import KEYS, LOW, frames, read_boulanger
+from musicflow.io.boulanger import KEYS
 
-KIND = "frameflow"
-
-
-def load_split(path: str | Path, split: str) -> list[np.ndarray]:
-    """The pieces of one split as boolean ``(T, 88)`` arrays; a missing split is a one-line error."""
-    data = read_boulanger(path)
-    if split not in data:
-        hint = (" (the files in shared/data hold train and valid only; the complete original file "
-                "has the test split)") if split == "test" else ""
-        raise MusicflowError(f"{path}: no '{split}' split (has {', '.join(data)}){hint}")
-    return [frames(p) for p in data[split]]
-
-
-def pad(pieces: list[np.ndarray], shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pieces as a zero-padded ``(B, T_max, 88)`` float tensor and their lengths ``(B,)``;
-    ``shift`` transposes by semitones (keys moved past the ends are dropped).
-
-    >>> rolls, lengths = pad([np.ones((2, 88), bool), np.ones((3, 88), bool)], shift=1)
-    >>> rolls.shape, lengths.tolist(), rolls[0, 0, :2].tolist()
-    (torch.Size([2, 3, 88]), [2, 3], [0.0, 1.0])
-    """
-    lengths = torch.tensor([len(p) for p in pieces])
-    out = torch.zeros(len(pieces), int(lengths.max()), KEYS)
-    for i, p in enumerate(pieces):
-        t = torch.from_numpy(p).float()
-        if shift > 0:
-            t = torch.cat([t.new_zeros(len(p), shift), t[:, :-shift]], dim=1)
-        elif shift < 0:
-            t = torch.cat([t[:, -shift:], t.new_zeros(len(p), -shift)], dim=1)
-        out[i, : len(p)] = t
-    return out, lengths
+__all__ = ["KIND", "JSBTrainConfig", "bernoulli_nll", "evaluate", "file_sha1", "flow_nll", "load_split",
+           "markov_nll", "pad", "train_jsb", "uniform_nll"]
 
 
 # -- baselines ---------------------------------------------------------------------------------
@@ -110,38 +83,7 @@ def markov_nll(train: list[np.ndarray], test: list[np.ndarray], smoothing: float
     return float(-ll.sum() / len(cur))
 
 
-# -- the flow ------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def flow_nll(model, pieces: list[np.ndarray], samples: int = 4, seed: int = 0,
-             batch_size: int = 32) -> dict:
-    """Upper bounds on the model's NLL in nats per step (see the module docstring).
-
-    Returns ``nats_per_step`` (mean over ``samples`` dequantization draws), ``stderr``,
-    ``per_sample``, ``iw_nats_per_step``, ``bits_per_dim`` (per key and step), ``frames``, ``pieces``.
-    """
-    if samples < 1:
-        raise MusicflowError(f"--samples must be at least 1, got {samples}")
-    was = model.training
-    model.eval()
-    per_piece = np.zeros((samples, len(pieces)))
-    for s in range(samples):
-        gen = torch.Generator().manual_seed(seed + s)
-        for b in range(0, len(pieces), batch_size):
-            rolls, lengths = pad(pieces[b:b + batch_size])
-            lp = model.sequence_log_prob(rolls, lengths, gen)
-            per_piece[s, b:b + batch_size] = lp.sum(1).double().numpy()
-    model.train(was)
-    n_frames = int(sum(len(p) for p in pieces))
-    nll = -per_piece.sum(1) / n_frames
-    iw = per_piece.max(0) + np.log(np.exp(per_piece - per_piece.max(0)).mean(0))
-    return {"nats_per_step": float(nll.mean()),
-            "stderr": float(nll.std(ddof=1) / math.sqrt(samples)) if samples > 1 else None,
-            "per_sample": [round(float(v), 4) for v in nll],
-            "iw_nats_per_step": float(-iw.sum() / n_frames),
-            "bits_per_dim": float(nll.mean() / (KEYS * math.log(2))),
-            "frames": n_frames, "pieces": len(pieces), "samples": samples, "seed": seed}
+# -- the report ----------------------------------------------------------------------------------
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, split: str = "valid", samples: int = 4,
@@ -166,157 +108,3 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "valid", sam
         "unit": "nats per time step (88 keys, MIDI 21..108), averaged over all steps of the split; "
                 "the flow's figures are upper bounds through variational dequantization",
     }
-
-
-def file_sha1(path: str | Path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
-
-
-# -- training ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JSBTrainConfig:
-    """Optimisation settings; saved in the checkpoint's training record."""
-
-    steps: int = 3000
-    batch_size: int = 16  # pieces per step
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup: int = 100
-    clip: float = 5.0
-    transpose: int = 3  # random shift in [-transpose, transpose] semitones per batch
-    valid_every: int = 250
-    seed: int = 0
-    minutes: float | None = None
-    steps_per_quarter: int = 1  # what one time step of the data is (for the stored spec)
-
-
-def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides: dict | None = None,
-              quiet: bool = False, command: str = "", resume: bool = False) -> dict:
-    """Train a :class:`~musicflow.flows.frame.FrameFlow` on the ``train`` split of a benchmark
-    file, keep the weights with the best ``valid`` NLL, and write the checkpoint to ``out``.
-
-    Whole pieces are scored per step (teacher forcing over all their frames at once). The model
-    range defaults to the 64 keys 36..99 (the data uses 43..96); the keys outside get the fixed
-    Bernoulli fitted on ``train``. Returns the training record stored in the checkpoint.
-
-    At every validation ``out`` is rewritten (atomically) with the best weights so far, and
-    ``out + '.resume'`` holds the current weights, optimiser, schedule and noise state, so that
-    ``resume=True`` continues an interrupted run; the resume file goes when training completes.
-    """
-    from tqdm.auto import tqdm
-
-    from musicflow.checkpoint import (
-        load_checkpoint,
-        load_resume_state,
-        model_classes,
-        require_resume,
-        resume_path,
-        save_checkpoint,
-        save_resume_state,
-    )
-    from musicflow.roll import PianoRollSpec
-
-    train = load_split(data, "train")
-    valid = load_split(data, "valid")
-    if resume:
-        require_resume(out)
-        best_ck = load_checkpoint(out)
-        if best_ck.kind != KIND or best_ck.info.get("data_sha1") != file_sha1(data):
-            raise MusicflowError(f"{out}: not an unfinished {KIND} run on {data}")
-        model = copy.deepcopy(best_ck.model)  # its weights: the current ones, restored below
-    else:
-        config_cls, model_cls = model_classes(KIND)
-        config = config_cls.from_dict({**config_cls().to_dict(), **(overrides or {})})
-        with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
-            torch.manual_seed(cfg.seed)
-            model = model_cls(config)
-    all_train = torch.from_numpy(np.concatenate(train))
-    if not resume:
-        model.fit_outside(all_train)
-    inside = all_train[:, model.config.offset:model.config.offset + model.config.keys].sum()
-    if inside < all_train.sum():
-        raise MusicflowError(f"{data}: training notes lie outside the modelled keys "
-                             f"{model.config.low}..{model.config.low + model.config.keys - 1}")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-
-    def draw():
-        idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
-        shift = int(rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
-        return pad([train[i] for i in idx], shift)
-
-    if not resume:
-        model.initialize(*draw(), generator=gen)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def schedule(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        t = min((step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1), 1.0)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    spec = PianoRollSpec(steps_per_quarter=cfg.steps_per_quarter, window_steps=1, low=LOW,
-                         pitches=KEYS, key_normalize=False)
-    record: dict = {"train_config": asdict(cfg), "data": str(data), "data_sha1": file_sha1(data),
-                    "command": command, "train_pieces": len(train), "valid_pieces": len(valid),
-                    "history": []}
-    best, best_state, step, elapsed = math.inf, None, 0, 0.0
-    if resume:
-        record = {**best_ck.info, "train_config": asdict(cfg),
-                  "command": command or best_ck.info.get("command")}
-        best, best_state = best_ck.info["valid_nats_per_step"], copy.deepcopy(best_ck.model.state_dict())
-        state = load_resume_state(out, opt, sched, gen)
-        model.load_state_dict(state["model"])
-        step, elapsed = int(state["step"]), float(state["elapsed"])
-        rng = np.random.default_rng([cfg.seed, step])
-
-    def save(final: bool) -> None:
-        record.update(step=step, wall_time_s=round(elapsed, 1))
-        best_model = copy.deepcopy(model)
-        best_model.load_state_dict(best_state)
-        save_checkpoint(out, KIND, best_model, spec, ["chorale"], record)
-        if final:
-            resume_path(out).unlink(missing_ok=True)
-        else:
-            save_resume_state(out, opt, sched, gen, step, elapsed, model=model.state_dict())
-
-    bar = tqdm(total=cfg.steps, initial=step, desc="train jsb", disable=quiet, unit="step")
-    t0, running = time.perf_counter() - elapsed, None
-    while step < cfg.steps:
-        rolls, lengths = draw()
-        lp = model.sequence_log_prob(rolls, lengths, gen)
-        loss = -lp.sum() / lengths.sum()
-        if not torch.isfinite(loss):
-            raise MusicflowError(f"training stopped at step {step}: loss is {loss.item()} (try a lower --lr)")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        sched.step()
-        step += 1
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        bar.update(1)
-        bar.set_postfix(nats=f"{running:.3f}")
-        elapsed = time.perf_counter() - t0
-        out_of_time = cfg.minutes is not None and elapsed > cfg.minutes * 60
-        if step % cfg.valid_every == 0 or step == cfg.steps or out_of_time:
-            v = flow_nll(model, valid, samples=1, seed=0)["nats_per_step"]
-            record["history"].append({"step": step, "train_nats": round(running, 4),
-                                      "valid_nats": round(v, 4), "elapsed_s": round(elapsed, 1)})
-            if not quiet:
-                tqdm.write(f"step {step}: train {running:.3f}  valid {v:.3f} nats/step  ({elapsed:.0f} s)")
-            if v < best:
-                best, best_state = v, copy.deepcopy(model.state_dict())
-                record.update(best_step=step, valid_nats_per_step=round(v, 4))
-            model.train()
-            save(final=step >= cfg.steps)
-        if out_of_time:
-            break
-    bar.close()
-    if step < cfg.steps and not quiet:
-        tqdm.write(f"stopped after {cfg.minutes} minutes at step {step}; --resume continues")
-    return record

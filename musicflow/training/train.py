@@ -1,17 +1,15 @@
-"""Training: a small loop over the Flow interface.
+"""Training the window models (Glow, the neural ODE, the VAE) on a corpus's windows.
 
-AdamW with linear warm-up then cosine decay, gradient clipping, class-balanced sampling across
-genres, transposition augmentation, validation bits/dim per genre, atomic periodic checkpoints,
-``resume``, and a guard that stops on a non-finite loss without touching the last good checkpoint.
-Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel, gloo on CPU and
-nccl on GPU, with no other flag.
+What is theirs alone lives here: class-balanced sampling across genres, transposition and
+context-thinning augmentation, outlines of blocks for an outlined model, validation bits/dim per
+genre, fine-tuning from another checkpoint, and threshold calibration at the end. The optimiser,
+schedule, clipping, time budget, non-finite guard, checkpoints with resume and DDP are the shared
+:class:`~musicflow.training.loop.Loop`'s. Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with
+DistributedDataParallel, gloo on CPU and nccl on GPU, with no other flag.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,19 +18,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from musicflow.checkpoint import (
-    load_checkpoint,
-    load_resume_state,
-    model_classes,
-    require_resume,
-    resume_path,
-    save_checkpoint,
-    save_resume_state,
-)
+from musicflow.checkpoint import load_checkpoint, model_classes, require_resume, save_checkpoint
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet, thin_context
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
+from musicflow.training.loop import Loop, dist_info, distributed, process_group
+
+#: The window models' learning rate decays to this share of its peak.
+FLOOR = 0.1
+#: The weight of each step's loss in the running training loss the history records.
+EMA = 0.02
 
 
 @dataclass(frozen=True)
@@ -82,7 +78,7 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, ctx, g, generator=None, outline=None):
+    def forward(self, x, ctx, g, outline=None, generator=None):
         return self.model.loss(x, Condition(g, ctx, outline), generator=generator).mean()
 
 
@@ -94,15 +90,6 @@ def pick_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda"):
         raise MusicflowError(f"--device {device}: use auto, cpu or cuda")
     return torch.device(device)
-
-
-def _lr_lambda(cfg: TrainConfig):
-    def f(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        t = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return f
 
 
 @torch.no_grad()
@@ -167,17 +154,6 @@ def calibrate(model, valid_w: WindowSet, spec, temperature: float = 1.0) -> dict
         "target": "mean sustain density of the genre's validation windows"}}
 
 
-def _dist_info() -> tuple[int, int, bool]:
-    """Rank, world size, and whether to train with DDP: under ``torchrun`` (which sets
-    ``LOCAL_RANK``), also with one process, or wherever ``WORLD_SIZE`` is above one."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, world > 1 or "LOCAL_RANK" in os.environ
-
-
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def train(
     kind: str,
     data: str | Path,
@@ -194,21 +170,10 @@ def train(
     Returns the training record stored in the checkpoint. The optimiser state lives beside the
     checkpoint in ``out + '.resume'`` until training completes.
     """
-    rank, world, ddp = _dist_info()
-    dev = pick_device(device)
-    if ddp:
-        import torch.distributed as dist
-
-        if dev.type == "cuda":
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    try:
+    rank, world, ddp = dist_info()
+    with process_group(pick_device(device), ddp) as dev:
         return _train(kind, Path(data), Path(out), cfg, model_overrides or {}, resume, dev,
                       quiet or rank != 0, command, rank, world)
-    finally:
-        if ddp:
-            torch.distributed.destroy_process_group()
 
 
 def _initial(kind: str, init: str, ds: Dataset, overrides: dict) -> tuple[nn.Module, list[str], dict]:
@@ -225,26 +190,42 @@ def _initial(kind: str, init: str, ds: Dataset, overrides: dict) -> tuple[nn.Mod
     return ck.model, ck.genres, {"init": {"checkpoint": str(init), **earlier}}
 
 
-def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, world) -> dict:
-    ds = Dataset.load(data)
+def _model(kind: str, ds: Dataset, data: Path, out: Path, cfg: TrainConfig, overrides: dict,
+           resume: bool) -> tuple[nn.Module, list[str], dict]:
+    """Model, genres and training record to start from: the unfinished run at ``out``, the
+    checkpoint to fine-tune, or fresh weights from ``cfg.seed``."""
     config_cls, model_cls = model_classes(kind)
     if resume:
         require_resume(out)
         ck = load_checkpoint(out)
         if ck.info.get("data_hash") != ds.content_hash():
             raise MusicflowError(f"{out}: was trained on other data than {data}")
-        model, genres = ck.model, ck.genres
-        record = ck.info
-    elif cfg.init:
-        model, genres, record = _initial(kind, cfg.init, ds, overrides)
-    else:
-        genres = ds.genres
-        base = dict(pitches=ds.spec.pitches, n_genres=len(genres))
-        torch.manual_seed(cfg.seed)  # the initial weights (the same on every rank)
-        model = model_cls(config_cls.from_dict({**config_cls().to_dict(), **base, **overrides}))
-        record = {}
-    mcfg = model.config
-    outlined = model.takes_outline
+        return ck.model, ck.genres, ck.info
+    if cfg.init:
+        return _initial(kind, cfg.init, ds, overrides)
+    base = dict(pitches=ds.spec.pitches, n_genres=len(ds.genres))
+    torch.manual_seed(cfg.seed)  # the initial weights (the same on every rank)
+    return model_cls(config_cls.from_dict({**config_cls().to_dict(), **base, **overrides})), ds.genres, {}
+
+
+def _validate(loop: Loop, model, valid_w: WindowSet, cfg: TrainConfig, dev, quiet: bool) -> None:
+    """Bits/dim per genre on the validation windows, into the record's history."""
+    per = evaluate_bpd(model, valid_w, cfg.valid_windows, dev)
+    mean = float(np.mean(list(per.values()))) if per else float("nan")
+    loop.record.setdefault("history", []).append(
+        {"step": loop.step, f"train_{loop.loss_name}": round(loop.running, 5), "valid_bpd": round(mean, 5),
+         "elapsed_s": round(loop.elapsed, 1)})
+    loop.record["valid_bpd"], loop.record["valid_bpd_per_genre"] = mean, per
+    if not quiet:
+        tqdm.write(f"step {loop.step}: train {loop.loss_name} {loop.running:.4f}  valid {mean:.4f} bits/dim  "
+                   + " ".join(f"{k}={v:.4f}" for k, v in per.items()))
+
+
+def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, world) -> dict:
+    """The run behind :func:`train` in process ``rank`` of ``world``: data, model, batches, loop."""
+    ds = Dataset.load(data)
+    model, genres, record = _model(kind, ds, data, out, cfg, overrides, resume)
+    mcfg, outlined = model.config, model.takes_outline
     train_w, valid_w = (model_windows(ds, split, mcfg, genres, outlined) for split in ("train", "valid"))
     if not len(train_w):
         raise MusicflowError(f"{data}: no training windows")
@@ -266,83 +247,23 @@ def _train(kind, data, out, cfg, overrides, resume, dev, quiet, command, rank, w
     if not resume and not cfg.init and model.data_init:
         x, ctx, g, plan = draw()
         model.initialize(x, Condition(g, ctx, plan))
-    objective = _Objective(model)
-    if _distributed():
-        from torch.nn.parallel import DistributedDataParallel
-
-        objective = DistributedDataParallel(objective)  # broadcasts rank 0's initialised weights
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    step, elapsed = 0, 0.0
+    loop = Loop(_Objective(model), cfg, out, gen, record,
+                lambda: save_checkpoint(out, kind, model, ds.spec, genres, record),
+                floor=FLOOR, ema=EMA, label=f"train {kind}", loss_name=model.loss_name, quiet=quiet,
+                rank=rank)
     if resume:
-        state = load_resume_state(out, opt, sched, gen)
-        step, elapsed = int(state["step"]), float(state["elapsed"])
-        np_rng = np.random.default_rng([cfg.seed, step, rank])
+        loop.resume()
+        np_rng = np.random.default_rng([cfg.seed, loop.step, rank])
     record.update({"train_config": asdict(cfg), "data": str(data), "data_hash": ds.content_hash(),
                    "command": command or record.get("command", ""), "world_size": world,
-                   "ddp_backend": torch.distributed.get_backend() if _distributed() else None,
+                   "ddp_backend": torch.distributed.get_backend() if distributed() else None,
                    "train_windows": len(train_w), "valid_windows": len(valid_w)})
     if model.valid_note is not None:
         record["valid_note"] = model.valid_note
     if outlined:
         record["outlines"] = outline_bank(train_w, cfg.seed)
-    loss_name = model.loss_name
-
-    def save(final: bool) -> None:
-        if rank != 0:
-            return
-        record.update(step=step, wall_time_s=round(elapsed, 1))
-        save_checkpoint(out, kind, model, ds.spec, genres, record)
-        if final:
-            resume_path(out).unlink(missing_ok=True)
-        else:
-            save_resume_state(out, opt, sched, gen, step, elapsed)
-
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {kind}", disable=quiet, unit="step")
-    t0 = time.perf_counter() - elapsed
-    running = None
-    while step < cfg.steps:
-        x, ctx, g, plan = draw()
-        loss = objective(x, ctx, g, generator=gen, outline=plan)
-        if not torch.isfinite(loss):
-            bar.close()
-            raise MusicflowError(f"training stopped at step {step}: loss is {loss.item()} "
-                                 f"(last good checkpoint kept at {out}; try a lower --lr)")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        if not torch.isfinite(gnorm):
-            bar.close()
-            raise MusicflowError(f"training stopped at step {step}: gradient is not finite "
-                                 f"(last good checkpoint kept at {out}; try a lower --lr)")
-        opt.step()
-        sched.step()
-        step += 1
-        elapsed = time.perf_counter() - t0
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        bar.update(1)
-        bar.set_postfix({loss_name: f"{running:.4f}"})
-        out_of_time = cfg.minutes is not None and elapsed > cfg.minutes * 60
-        if step % cfg.valid_every == 0 or step == cfg.steps or out_of_time:
-            if rank == 0:
-                per = evaluate_bpd(model, valid_w, cfg.valid_windows, dev)
-                mean = float(np.mean(list(per.values()))) if per else float("nan")
-                record.setdefault("history", []).append(
-                    {"step": step, f"train_{loss_name}": round(running, 5), "valid_bpd": round(mean, 5),
-                     "elapsed_s": round(elapsed, 1)})
-                record["valid_bpd"], record["valid_bpd_per_genre"] = mean, per
-                if not quiet:
-                    tqdm.write(f"step {step}: train {loss_name} {running:.4f}  valid {mean:.4f} bits/dim  "
-                               + " ".join(f"{k}={v:.4f}" for k, v in per.items()))
-            save(final=step >= cfg.steps)
-            if _distributed():
-                torch.distributed.barrier()
-        if out_of_time:
-            break
-    bar.close()
+    loop.run(draw, lambda lp: _validate(lp, model, valid_w, cfg, dev, quiet))
     if rank == 0:
         record.update(calibrate(model, valid_w, ds.spec))
-        save(final=step >= cfg.steps)
-    if step < cfg.steps and rank == 0 and not quiet:
-        tqdm.write(f"stopped after {cfg.minutes} minutes at step {step}; --resume continues")
+        loop.save(final=loop.done)
     return record

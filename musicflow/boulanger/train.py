@@ -1,0 +1,147 @@
+"""Training the benchmark's :class:`~musicflow.flows.frame.FrameFlow` on whole pieces.
+
+What is the benchmark's alone lives here: batches of whole pieces (teacher forcing over all their
+frames at once) transposed at random, the fixed Bernoulli for the keys outside the modelled range,
+validation NLL in nats per time step, and a checkpoint that keeps the weights with the best
+validation NLL while the resume file keeps the current ones. The optimiser, schedule, clipping,
+time budget, non-finite guard, checkpoints with resume and progress are the shared
+:class:`~musicflow.training.loop.Loop`'s.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from musicflow.boulanger.pieces import KIND, file_sha1, flow_nll, load_split, pad
+from musicflow.checkpoint import load_checkpoint, model_classes, require_resume, save_checkpoint
+from musicflow.errors import MusicflowError
+from musicflow.io.boulanger import KEYS, LOW
+from musicflow.roll import PianoRollSpec
+from musicflow.training.loop import Loop
+
+#: The benchmark model's learning rate decays to this share of its peak.
+FLOOR = 0.05
+#: The weight of each step's loss in the running training loss the history records.
+EMA = 0.05
+
+
+@dataclass(frozen=True)
+class JSBTrainConfig:
+    """Optimisation settings; saved in the checkpoint's training record."""
+
+    steps: int = 3000
+    batch_size: int = 16  # pieces per step
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup: int = 100
+    clip: float = 5.0
+    transpose: int = 3  # random shift in [-transpose, transpose] semitones per batch
+    valid_every: int = 250
+    seed: int = 0
+    minutes: float | None = None
+    steps_per_quarter: int = 1  # what one time step of the data is (for the stored spec)
+
+
+class _PieceNLL(nn.Module):
+    """Nats per frame of a batch of whole pieces through ``forward``, the loop's objective."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, rolls: torch.Tensor, lengths: torch.Tensor, generator=None) -> torch.Tensor:
+        return -self.model.sequence_log_prob(rolls, lengths, generator).sum() / lengths.sum()
+
+
+def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides: dict | None = None,
+              quiet: bool = False, command: str = "", resume: bool = False) -> dict:
+    """Train a :class:`~musicflow.flows.frame.FrameFlow` on the ``train`` split of a benchmark
+    file, keep the weights with the best ``valid`` NLL, and write the checkpoint to ``out``.
+
+    Whole pieces are scored per step (teacher forcing over all their frames at once). The model
+    range defaults to the 64 keys 36..99 (the data uses 43..96); the keys outside get the fixed
+    Bernoulli fitted on ``train``. Returns the training record stored in the checkpoint.
+
+    At every validation ``out`` is rewritten (atomically) with the best weights so far, and
+    ``out + '.resume'`` holds the current weights, optimiser, schedule and noise state, so that
+    ``resume=True`` continues an interrupted run; the resume file goes when training completes.
+    """
+    train, valid = load_split(data, "train"), load_split(data, "valid")
+    model, record, best = _start(data, out, cfg, overrides, resume, train, len(valid), command)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    def draw():
+        idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
+        shift = int(rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
+        return pad([train[i] for i in idx], shift)
+
+    if not resume:
+        model.initialize(*draw(), generator=gen)
+    model.train()
+    spec = PianoRollSpec(steps_per_quarter=cfg.steps_per_quarter, window_steps=1, low=LOW,
+                         pitches=KEYS, key_normalize=False)
+
+    def write() -> None:
+        best_model = copy.deepcopy(model)
+        best_model.load_state_dict(best["state"])
+        save_checkpoint(out, KIND, best_model, spec, ["chorale"], record)
+
+    def validate(loop: Loop) -> None:
+        v = flow_nll(model, valid, samples=1, seed=0)["nats_per_step"]
+        record["history"].append({"step": loop.step, "train_nats": round(loop.running, 4),
+                                  "valid_nats": round(v, 4), "elapsed_s": round(loop.elapsed, 1)})
+        if not quiet:
+            tqdm.write(f"step {loop.step}: train {loop.running:.3f}  valid {v:.3f} nats/step  "
+                       f"({loop.elapsed:.0f} s)")
+        if v < best["nats"]:
+            best.update(nats=v, state=copy.deepcopy(model.state_dict()))
+            record.update(best_step=loop.step, valid_nats_per_step=round(v, 4))
+
+    loop = Loop(_PieceNLL(model), cfg, out, gen, record, write, floor=FLOOR, ema=EMA, label="train jsb",
+                loss_name="nats", quiet=quiet, resume_extra=lambda: {"model": model.state_dict()})
+    if resume:
+        model.load_state_dict(loop.resume()["model"])
+        rng = np.random.default_rng([cfg.seed, loop.step])
+    loop.run(draw, validate)
+    return record
+
+
+def _start(data, out, cfg: JSBTrainConfig, overrides: dict | None, resume: bool,
+           train: list[np.ndarray], n_valid: int, command: str) -> tuple[nn.Module, dict, dict]:
+    """The model, training record and best validation so far (``nats``, ``state``) to start
+    from: the unfinished run at ``out``, or fresh weights from ``cfg.seed`` with the keys outside
+    the modelled range fitted on ``train``."""
+    if resume:
+        require_resume(out)
+        ck = load_checkpoint(out)
+        if ck.kind != KIND or ck.info.get("data_sha1") != file_sha1(data):
+            raise MusicflowError(f"{out}: not an unfinished {KIND} run on {data}")
+        model = copy.deepcopy(ck.model)  # its weights: the current ones, restored from the resume file
+        record = {**ck.info, "train_config": asdict(cfg), "command": command or ck.info.get("command")}
+        best = {"nats": ck.info["valid_nats_per_step"], "state": copy.deepcopy(ck.model.state_dict())}
+    else:
+        config_cls, model_cls = model_classes(KIND)
+        config = config_cls.from_dict({**config_cls().to_dict(), **(overrides or {})})
+        with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
+            torch.manual_seed(cfg.seed)
+            model = model_cls(config)
+        record = {"train_config": asdict(cfg), "data": str(data), "data_sha1": file_sha1(data),
+                  "command": command, "train_pieces": len(train), "valid_pieces": n_valid, "history": []}
+        best = {"nats": math.inf, "state": None}
+    all_train = torch.from_numpy(np.concatenate(train))
+    if not resume:
+        model.fit_outside(all_train)
+    inside = all_train[:, model.config.offset:model.config.offset + model.config.keys].sum()
+    if inside < all_train.sum():
+        raise MusicflowError(f"{data}: training notes lie outside the modelled keys "
+                             f"{model.config.low}..{model.config.low + model.config.keys - 1}")
+    return model, record, best
