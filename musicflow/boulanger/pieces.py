@@ -61,7 +61,7 @@ def flow_nll(model, pieces: list[np.ndarray], samples: int = 4, seed: int = 0,
     ``per_sample``, ``iw_nats_per_step``, ``bits_per_dim`` (per key and step), ``frames``, ``pieces``.
     """
     if samples < 1:
-        raise MusicflowError(f"--samples must be at least 1, got {samples}")
+        raise MusicflowError(f"samples must be at least 1, got {samples}")
     was = model.training
     model.eval()
     per_piece = np.zeros((samples, len(pieces)))

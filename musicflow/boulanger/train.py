@@ -25,6 +25,7 @@ from musicflow.checkpoint import load_checkpoint, model_classes, require_resume,
 from musicflow.errors import MusicflowError
 from musicflow.io.boulanger import KEYS, LOW
 from musicflow.roll import PianoRollSpec
+from musicflow.settings import require, setting
 from musicflow.training.loop import Loop
 
 #: The benchmark model's learning rate decays to this share of its peak.
@@ -35,19 +36,26 @@ EMA = 0.05
 
 @dataclass(frozen=True)
 class JSBTrainConfig:
-    """Optimisation settings; saved in the checkpoint's training record."""
+    """Optimisation settings of the benchmark model; saved in the checkpoint's training record."""
 
-    steps: int = 3000
-    batch_size: int = 16  # pieces per step
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup: int = 100
-    clip: float = 5.0
-    transpose: int = 3  # random shift in [-transpose, transpose] semitones per batch
-    valid_every: int = 250
-    seed: int = 0
-    minutes: float | None = None
-    steps_per_quarter: int = 1  # what one time step of the data is (for the stored spec)
+    steps: int = setting(3000, "Optimiser steps.")
+    batch_size: int = setting(16, "Pieces per step.")
+    lr: float = setting(1e-3, "Peak learning rate (AdamW), after the warm-up.")
+    weight_decay: float = setting(1e-5, "AdamW weight decay.")
+    warmup: int = setting(100, "Steps of linear warm-up before the cosine decay.")
+    clip: float = setting(5.0, "Gradient-norm clip.")
+    transpose: int = setting(3, "Augment by random transpositions of up to this many semitones.")
+    valid_every: int = setting(250, "Steps between validations (and checkpoints of the best weights).")
+    seed: int = setting(0, "Seed of the initial weights, the batches and the noise.")
+    minutes: float | None = setting(None, "Stop (and save the best) after this wall time.")
+    steps_per_quarter: int = setting(1, "What one time step of the data is (stored in the checkpoint).")
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "valid_every", "steps_per_quarter"):
+            require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+        require(self.lr > 0 and self.clip > 0, f"lr and clip must be positive, got {self.lr}, {self.clip}")
+        require(self.warmup >= 0 and self.transpose >= 0,
+                f"warmup and transpose must be >= 0, got {self.warmup}, {self.transpose}")
 
 
 class _PieceNLL(nn.Module):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from musicflow.errors import MusicflowError
+from musicflow.boulanger.train import JSBTrainConfig
+from musicflow.cli.options import option_from
 
 
 @click.command("boulanger")
@@ -40,6 +41,11 @@ def data_boulanger(path, out, steps_per_quarter, genre) -> None:
     click.echo(f"wrote {out}: {len(ds)} pieces ({splits}), {len(ds.notes)} notes, genre {genre}")
 
 
+def benchmark_setting(name: str, **kw):
+    """An option whose default and help come from :class:`JSBTrainConfig`."""
+    return option_from(JSBTrainConfig, name, **kw)
+
+
 @click.group("jsb")
 def jsb() -> None:
     """The JSB Chorales benchmark: NLL in nats per time step (Boulanger-Lewandowski et al. 2012)."""
@@ -49,16 +55,14 @@ def jsb() -> None:
 @click.option("--data", type=click.Path(dir_okay=False), required=True,
               help="Benchmark file with train and valid splits (.json, .pickle or .pkl).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Checkpoint to write.")
-@click.option("--steps", type=int, default=3000, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Pieces per step.")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--transpose", type=int, default=3, show_default=True,
-              help="Augment by random transpositions of up to this many semitones.")
-@click.option("--valid-every", type=int, default=250, show_default=True)
-@click.option("--minutes", type=float, default=None, help="Stop (and save the best) after this wall time.")
-@click.option("--steps-per-quarter", type=int, default=1, show_default=True,
-              help="What one time step of the data is (stored in the checkpoint).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@benchmark_setting("steps", type=int)
+@benchmark_setting("batch_size", type=int)
+@benchmark_setting("lr", type=float)
+@benchmark_setting("transpose", type=int)
+@benchmark_setting("valid_every", type=int)
+@benchmark_setting("minutes", type=float)
+@benchmark_setting("steps_per_quarter", type=int)
+@benchmark_setting("seed", type=int)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="FrameFlowConfig field, e.g. --set hidden=128 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from --out.")
@@ -66,11 +70,9 @@ def jsb() -> None:
 def jsb_train(data, out, steps, batch_size, lr, transpose, valid_every, minutes, steps_per_quarter,
               seed, overrides, resume, quiet) -> None:
     """Train the benchmark flow; keeps the weights with the best validation NLL."""
-    from musicflow.boulanger.benchmark import JSBTrainConfig, train_jsb
+    from musicflow.boulanger.train import train_jsb
     from musicflow.cli.options import parse_overrides
 
-    if steps < 1 or batch_size < 1 or lr <= 0 or valid_every < 1:
-        raise MusicflowError("--steps, --batch-size, --valid-every and --lr must be positive")
     cfg = JSBTrainConfig(steps=steps, batch_size=batch_size, lr=lr, transpose=transpose,
                          valid_every=valid_every, seed=seed, minutes=minutes,
                          steps_per_quarter=steps_per_quarter)

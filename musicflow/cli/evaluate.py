@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from musicflow.cli.options import guidance_options, quiet_option
+from musicflow.cli.options import option_from, quiet_option
+from musicflow.evaluate.report import EvalConfig
+
+
+def evaluated(name: str, *decls: str, **kw):
+    """An option whose default and help come from :class:`EvalConfig`."""
+    return option_from(EvalConfig, name, *decls, **kw)
 
 
 @click.command("evaluate")
@@ -14,24 +20,18 @@ from musicflow.cli.options import guidance_options, quiet_option
               help="glow, cnf, vae, or a checkpoint path.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Dataset [default: data/music21.npz]; its test split is evaluated.")
-@click.option("--samples", type=int, default=50, show_default=True, help="Generated pieces per genre.")
-@click.option("--bars", type=int, default=4, show_default=True, help="Bars per generated piece.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--temperature", "-t", type=float, default=1.0, show_default=True)
-@click.option("--test-windows", type=int, default=1000, show_default=True,
-              help="Test windows per genre for bits/dim.")
-@click.option("--real-windows", type=int, default=300, show_default=True,
-              help="Real test windows per genre for the musical metrics.")
-@click.option("--mix-samples", type=int, default=10, show_default=True,
-              help="Pieces per 50/50 genre pair (0: no mixes).")
-@click.option("--classify-pieces", type=int, default=10, show_default=True,
-              help="Test pieces per genre for likelihood classification.")
-@click.option("--classify-bars", type=int, default=16, show_default=True,
-              help="Their first bars, scored under every genre.")
-@click.option("--ode-solver", default="",
-              help="Neural-ODE flow only: the likelihood solver, e.g. rk4:8 (eight fixed RK4 steps, "
-                   "several times cheaper) [default: the checkpoint's own, adaptive dopri5].")
-@guidance_options
+@evaluated("samples", type=int)
+@evaluated("bars", type=int)
+@evaluated("seed", type=int)
+@evaluated("temperature", "--temperature", "-t", type=float)
+@evaluated("test_windows", type=int)
+@evaluated("real_windows", type=int)
+@evaluated("mix_samples", type=int)
+@evaluated("classify_pieces", type=int)
+@evaluated("classify_bars", type=int)
+@evaluated("ode_solver")
+@evaluated("guidance", type=float)
+@evaluated("candidates", type=int)
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Also evaluate the Bernoulli baseline and the VAE checkpoint.")
 @click.option("--vae", default=None,
@@ -48,7 +48,7 @@ def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, re
     classification and novelty, in one JSON report and a markdown table."""
     import json
 
-    from musicflow.evaluate.report import EvalConfig, evaluate
+    from musicflow.evaluate.report import evaluate
     from musicflow.evaluate.tables import to_markdown
     from musicflow.files import atomic_write
 

@@ -58,15 +58,22 @@ def parse_overrides(items: tuple[str, ...]) -> dict:
     return out
 
 
+def option_from(cls: type, name: str, *decls: str, **kw):
+    """A click option for setting ``name`` of the settings dataclass ``cls``: its default and help
+    are read from the field (:mod:`musicflow.settings`), never written again here."""
+    from musicflow.settings import default_of, help_of
+
+    default = default_of(cls, name)
+    kw.setdefault("help", help_of(cls, name))
+    kw.setdefault("show_default", default not in (None, ""))
+    return click.option(*(decls or (f"--{name.replace('_', '-')}",)), name, default=default, **kw)
+
+
 def setting(name: str, *decls: str, **kw):
-    """A click option for the composing setting ``name``, its default and help read from
-    :class:`musicflow.compose.options.Options` (imported lazily: the CLI starts without torch)."""
+    """An option for the composing setting ``name`` (:class:`musicflow.compose.Options`)."""
     from musicflow.compose.options import Options
 
-    default = Options.default(name)
-    kw.setdefault("help", Options.help(name))
-    kw.setdefault("show_default", default is not None)
-    return click.option(*(decls or (f"--{name}",)), name, default=default, **kw)
+    return option_from(Options, name, *decls, **kw)
 
 
 def guidance_options(f):

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import click
 
-from musicflow.cli.options import TrainableKind, parse_overrides, quiet_option
+from musicflow.cli.options import TrainableKind, option_from, parse_overrides, quiet_option
 from musicflow.errors import MusicflowError
+from musicflow.training import TrainConfig
+
+
+def trained(name: str, **kw):
+    """An option whose default and help come from :class:`TrainConfig`."""
+    return option_from(TrainConfig, name, **kw)
 
 
 @click.command("train")
@@ -20,29 +26,20 @@ from musicflow.errors import MusicflowError
               help="Dataset from 'musicflow data build' [default: data/music21.npz].")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint to write [default: checkpoints/<model>-<data name>.pt].")
-@click.option("--steps", type=int, default=10000, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--warmup", type=int, default=200, show_default=True)
-@click.option("--clip", type=float, default=5.0, show_default=True, help="Gradient-norm clip.")
-@click.option("--transpose", type=int, default=3, show_default=True,
-              help="Augment by random transpositions of up to this many semitones.")
-@click.option("--valid-every", type=int, default=500, show_default=True)
-@click.option("--minutes", type=float, default=None, help="Stop (and save) after this wall time.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@trained("steps", type=int)
+@trained("batch_size", type=int)
+@trained("lr", type=float)
+@trained("warmup", type=int)
+@trained("clip", type=float)
+@trained("transpose", type=int)
+@trained("valid_every", type=int)
+@trained("minutes", type=float)
+@trained("seed", type=int)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from --out.")
-@click.option("--init", type=click.Path(dir_okay=False), default=None,
-              help="Fine-tune: start from this checkpoint's weights and config (new optimiser).")
-@click.option("--context-noise", type=float, default=0.0, show_default=True,
-              help="Silence each pitch row of a training context (not rows held into the window) "
-                   "with probability up to this, so free-running pieces do not thin out.")
-@click.option("--context-noise-scope", type=click.Choice(["all", "polyphonic"]), default="all",
-              show_default=True,
-              help="Which contexts --context-noise thins: all, or only those of more than one voice "
-                   "(a single line keeps its register and scale).")
-@click.option("--start-share", type=float, default=0.0, show_default=True,
-              help="Draw at least this share of each genre's training windows from the first "
-                   "bars of its pieces (the context reaches back before the start).")
+@trained("init", type=click.Path(dir_okay=False))
+@trained("context_noise", type=float)
+@trained("context_noise_scope", type=click.Choice(["all", "polyphonic"]))
+@trained("start_share", type=float)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Model config field, e.g. --set hidden=64 (repeatable).")
@@ -55,7 +52,7 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
     """Train a flow; under torchrun it uses DistributedDataParallel automatically."""
     from musicflow.checkpoint import KINDS
     from musicflow.paths import checkpoints_dir, default_dataset
-    from musicflow.training import TrainConfig, train
+    from musicflow.training import train
 
     data = Path(data) if data else default_dataset()
     out = Path(out) if out else checkpoints_dir() / f"{kind}-{data.stem}.pt"

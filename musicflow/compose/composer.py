@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,8 @@ import torch
 from musicflow.checkpoint import Checkpoint, load_checkpoint
 from musicflow.compose.genre import GenreArg, genre_vector, parse_genre
 from musicflow.compose.keys import parse_key, parse_program
-from musicflow.compose.options import Options
+from musicflow.compose.latent import LatentOps, Result, draw_latents, new_seed
+from musicflow.compose.options import DEFAULT_TEMPERATURE, Options
 from musicflow.compose.outlines import OutlineArg, block_outlines, draw_outline, input_outline, outline_for
 from musicflow.compose.reading import Input, MidiInput, cut_windows, read_input
 from musicflow.errors import MusicflowError
@@ -36,7 +36,7 @@ from musicflow.flows.glow import Glow
 from musicflow.io import save_midi
 from musicflow.paths import checkpoints_dir
 from musicflow.roll import PianoRollSpec, key_shift, roll_to_midi
-from musicflow.sampling import clean_continuation, generate, mixed_threshold, model_device
+from musicflow.sampling import generate, mixed_threshold, model_device
 
 #: Genre guidance of the Glow by default (see :func:`musicflow.sampling.generate`): ``DEFAULT_CANDIDATES``
 #: candidate pieces grow side by side and are resampled after each window by how much it raised
@@ -52,39 +52,7 @@ ALIASES = {"glow-outline": "glow"}
 _EMPTY = (2, 0)  # a prefix of no steps, completed with the pitch count
 
 
-def new_seed(seed: int | None) -> int:
-    """``seed``, or a fresh random one (which the caller reports, so the piece can be made again)."""
-    return int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
-
-
-def draw_latents(n: int, seed: int, temperature: float, dim: int, candidates: int = 1
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The latents a seed gives ``n`` windows: ``(n, dim)``, or ``(n, K, dim)`` candidates and the
-    uniform noise ``(n,)`` that resamples the particles after each window. One candidate draws the
-    same latents as plain sampling."""
-    g = torch.Generator().manual_seed(int(seed))
-    z = torch.randn(n, candidates, dim, generator=g) * float(temperature)
-    if candidates == 1:
-        return z[:, 0], None
-    return z, torch.rand(n, generator=g)
-
-
-@dataclass
-class Result:
-    """A generated piece: MIDI, its roll (model key), the latents and the seed that made it."""
-
-    midi: pretty_midi.PrettyMIDI
-    roll: np.ndarray
-    latents: torch.Tensor
-    seed: int
-    genre: dict[str, float]
-    #: The outline the piece was composed to (model rows; see :mod:`musicflow.compose.outlines`),
-    #: if any: four numbers, or four per window for a piece read block by block (``transfer``,
-    #: ``variations``, ``interpolate``). :meth:`Composer.decode_latents` takes it back.
-    outline: list[float] | list[list[float]] | None = None
-
-
-class Composer:
+class Composer(LatentOps):
     """Composes with a trained flow. Load once, call many times; no global state."""
 
     def __init__(self, checkpoint: Checkpoint, decoding: str | float = "exact", progress: bool = False):
@@ -202,17 +170,19 @@ class Composer:
             base = draw_outline(self.outlines, weights, seed)
         return outline_for(arg, base, self.spec, shift)
 
-    def _midi(self, roll: np.ndarray, o: Options, shift: int = 0, tempo: float | None = None
-              ) -> pretty_midi.PrettyMIDI:
+    def to_midi(self, roll: np.ndarray, o: Options, shift: int = 0, tempo: float | None = None
+                ) -> pretty_midi.PrettyMIDI:
+        """A roll in the model's key as MIDI: moved by ``shift`` semitones (or into ``o.key``), at
+        ``o.tempo`` (else ``tempo``, else 100), with ``o.program`` and ``o.velocity``."""
         if o.key is not None:
             shift = -key_shift(parse_key(o.key))  # the model writes in C; move C to the tonic
         return roll_to_midi(roll, self.spec, tempo=float(o.tempo or tempo or 100.0),
                             program=parse_program(o.program), velocity=o.velocity, transpose=shift)
 
-    def _generate(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
-                  threshold: float = 0.5, guidance: float | None = None,
-                  choice: torch.Tensor | None = None, outline: torch.Tensor | None = None
-                  ) -> tuple[np.ndarray, torch.Tensor]:
+    def grow(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
+             threshold: float = 0.5, guidance: float | None = None,
+             choice: torch.Tensor | None = None, outline: torch.Tensor | None = None
+             ) -> tuple[np.ndarray, torch.Tensor]:
         """One piece: decode a latent per window after ``prefix`` (under guidance, grow candidate
         pieces from the candidates' latents and keep one). Returns the roll and each window's latent."""
         if prefix is None:
@@ -222,7 +192,8 @@ class Composer:
                                 progress=self.progress, outline=outline)
         return roll[0], picked[0]
 
-    def _genre_of(self, inp: Input, genre: GenreArg | None) -> GenreArg:
+    def genre_of(self, inp: Input, genre: GenreArg | None) -> GenreArg:
+        """``genre``, or the genre the model finds most likely for ``inp``."""
         if genre is not None:
             return genre
         probs = self.classify(inp)
@@ -251,9 +222,10 @@ class Composer:
         plan = self._outline(o.outline, w, seed, shift)
         n = math.ceil(steps / self.window)
         z, choice = draw_latents(n, seed, o.temperature, self.model.config.dim, k)
-        roll, picked = self._generate(z, vec, None, self.threshold(w), guidance, choice, plan)
+        roll, picked = self.grow(z, vec, None, self.threshold(w), guidance, choice, plan)
         roll = roll[..., :steps]
-        return Result(self._midi(roll, o), roll, picked, seed, w, None if plan is None else plan[0].tolist())
+        outline = None if plan is None else plan[0].tolist()
+        return Result(self.to_midi(roll, o), roll, picked, seed, w, outline)
 
     def compose(self, genre: GenreArg | None = None, seed: int | None = None,
                 options: Options | None = None, **settings) -> pretty_midi.PrettyMIDI:
@@ -261,7 +233,7 @@ class Composer:
         return self.compose_result(genre, seed, options, **settings).midi
 
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
-                      temperature: float = Options.default("temperature"), guidance: float | None = None,
+                      temperature: float = DEFAULT_TEMPERATURE, guidance: float | None = None,
                       candidates: int | None = None, outline: OutlineArg = None) -> np.ndarray:
         """The rolls ``(n, 2, P, steps)`` of the pieces that :meth:`compose_result` writes for seeds
         ``seed .. seed + n - 1``, generated side by side in one batch: the same latents, so the
@@ -304,8 +276,8 @@ class Composer:
                 raise MusicflowError(f"outline of shape {tuple(plan.shape)}: four numbers, or four per "
                                      f"window for {len(latents)} windows (Result.outline)")
             plan = plan[None]
-        roll = self._generate(latents, vec, None, self.threshold(w), outline=plan)[0]
-        return Result(self._midi(roll, o), roll, latents, -1, w, outline)
+        roll = self.grow(latents, vec, None, self.threshold(w), outline=plan)[0]
+        return Result(self.to_midi(roll, o), roll, latents, -1, w, outline)
 
     # -- reading and judging a user's music ----------------------------------------------------
     def read(self, midi: MidiInput | Input) -> Input:
@@ -356,91 +328,15 @@ class Composer:
         inp = self.read(midi)
         guidance, k = self.sampling(o.guidance, o.candidates)
         seed = new_seed(seed)
-        w, vec = self.genre_weights(self._genre_of(inp, genre))
+        w, vec = self.genre_weights(self.genre_of(inp, genre))
         prefix = inp.roll[..., : math.ceil(inp.roll.shape[-1] / 4) * 4]
         n = math.ceil(o.bars * self.spec.bar_steps() / self.window)
         plan = self._outline(o.outline, w, seed, -inp.shift, input_outline(prefix, self.spec))
         z, choice = draw_latents(n, seed, o.temperature, self.model.config.dim, k)
-        roll, picked = self._generate(z, vec, prefix, self.threshold(w), guidance, choice, plan)
+        roll, picked = self.grow(z, vec, prefix, self.threshold(w), guidance, choice, plan)
         roll = roll[..., : prefix.shape[-1] + o.bars * self.spec.bar_steps()]
-        return Result(self._midi(roll, o, -inp.shift, inp.tempo), roll, picked, seed, w,
+        return Result(self.to_midi(roll, o, -inp.shift, inp.tempo), roll, picked, seed, w,
                       None if plan is None else plan[0].tolist())
-
-    def variations(self, midi: MidiInput | Input, n: int = 4, amount: float = 0.3,
-                   genre: GenreArg | None = None, seed: int | None = None,
-                   options: Options | None = None, **settings) -> list[Result]:
-        """``n`` variations: each window's latent moved towards fresh noise by ``amount``
-        (variance kept) and decoded after the input's own past, as :meth:`transfer` decodes. 0 is
-        the input itself; 1 draws every beat afresh after the input's beats before it. ``program``
-        and ``velocity`` as in :meth:`compose_result`."""
-        if not 0 <= amount <= 1:
-            raise MusicflowError(f"amount must be between 0 and 1, got {amount}")
-        o = Options.of(options, settings)
-        inp = self.read(midi)
-        seed = new_seed(seed)
-        w, vec = self.genre_weights(self._genre_of(inp, genre))
-        plan = self.block_outlines(inp.roll)
-        z0 = self.encode(inp.roll, vec, plan)
-        out = []
-        for i in range(n):
-            eps = draw_latents(len(z0), seed + i, 1.0, self.model.config.dim)[0]
-            z = math.sqrt(1 - amount**2) * z0 + amount * eps
-            roll = self._recast(inp.roll, z, vec, self.threshold(w), plan)
-            out.append(Result(self._midi(roll, o, -inp.shift, inp.tempo), roll, z, seed + i, w,
-                              _listed(plan)))
-        return out
-
-    def transfer(self, midi: MidiInput | Input, to: GenreArg, source: GenreArg | None = None,
-                 options: Options | None = None, **settings) -> Result:
-        """The piece under another genre: each window is encoded under the piece's own genre
-        (``source``, or the most likely one) given the piece's own past, and decoded under ``to``
-        given the same past. Only the genre changes, so the piece keeps its beats and length and
-        ``to`` = ``source`` gives the piece back exactly. (Decoding the latents one after another
-        from nothing, as :meth:`decode_latents` does, loses the piece: a real piece's latents read
-        under another genre after another past mostly decode to near silence.)"""
-        o = Options.of(options, settings)
-        inp = self.read(midi)
-        _, src = self.genre_weights(self._genre_of(inp, source))
-        w, dst = self.genre_weights(to)
-        plan = self.block_outlines(inp.roll)
-        z = self.encode(inp.roll, src, plan)
-        roll = self._recast(inp.roll, z, dst, self.threshold(w), plan)
-        return Result(self._midi(roll, o, -inp.shift, inp.tempo), roll, z, 0, w, _listed(plan))
-
-    @torch.no_grad()
-    def _recast(self, roll: np.ndarray, latents: torch.Tensor, weights: torch.Tensor,
-                threshold: float, plan: torch.Tensor | None) -> np.ndarray:
-        """Decode one latent per window of ``roll``, each given ``roll``'s own steps before that
-        window (not what was decoded before it) and its block's outline ``plan``, and join the
-        windows into whole notes."""
-        cond = self.condition(weights, self.windows(roll)[1], plan)
-        v = self.model.decode(latents.to(cond.genre.device), cond).cpu()
-        joined = np.concatenate(list((v > threshold).numpy()), axis=-1)[..., : roll.shape[-1]]
-        return clean_continuation(joined[None], None)[0]
-
-    def interpolate(self, a: MidiInput | Input, b: MidiInput | Input, steps: int = 5,
-                    genre: GenreArg | None = None, options: Options | None = None, **settings
-                    ) -> list[Result]:
-        """``steps`` pieces on the spherical path between the latents of ``a`` and ``b`` (cut to
-        the shorter), ``a`` and ``b`` included. A model trained with outlines reads each piece with
-        its blocks' outlines and moves them in a straight line along the path."""
-        if steps < 2:
-            raise MusicflowError(f"steps must be at least 2, got {steps}")
-        o = Options.of(options, settings)
-        ia, ib = self.read(a), self.read(b)
-        w, vec = self.genre_weights(self._genre_of(ia, genre))
-        pa, pb = self.block_outlines(ia.roll), self.block_outlines(ib.roll)
-        za, zb = self.encode(ia.roll, vec, pa), self.encode(ib.roll, vec, pb)
-        k = min(len(za), len(zb))
-        za, zb = za[:k], zb[:k]
-        out = []
-        for t in np.linspace(0, 1, steps):
-            z = slerp(za, zb, float(t))
-            plan = None if pa is None else torch.lerp(pa[:k], pb[:k], float(t))
-            roll = self._generate(z, vec, None, self.threshold(w),
-                                  outline=None if plan is None else plan[None])[0]
-            out.append(Result(self._midi(roll, o, -ia.shift, ia.tempo), roll, z, 0, w, _listed(plan)))
-        return out
 
     def save(self, pm: pretty_midi.PrettyMIDI, path: str | Path) -> Path:
         """Write MIDI atomically."""
@@ -451,19 +347,3 @@ class Composer:
         payload = {"latents": result.latents, "genre": result.genre, "seed": result.seed,
                    "outline": result.outline, "checkpoint": str(self.ck.path)}
         return atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def _listed(plan: torch.Tensor | None) -> list[list[float]] | None:
-    """Per-window outlines as :attr:`Result.outline` holds them."""
-    return None if plan is None else plan.tolist()
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation row by row; keeps latents at a typical norm (linear would shrink)."""
-    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
-    cos = ((a / na) * (b / nb)).sum(1, keepdim=True).clamp(-1, 1)
-    omega = torch.acos(cos)
-    so = torch.sin(omega)
-    lin = (1 - t) * a + t * b
-    sl = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so.clamp_min(1e-6)
-    return torch.where(so > 1e-4, sl, lin)

@@ -13,18 +13,15 @@ musicflow.errors.MusicflowError: bars must be at least 1, got 0
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from musicflow.compose.keys import parse_key, parse_program
 from musicflow.errors import MusicflowError
+from musicflow.settings import setting
 
 #: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
 #: (the dequantization cell of a 1 is v > 0.5); lower temperatures drift towards silence.
 DEFAULT_TEMPERATURE = 1.0
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass(frozen=True)
@@ -36,24 +33,24 @@ class Options:
     ``None`` draws a real block's, ``False`` composes without, a mapping sets parts of it.
     """
 
-    bars: int = field(default=8, metadata=_help("Length in bars of 4/4."))
-    temperature: float = field(default=DEFAULT_TEMPERATURE, metadata=_help(
+    bars: int = setting(8, "Length in bars of 4/4.")
+    temperature: float = setting(DEFAULT_TEMPERATURE, (
         "Latent temperature: 1 samples the model's own distribution; lower is sparser."))
-    guidance: float | None = field(default=None, metadata=_help(
+    guidance: float | None = setting(None, (
         "Genre strength: 1 plain sampling, 0 ignores the genre, above 1 makes the piece read more "
         "surely as the genre [default: 10 for the Glow, 1 for the neural-ODE flow]."))
-    candidates: int | None = field(default=None, metadata=_help(
+    candidates: int | None = setting(None, (
         "Pieces grown side by side under guidance, resampled each beat by how clearly they read as "
         "the genre [default: 16; not for the neural-ODE flow]."))
-    outline: Mapping[str, float] | bool | None = field(default=None, metadata=_help(
+    outline: Mapping[str, float] | bool | None = setting(None, (
         "For a model trained with outlines: none, or parts of the plan to compose to, e.g. "
         "'low=C4,high=C6,notes_per_beat=2,voices=1' [default: a real 8-bar block of the genre; "
         "for continue, the input's last 8 bars]."))
-    tempo: float | None = field(default=None, metadata=_help("Quarter notes per minute [default: 100]."))
-    key: str | None = field(default=None, metadata=_help("Transpose into this key (C, F#, Bb, Am, ...)."))
-    program: int | str | None = field(default=None, metadata=_help(
+    tempo: float | None = setting(None, "Quarter notes per minute [default: 100].")
+    key: str | None = setting(None, "Transpose into this key (C, F#, Bb, Am, ...).")
+    program: int | str | None = setting(None, (
         "General MIDI program number or name [default: 0, piano]."))
-    velocity: int = field(default=80, metadata=_help("MIDI velocity of every note (1-127)."))
+    velocity: int = setting(80, "MIDI velocity of every note (1-127).")
 
     def __post_init__(self) -> None:
         if not isinstance(self.bars, int) or self.bars < 1:
@@ -77,12 +74,3 @@ class Options:
             raise MusicflowError(f"unknown setting(s) {', '.join(unknown)} "
                                  f"(known: {', '.join(sorted(known))})")
         return replace(options or cls(), **settings)
-
-    @classmethod
-    def default(cls, name: str):
-        """The default of one setting (the CLI shows it)."""
-        return next(f.default for f in fields(cls) if f.name == name)
-
-    @classmethod
-    def help(cls, name: str) -> str:
-        return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)

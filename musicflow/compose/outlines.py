@@ -115,17 +115,17 @@ def parse_outline(text: str | None) -> OutlineArg:
         key, eq, value = part.partition("=")
         key, value = key.strip().replace("-", "_"), value.strip()
         if not eq or key not in OUTLINE_KEYS:
-            raise MusicflowError(f"--outline {text!r}: use none or KEY=VALUE pairs with keys "
+            raise MusicflowError(f"outline {text!r}: use none or KEY=VALUE pairs with keys "
                                  f"{', '.join(OUTLINE_KEYS)}")
         try:
             out[key] = float(value)
         except ValueError:
             if key not in ("low", "high"):
-                raise MusicflowError(f"--outline {key}={value!r}: not a number") from None
+                raise MusicflowError(f"outline {key}={value!r}: not a number") from None
             import pretty_midi
 
             try:
                 out[key] = pretty_midi.note_name_to_number(value)
             except ValueError:
-                raise MusicflowError(f"--outline {key}={value!r}: not a MIDI number or note name") from None
+                raise MusicflowError(f"outline {key}={value!r}: not a MIDI number or note name") from None
     return out

@@ -38,6 +38,7 @@ from musicflow.errors import MusicflowError
 from musicflow.evaluate.fidelity import STATS, classify_rolls, real_openings, real_windows, statistics
 from musicflow.evaluate.metrics import overlap_area
 from musicflow.evaluate.novelty import nearest, segments, summarize
+from musicflow.settings import require, setting
 from musicflow.training import evaluate_bpd, model_windows
 
 
@@ -45,19 +46,29 @@ from musicflow.training import evaluate_bpd, model_windows
 class EvalConfig:
     """What ``musicflow evaluate`` measures and with which seeds; saved in the report."""
 
-    samples: int = 50  # generated pieces per genre, seeds seed .. seed + samples - 1
-    bars: int = 4  # length of each generated piece
-    seed: int = 0
-    temperature: float = 1.0  # for flows and the VAE; the Bernoulli baseline draws as fitted
-    test_windows: int = 1000  # per genre, for bits/dim
-    real_windows: int = 300  # real test windows per genre for the metrics
-    mix_samples: int = 10  # pieces per 50/50 genre pair
-    classify_pieces: int = 10  # real test pieces per genre for likelihood classification
-    classify_bars: int = 16  # their first bars
-    novelty_hop: int = 16  # training windows start every bar line
-    ode_solver: str = ""  # a CNF's likelihood solver ("rk4:8", "dopri5"); "": the checkpoint's own
-    guidance: float | None = None  # the model's genre guidance; None: what `compose` uses by default
-    candidates: int | None = None  # candidates per window under guidance; None: compose's default
+    samples: int = setting(50, "Generated pieces per genre (seeds seed .. seed + samples - 1).")
+    bars: int = setting(4, "Bars per generated piece.")
+    seed: int = setting(0, "Seed of the pieces, the real windows and the likelihood noise.")
+    temperature: float = setting(1.0, "Latent temperature of the flows and the VAE (the Bernoulli "
+                                      "baseline draws as fitted).")
+    test_windows: int = setting(1000, "Test windows per genre for bits/dim.")
+    real_windows: int = setting(300, "Real test windows per genre for the musical metrics.")
+    mix_samples: int = setting(10, "Pieces per 50/50 genre pair (0: no mixes).")
+    classify_pieces: int = setting(10, "Test pieces per genre for likelihood classification.")
+    classify_bars: int = setting(16, "Their first bars, scored under every genre.")
+    novelty_hop: int = setting(16, "Training windows for novelty start every this many steps (a bar).")
+    ode_solver: str = setting("", "Neural-ODE flow only: the likelihood solver, e.g. rk4:8 (eight fixed RK4 "
+                                  "steps, several times cheaper) [default: the checkpoint's own, adaptive "
+                                  "dopri5].")
+    guidance: float | None = setting(None, "The model's genre guidance [default: what compose uses].")
+    candidates: int | None = setting(None, "Candidates per window under guidance [default: compose's].")
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "bars", "test_windows", "classify_pieces", "classify_bars", "novelty_hop"):
+            require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+        require(self.real_windows >= 2, f"real_windows must be at least 2, got {self.real_windows}")
+        require(self.mix_samples >= 0, f"mix_samples must be >= 0, got {self.mix_samples}")
+        require(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
 
 
 @dataclass
@@ -305,8 +316,6 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     from musicflow.paths import checkpoints_dir, default_dataset
 
     cfg = config or EvalConfig()
-    if cfg.samples < 1 or cfg.bars < 1 or cfg.real_windows < 2:
-        raise MusicflowError("--samples and --bars must be at least 1 (and real windows at least 2)")
     t_all, cpu0 = time.perf_counter(), time.process_time()
     data = Path(data) if data else default_dataset()
     ds = Dataset.load(data)

@@ -23,6 +23,7 @@ from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet, thin_context
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
+from musicflow.settings import require, setting
 from musicflow.training.loop import Loop, dist_info, distributed, process_group
 
 #: The window models' learning rate decays to this share of its peak.
@@ -33,40 +34,44 @@ EMA = 0.02
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; saved in the checkpoint's training record."""
+    """Optimisation settings of the window models; saved in the checkpoint's training record."""
 
-    steps: int = 10000
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup: int = 200
-    clip: float = 5.0
-    transpose: int = 3  # random shift in [-transpose, transpose] semitones per batch
-    valid_every: int = 500
-    valid_windows: int = 200  # per genre
-    seed: int = 0
-    minutes: float | None = None  # stop (and save) after this wall time
-    context_noise: float = 0.0  # thin_context's rate: silence context rows (not held ones)
-    context_noise_scope: str = "all"  # "polyphonic": thin only contexts of more than one voice
-    start_share: float = 0.0  # at least this share of each genre's draws from its pieces' openings
-    init: str | None = None  # start from this checkpoint's weights (fine-tuning), new optimiser
+    steps: int = setting(10000, "Optimiser steps.")
+    batch_size: int = setting(64, "Windows per step.")
+    lr: float = setting(1e-3, "Peak learning rate (AdamW), after the warm-up.")
+    weight_decay: float = setting(1e-5, "AdamW weight decay.")
+    warmup: int = setting(200, "Steps of linear warm-up before the cosine decay.")
+    clip: float = setting(5.0, "Gradient-norm clip.")
+    transpose: int = setting(3, "Augment by random transpositions of up to this many semitones.")
+    valid_every: int = setting(500, "Steps between validations (and checkpoints).")
+    valid_windows: int = setting(200, "Validation windows per genre.")
+    seed: int = setting(0, "Seed of the initial weights, the batches and the noise.")
+    minutes: float | None = setting(None, "Stop (and save) after this wall time.")
+    context_noise: float = setting(0.0, "Silence each pitch row of a training context (not rows held into "
+                                        "the window) with probability up to this, so free-running pieces "
+                                        "do not thin out.")
+    context_noise_scope: str = setting("all", "Which contexts --context-noise thins: all, or only those of "
+                                              "more than one voice (a single line keeps its register and "
+                                              "scale).")
+    start_share: float = setting(0.0, "Draw at least this share of each genre's training windows from the "
+                                      "first bars of its pieces (the context reaches back before the start).")
+    init: str | None = setting(None, "Fine-tune: start from this checkpoint's weights and config (new "
+                                     "optimiser).")
 
     def __post_init__(self) -> None:
-        """Bad settings fail here with the CLI's one-line errors, from the CLI and the API alike."""
-        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise MusicflowError("--steps, --batch-size and --lr must be positive")
-        if self.warmup < 0 or self.transpose < 0 or self.weight_decay < 0 or not self.clip > 0:
-            raise MusicflowError("--warmup, --transpose and the weight decay must be >= 0, --clip > 0")
-        if self.valid_every < 1 or self.valid_windows < 1:
-            raise MusicflowError("--valid-every and the validation windows must be at least 1")
-        if self.minutes is not None and not self.minutes >= 0:
-            raise MusicflowError(f"--minutes {self.minutes}: must be >= 0")
-        if not 0.0 <= self.context_noise <= 1.0:
-            raise MusicflowError(f"--context-noise {self.context_noise}: must be in [0, 1]")
-        if self.context_noise_scope not in ("all", "polyphonic"):
-            raise MusicflowError(f"--context-noise-scope {self.context_noise_scope!r}: use all or polyphonic")
-        if not 0.0 <= self.start_share < 1.0:
-            raise MusicflowError(f"--start-share {self.start_share}: must be in [0, 1)")
+        """Bad settings fail here, from the CLI and the API alike."""
+        for name in ("steps", "batch_size", "valid_every", "valid_windows"):
+            require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "clip"):
+            require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("warmup", "transpose", "weight_decay"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        require(self.minutes is None or self.minutes >= 0, f"minutes must be >= 0, got {self.minutes}")
+        require(0.0 <= self.context_noise <= 1.0,
+                f"context_noise must be in [0, 1], got {self.context_noise}")
+        require(self.context_noise_scope in ("all", "polyphonic"),
+                f"context_noise_scope must be all or polyphonic, got {self.context_noise_scope!r}")
+        require(0.0 <= self.start_share < 1.0, f"start_share must be in [0, 1), got {self.start_share}")
 
 
 class _Objective(nn.Module):
@@ -86,9 +91,9 @@ def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise MusicflowError("--device cuda: no CUDA device is available")
+        raise MusicflowError("device cuda: no CUDA device is available")
     if device not in ("cpu", "cuda"):
-        raise MusicflowError(f"--device {device}: use auto, cpu or cuda")
+        raise MusicflowError(f"device {device!r}: use auto, cpu or cuda")
     return torch.device(device)
 
 
@@ -180,11 +185,11 @@ def _initial(kind: str, init: str, ds: Dataset, overrides: dict) -> tuple[nn.Mod
     """Model, genres and training record to fine-tune from checkpoint ``init``."""
     ck = load_checkpoint(init)
     if ck.kind != kind:
-        raise MusicflowError(f"--init {init}: a {ck.kind} checkpoint, not {kind}")
+        raise MusicflowError(f"init {init}: a {ck.kind} checkpoint, not {kind}")
     if overrides:
-        raise MusicflowError(f"--init {init}: the model's config comes from the checkpoint; drop --set")
+        raise MusicflowError(f"init {init}: the model config comes from the checkpoint; give no overrides")
     if ck.spec != ds.spec or not set(ck.genres) <= set(ds.genres):
-        raise MusicflowError(f"--init {init}: trained on another representation or genres than this data")
+        raise MusicflowError(f"init {init}: trained on another representation or genres than this data")
     earlier = {k: ck.info[k] for k in ("command", "step", "wall_time_s", "valid_bpd", "history")
                if k in ck.info}
     return ck.model, ck.genres, {"init": {"checkpoint": str(init), **earlier}}
