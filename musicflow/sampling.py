@@ -60,6 +60,9 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     (register, density, voices; :func:`musicflow.data.windows.outline`) for a model that takes one,
     shared by the piece's particles; ``(1 or B, W, 4)``: one per window (a piece read block by
     block, or a path between two such pieces)."""
+    # One function, though long: a single loop over windows carries the particles, their weights,
+    # the held notes and the chosen latents from window to window; split, all of them would travel
+    # through every helper.
     native = model.native_guidance
     kw = {"guidance": guidance} if native and guidance is not None else {}
     if latents.dim() == 3:

@@ -29,15 +29,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from musicflow.baselines.classifier import GenreClassifier
-from musicflow.checkpoint import Checkpoint, load_checkpoint
-from musicflow.compose import Composer, Input
+from musicflow.compose import Input
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet
-from musicflow.errors import MusicflowError
 from musicflow.evaluate.fidelity import STATS, classify_rolls, real_openings, real_windows, statistics
 from musicflow.evaluate.metrics import overlap_area
 from musicflow.evaluate.novelty import nearest, segments, summarize
+from musicflow.evaluate.subjects import (
+    Subject,
+    classifier_checkpoint,
+    describe,
+    load_subjects,
+    rel_path,
+    use_ode_solver,
+)
 from musicflow.settings import require, setting
 from musicflow.training import evaluate_bpd, model_windows
 
@@ -69,34 +74,6 @@ class EvalConfig:
         require(self.real_windows >= 2, f"real_windows must be at least 2, got {self.real_windows}")
         require(self.mix_samples >= 0, f"mix_samples must be >= 0, got {self.mix_samples}")
         require(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
-
-
-@dataclass
-class Subject:
-    """One model under evaluation: its role (``model``, ``bernoulli``, ``vae``) and composer."""
-
-    name: str
-    composer: Composer
-    temperature: float
-    source: str
-    guidance: float | None = 1.0  # baselines are sampled plainly
-    candidates: int | None = None
-
-
-def _rel(path: str | Path | None) -> str:
-    """A path relative to the musicflow home when it is inside it (reports travel between machines)."""
-    from musicflow.paths import home
-
-    try:
-        return str(Path(path).resolve().relative_to(home().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _params(model: torch.nn.Module) -> int:
-    """Trainable parameters; for a fitted table (the Bernoulli baseline), its entries."""
-    n = sum(p.numel() for p in model.parameters())
-    return n or sum(b.numel() for b in model.buffers())
 
 
 def generate_pieces(s: Subject, weights: dict[str, float], n: int, bars: int, seed: int,
@@ -261,50 +238,41 @@ def _novelty(samples: dict, real: dict, ds: Dataset, cfg: EvalConfig) -> dict:
                     "held-out real test windows, the reference"}
 
 
-def _decoding_for_kind(c: Composer) -> Composer:
-    """Flows decode exactly (threshold 0.5 on a sample of the dequantized roll); the VAE's decoder
-    gives cell probabilities, not a sample, so it is thresholded at its calibrated per-genre
-    thresholds (chosen on the validation split to match real note density)."""
-    if c.model.decodes_probabilities:
-        c.decoding = "calibrated"
-    return c
+def _sample_all(subjects: list[Subject], genres: list[str], pairs: list, cfg: EvalConfig, bar
+                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict]]:
+    """Each subject's pieces of every genre and of every 50/50 pair, by the report's seeds."""
+    samples: dict[str, dict[str, np.ndarray]] = {}
+    mixes: dict[str, dict] = {}
+    for s in subjects:
+        samples[s.name] = {}
+        for g in genres:
+            samples[s.name][g] = generate_pieces(s, {g: 1.0}, cfg.samples, cfg.bars, cfg.seed)
+            bar.update(1)
+        if pairs:
+            mixes[s.name] = {(a, b): generate_pieces(s, {a: 0.5, b: 0.5}, cfg.mix_samples, cfg.bars, cfg.seed)
+                             for a, b in pairs}
+            bar.update(1)
+    return samples, mixes
 
 
-def use_ode_solver(c: Composer, text: str) -> None:
-    """Compute a neural-ODE flow's likelihoods with solver ``text`` (``rk4:8``: eight fixed RK4
-    steps, a few times cheaper than the adaptive default; see ``benchmarks/bench_cnf.py``)."""
-    c.model.use_likelihood_solver(text)
+def _seeds(cfg: EvalConfig) -> dict[str, str]:
+    """Which seed drew what, as the report states it."""
+    return {"samples": f"pieces of each genre use seeds {cfg.seed}..{cfg.seed + cfg.samples - 1}, "
+                         f"of each mix {cfg.seed}..{cfg.seed + cfg.mix_samples - 1} "
+                         f"(the latents of `musicflow compose --seed`)",
+              "real_windows": f"numpy default_rng({cfg.seed})",
+              "bits_per_dim": f"window choice and dequantization/ELBO noise seed {cfg.seed}",
+              "likelihood_classification": "noise seed 0 (Composer.log_likelihoods)"}
 
 
-def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: bool, ds: Dataset,
-                  temperature: float) -> list[Subject]:
-    """The model, then (with ``baselines``) the Bernoulli baseline fitted on the train split and
-    the VAE checkpoint (if it exists and the model is not itself the VAE)."""
-    from musicflow.baselines.bernoulli import Bernoulli
-
-    c = _decoding_for_kind(Composer.load(model))
-    if c.spec != ds.spec:
-        raise MusicflowError(f"{c.ck.path}: representation differs from the dataset's")
-    missing = set(c.genres) - set(ds.genres)
-    if missing:
-        raise MusicflowError(f"dataset has no pieces of genre(s) {sorted(missing)} of {c.ck.path}")
-    subjects = [Subject("model", c, temperature, _rel(c.ck.path))]
-    if not baselines:
-        return subjects
-    bern = Bernoulli.fit(model_windows(ds, "train", c.model.config, c.genres))
-    subjects.append(Subject("bernoulli", Composer(Checkpoint("bernoulli", bern, ds.spec, c.genres)), 1.0,
-                            "independent Bernoulli per cell and genre, fitted on the train split"))
-    if not c.model.decodes_probabilities:  # the model is not itself the VAE
-        path = Path(vae) if vae else Path(c.ck.path).with_name("vae-music21.pt")
-        if path.is_file():
-            v = _decoding_for_kind(Composer(load_checkpoint(path)))
-            if v.genres != c.genres or v.spec != c.spec:
-                raise MusicflowError(f"{path}: genres or representation differ from {c.ck.path}'s")
-            # sampled at the temperature its thresholds were calibrated at
-            t_vae = float(v.ck.info.get("calibration", {}).get("temperature", temperature))
-            subjects.append(Subject("vae", v, t_vae, _rel(path)))
-        elif vae:
-            raise MusicflowError(f"{vae}: no such checkpoint")
+def _subjects(model, vae, baselines: bool, ds: Dataset, cfg: EvalConfig) -> list[Subject]:
+    """The subjects, the model first, sampled as ``cfg`` asks; bad settings fail before any work."""
+    subjects = load_subjects(model, vae, baselines, ds, cfg.temperature)
+    main = subjects[0].composer
+    main.sampling(cfg.guidance, cfg.candidates)
+    subjects[0].guidance, subjects[0].candidates = cfg.guidance, cfg.candidates
+    if cfg.ode_solver:
+        use_ode_solver(main, cfg.ode_solver)
     return subjects
 
 
@@ -313,23 +281,15 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
              classifier: str | Path | None = None, quiet: bool = True) -> dict:
     """Build the evaluation report (a JSON-able dict) of ``model`` (``glow``, ``cnf``, ``vae`` or a
     checkpoint path) on dataset ``data``; see the module docstring for its sections."""
-    from musicflow.paths import checkpoints_dir, default_dataset
+    from musicflow.paths import default_dataset
 
     cfg = config or EvalConfig()
     t_all, cpu0 = time.perf_counter(), time.process_time()
     data = Path(data) if data else default_dataset()
     ds = Dataset.load(data)
-    subjects = load_subjects(model, vae, baselines, ds, cfg.temperature)
-    main = subjects[0].composer
-    main.sampling(cfg.guidance, cfg.candidates)  # bad values fail before any work
-    subjects[0].guidance, subjects[0].candidates = cfg.guidance, cfg.candidates
-    if cfg.ode_solver:
-        use_ode_solver(main, cfg.ode_solver)
-    genres = main.genres
-    clf_path = Path(classifier) if classifier else checkpoints_dir() / "genre-classifier.pt"
-    clf_ck = load_checkpoint(clf_path)
-    if not isinstance(clf_ck.model, GenreClassifier) or clf_ck.genres != genres:
-        raise MusicflowError(f"{clf_path}: not a genre classifier for the genres {genres}")
+    subjects = _subjects(model, vae, baselines, ds, cfg)
+    genres = subjects[0].composer.genres
+    clf_path, clf_ck = classifier_checkpoint(classifier, genres)
     clf = clf_ck.model
     pairs = list(itertools.combinations(genres, 2)) if cfg.mix_samples else []
     steps = cfg.bars * ds.spec.bar_steps()
@@ -343,17 +303,7 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     bar.update(1)
 
     t = time.perf_counter()
-    samples: dict[str, dict[str, np.ndarray]] = {}
-    mixes: dict[str, dict] = {}
-    for s in subjects:
-        samples[s.name] = {}
-        for g in genres:
-            samples[s.name][g] = generate_pieces(s, {g: 1.0}, cfg.samples, cfg.bars, cfg.seed)
-            bar.update(1)
-        if pairs:
-            mixes[s.name] = {(a, b): generate_pieces(s, {a: 0.5, b: 0.5}, cfg.mix_samples, cfg.bars, cfg.seed)
-                             for a, b in pairs}
-            bar.update(1)
+    samples, mixes = _sample_all(subjects, genres, pairs, cfg, bar)
     real = {g: real_windows(ds, "test", g, cfg.real_windows, steps, cfg.seed) for g in genres}
     real = {g: r for g, r in real.items() if len(r)}
     # As many train windows as generated pieces, so the reference overlap has the same sampling noise.
@@ -380,27 +330,12 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     times["total_cpu"] = time.process_time() - cpu0  # wall time misleads on a shared machine
     return {
         "format": "musicflow-evaluation", "version": 1,
-        "models": {s.name: {"kind": s.composer.ck.kind, "source": s.source,
-                            "params": _params(s.composer.model), "temperature": s.temperature,
-                            **dict(zip(("guidance", "candidates"),
-                                       s.composer.sampling(s.guidance, s.candidates))),
-                            "window_steps": s.composer.model.config.steps,
-                            "outlines": s.composer.outlines is not None,
-                            "train_steps": s.composer.ck.info.get("step"),
-                            "train_wall_time_s": s.composer.ck.info.get("wall_time_s"),
-                            **({"likelihood_solver": s.composer.model.likelihood_solver}
-                               if s.composer.model.likelihood_solver else {})}
-                   for s in subjects},
-        "data": {"path": _rel(data), "hash": ds.content_hash(), "genres": genres},
-        "classifier": {"path": _rel(clf_path),
+        "models": {s.name: describe(s) for s in subjects},
+        "data": {"path": rel_path(data), "hash": ds.content_hash(), "genres": genres},
+        "classifier": {"path": rel_path(clf_path),
                        "valid_balanced_accuracy": clf_ck.info.get("balanced_accuracy")},
         "settings": asdict(cfg),
-        "seeds": {"samples": f"pieces of each genre use seeds {cfg.seed}..{cfg.seed + cfg.samples - 1}, "
-                             f"of each mix {cfg.seed}..{cfg.seed + cfg.mix_samples - 1} "
-                             f"(the latents of `musicflow compose --seed`)",
-                  "real_windows": f"numpy default_rng({cfg.seed})",
-                  "bits_per_dim": f"window choice and dequantization/ELBO noise seed {cfg.seed}",
-                  "likelihood_classification": "noise seed 0 (Composer.log_likelihoods)"},
+        "seeds": _seeds(cfg),
         "bits_per_dim": bpd,
         "metrics": metrics,
         "fidelity": fidelity,
