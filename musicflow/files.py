@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from musicflow.errors import MusicflowError
+
 
 def atomic_write(path: str | Path, write) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``, so no half-written file is ever seen."""
@@ -23,4 +25,14 @@ def atomic_write(path: str | Path, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def existing_file(path: str | Path, empty: str = "empty file") -> Path:
+    """``path`` if it is a non-empty file; otherwise the one-line error that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MusicflowError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise MusicflowError(f"{path}: {empty}")
     return path

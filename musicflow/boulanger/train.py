@@ -26,7 +26,7 @@ from musicflow.errors import MusicflowError
 from musicflow.io.boulanger import KEYS, LOW
 from musicflow.roll import PianoRollSpec
 from musicflow.settings import require, setting
-from musicflow.training.loop import Loop
+from musicflow.training.loop import Loop, Optimisation
 
 #: The benchmark model's learning rate decays to this share of its peak.
 FLOOR = 0.05
@@ -35,27 +35,20 @@ EMA = 0.05
 
 
 @dataclass(frozen=True)
-class JSBTrainConfig:
-    """Optimisation settings of the benchmark model; saved in the checkpoint's training record."""
+class JSBTrainConfig(Optimisation):
+    """Settings of the benchmark model's training; saved in the checkpoint's training record."""
 
     steps: int = setting(3000, "Optimiser steps.")
     batch_size: int = setting(16, "Pieces per step.")
-    lr: float = setting(1e-3, "Peak learning rate (AdamW), after the warm-up.")
-    weight_decay: float = setting(1e-5, "AdamW weight decay.")
     warmup: int = setting(100, "Steps of linear warm-up before the cosine decay.")
-    clip: float = setting(5.0, "Gradient-norm clip.")
-    transpose: int = setting(3, "Augment by random transpositions of up to this many semitones.")
     valid_every: int = setting(250, "Steps between validations (and checkpoints of the best weights).")
-    seed: int = setting(0, "Seed of the initial weights, the batches and the noise.")
     minutes: float | None = setting(None, "Stop (and save the best) after this wall time.")
     steps_per_quarter: int = setting(1, "What one time step of the data is (stored in the checkpoint).")
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "valid_every", "steps_per_quarter"):
-            require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
-        require(self.lr > 0 and self.clip > 0, f"lr and clip must be positive, got {self.lr}, {self.clip}")
-        require(self.warmup >= 0 and self.transpose >= 0,
-                f"warmup and transpose must be >= 0, got {self.warmup}, {self.transpose}")
+        super().__post_init__()
+        require(self.steps_per_quarter >= 1,
+                f"steps_per_quarter must be at least 1, got {self.steps_per_quarter}")
 
 
 class _PieceNLL(nn.Module):

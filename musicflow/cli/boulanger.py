@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from musicflow.boulanger.train import JSBTrainConfig
-from musicflow.cli.options import option_from
+from musicflow.cli.options import optimisation_options
 
 
 @click.command("boulanger")
@@ -41,11 +41,6 @@ def data_boulanger(path, out, steps_per_quarter, genre) -> None:
     click.echo(f"wrote {out}: {len(ds)} pieces ({splits}), {len(ds.notes)} notes, genre {genre}")
 
 
-def benchmark_setting(name: str, **kw):
-    """An option whose default and help come from :class:`JSBTrainConfig`."""
-    return option_from(JSBTrainConfig, name, **kw)
-
-
 @click.group("jsb")
 def jsb() -> None:
     """The JSB Chorales benchmark: NLL in nats per time step (Boulanger-Lewandowski et al. 2012)."""
@@ -55,14 +50,8 @@ def jsb() -> None:
 @click.option("--data", type=click.Path(dir_okay=False), required=True,
               help="Benchmark file with train and valid splits (.json, .pickle or .pkl).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Checkpoint to write.")
-@benchmark_setting("steps", type=int)
-@benchmark_setting("batch_size", type=int)
-@benchmark_setting("lr", type=float)
-@benchmark_setting("transpose", type=int)
-@benchmark_setting("valid_every", type=int)
-@benchmark_setting("minutes", type=float)
-@benchmark_setting("steps_per_quarter", type=int)
-@benchmark_setting("seed", type=int)
+@optimisation_options(JSBTrainConfig, "steps", "batch_size", "lr", "transpose", "valid_every", "minutes",
+                      "steps_per_quarter", "seed")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="FrameFlowConfig field, e.g. --set hidden=128 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from --out.")

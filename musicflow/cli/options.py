@@ -69,6 +69,22 @@ def option_from(cls: type, name: str, *decls: str, **kw):
     return click.option(*(decls or (f"--{name.replace('_', '-')}",)), name, default=default, **kw)
 
 
+def optimisation_options(cls: type, *names: str):
+    """The options of ``names`` (fields of an ``Optimisation`` settings class ``cls``), typed by
+    their defaults' field types, in the order given."""
+    from dataclasses import fields
+
+    types = {f.name: f.type for f in fields(cls)}
+
+    def apply(f):
+        for name in reversed(names):
+            kind = float if "float" in str(types[name]) else int
+            f = option_from(cls, name, type=kind)(f)
+        return f
+
+    return apply
+
+
 def setting(name: str, *decls: str, **kw):
     """An option for the composing setting ``name`` (:class:`musicflow.compose.Options`)."""
     from musicflow.compose.options import Options

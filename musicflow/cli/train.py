@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from musicflow.cli.options import TrainableKind, option_from, parse_overrides, quiet_option
+from musicflow.cli.options import (
+    TrainableKind,
+    optimisation_options,
+    option_from,
+    parse_overrides,
+    quiet_option,
+)
 from musicflow.errors import MusicflowError
 from musicflow.training import TrainConfig
 
@@ -26,15 +32,8 @@ def trained(name: str, **kw):
               help="Dataset from 'musicflow data build' [default: data/music21.npz].")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint to write [default: checkpoints/<model>-<data name>.pt].")
-@trained("steps", type=int)
-@trained("batch_size", type=int)
-@trained("lr", type=float)
-@trained("warmup", type=int)
-@trained("clip", type=float)
-@trained("transpose", type=int)
-@trained("valid_every", type=int)
-@trained("minutes", type=float)
-@trained("seed", type=int)
+@optimisation_options(TrainConfig, "steps", "batch_size", "lr", "warmup", "clip", "transpose", "valid_every",
+                      "minutes", "seed")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from --out.")
 @trained("init", type=click.Path(dir_okay=False))
 @trained("context_noise", type=float)

@@ -1,8 +1,7 @@
 """An autoregressive spline transform along the pitch axis: each cell given every cell below it.
 
-Coupling layers decide half of a window's cells given the other half; a stack of them never
-learned the choices inside one beat (``checkpoints/README.md``: given real contexts, the couplings'
-samples had a quarter fewer notes, one voice too few and twice the pitch range). What they lack is
+Coupling layers decide half of a window's cells given the other half, so the choices inside one
+beat (which notes sound together) are decided without knowing each other. What they lack is
 what NADE-style models have: each pitch decided knowing the pitches already chosen at the same time.
 :class:`PitchAutoregressive` orders a window's cells pitch row by pitch row, bass first, and within
 a row step by step (each step's channels in turn), and bends each cell by a monotone

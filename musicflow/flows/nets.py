@@ -216,8 +216,7 @@ class ContextEncoder(nn.Module):
     :data:`ECHO_BEATS` beats before the one that follows the context (the same place in the bar one,
     two and four bars back, in 3/4, 4/4 and 6/8 alike) join the map beside the last beat: the
     pooled summaries above cannot say what sounded where, so without them a model cannot repeat a
-    bar or a phrase (one trained with them learned to copy only a little: checkpoints/README.md,
-    "the beats a bar back").
+    bar or a phrase.
 
     >>> enc = ContextEncoder(pitches=8, channels=4, out_dim=6)
     >>> vec, pmap = enc(torch.zeros(3, 2, 8, 16), batch_size=3)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pretty_midi
 
 from musicflow.errors import MusicflowError
-from musicflow.files import atomic_write
+from musicflow.files import atomic_write, existing_file
 from musicflow.io.notes import Note, Piece, bar_lines_from_signatures
 
 
@@ -51,11 +51,7 @@ def load_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMI
     """
     if isinstance(midi, pretty_midi.PrettyMIDI):
         return midi
-    path = Path(midi)
-    if not path.is_file():
-        raise MusicflowError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise MusicflowError(f"{path}: empty file, not a MIDI file")
+    path = existing_file(midi, "empty file, not a MIDI file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

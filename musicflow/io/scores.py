@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from musicflow.errors import MusicflowError
+from musicflow.files import existing_file
 from musicflow.io.midi import snap
 from musicflow.io.notes import Note, Piece, bar_lines_from_signatures
 
@@ -91,11 +92,7 @@ def read_score_file(path: str | Path, steps_per_quarter: int = 4) -> list[Piece]
     from music21 import converter
     from music21 import stream as m21stream
 
-    path = Path(path)
-    if not path.is_file():
-        raise MusicflowError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise MusicflowError(f"{path}: empty file")
+    path = existing_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -24,7 +24,7 @@ from musicflow.data.windows import WindowSet, thin_context
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
 from musicflow.settings import require, setting
-from musicflow.training.loop import Loop, dist_info, distributed, process_group
+from musicflow.training.loop import Loop, Optimisation, dist_info, distributed, process_group
 
 #: The window models' learning rate decays to this share of its peak.
 FLOOR = 0.1
@@ -33,20 +33,10 @@ EMA = 0.02
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings of the window models; saved in the checkpoint's training record."""
+class TrainConfig(Optimisation):
+    """Settings of the window models' training; saved in the checkpoint's training record."""
 
-    steps: int = setting(10000, "Optimiser steps.")
-    batch_size: int = setting(64, "Windows per step.")
-    lr: float = setting(1e-3, "Peak learning rate (AdamW), after the warm-up.")
-    weight_decay: float = setting(1e-5, "AdamW weight decay.")
-    warmup: int = setting(200, "Steps of linear warm-up before the cosine decay.")
-    clip: float = setting(5.0, "Gradient-norm clip.")
-    transpose: int = setting(3, "Augment by random transpositions of up to this many semitones.")
-    valid_every: int = setting(500, "Steps between validations (and checkpoints).")
     valid_windows: int = setting(200, "Validation windows per genre.")
-    seed: int = setting(0, "Seed of the initial weights, the batches and the noise.")
-    minutes: float | None = setting(None, "Stop (and save) after this wall time.")
     context_noise: float = setting(0.0, "Silence each pitch row of a training context (not rows held into "
                                         "the window) with probability up to this, so free-running pieces "
                                         "do not thin out.")
@@ -59,14 +49,8 @@ class TrainConfig:
                                      "optimiser).")
 
     def __post_init__(self) -> None:
-        """Bad settings fail here, from the CLI and the API alike."""
-        for name in ("steps", "batch_size", "valid_every", "valid_windows"):
-            require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("lr", "clip"):
-            require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("warmup", "transpose", "weight_decay"):
-            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        require(self.minutes is None or self.minutes >= 0, f"minutes must be >= 0, got {self.minutes}")
+        super().__post_init__()
+        require(self.valid_windows >= 1, f"valid_windows must be at least 1, got {self.valid_windows}")
         require(0.0 <= self.context_noise <= 1.0,
                 f"context_noise must be in [0, 1], got {self.context_noise}")
         require(self.context_noise_scope in ("all", "polyphonic"),
