@@ -80,7 +80,7 @@ def teacher_forced_fidelity(model, clf, ds, genres: list[str], n: int, temperatu
         vec = torch.zeros(len(seg), len(genres))
         vec[:, gi] = 1
         plan = None
-        if getattr(cfg, "outline", False):
+        if model.takes_outline:
             plan = torch.from_numpy(np.stack([input_outline(r[..., :half], spec) for r in seg]))
         beats = []
         for k in range(half // cfg.steps):
@@ -186,7 +186,7 @@ def main() -> None:
             "4 bars before it, and on a free continuation of their first 4 bars (plain sampling, "
             "no guidance: the model's own distribution)"
             + ("; both given the outline of the first 4 bars, as `continue` takes its input's"
-               if getattr(model.config, "outline", False) else ""))
+               if model.takes_outline else ""))
     result["sample_statistics"] = stats
     result["samples_per_genre"], result["sample_seeds"] = args.samples, f"0..{args.samples - 1}"
     if fidelity:

@@ -70,7 +70,7 @@ def main() -> None:
     paths = args.checkpoint or [str(checkpoints_dir() / "glow-music21.pt")]
     models = {p: load_checkpoint(p) for p in paths}
     first = next(iter(models.values()))
-    outlined = any(getattr(ck.model.config, "outline", False) for ck in models.values())
+    outlined = any(ck.model.takes_outline for ck in models.values())
     ds = Dataset.load(default_dataset())
     bar, steps = ds.spec.bar_steps(), first.model.config.steps
     out: dict = {"windows_per_genre": args.windows, "seeds": "windows numpy 0, samples torch 0",
@@ -89,7 +89,7 @@ def main() -> None:
             genre[:, ck.genres.index(g)] = 1
             name = Path(path).name if len(models) == 1 else path
             plans = {name: None}
-            if getattr(model.config, "outline", False):
+            if model.takes_outline:
                 plans[f"{name} + outline"] = ws.outlines(idx)
             for key, plan in plans.items():
                 gen = torch.Generator().manual_seed(0)
