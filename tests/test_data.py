@@ -57,7 +57,7 @@ def test_zero_pieces_is_an_error(tmp_path):
 
 def test_files_outside_genre_folders_need_genre(tmp_path):
     make_midi(tmp_path / "loose.mid", [(60, 0, 1)])
-    with pytest.raises(MusicflowError, match="--genre"):
+    with pytest.raises(MusicflowError, match="genre=NAME"):
         build_dataset(str(tmp_path), cache_dir=None, quiet=True)
 
 

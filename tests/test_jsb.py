@@ -97,7 +97,7 @@ def _tiny_flow(train) -> FrameFlow:
     torch.manual_seed(0)
     model = FrameFlow(FrameFlowConfig(**TINY_MODEL))
     model.fit_outside(torch.from_numpy(np.concatenate(train)))
-    model.initialize(*pad(train))
+    model.initialize_sequences(*pad(train))
     return model.eval()
 
 

@@ -86,7 +86,7 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
         return pad([train[i] for i in idx], shift)
 
     if not resume:
-        model.initialize(*draw(), generator=gen)
+        model.initialize_sequences(*draw(), generator=gen)
     model.train()
     spec = PianoRollSpec(steps_per_quarter=cfg.steps_per_quarter, window_steps=1, low=LOW,
                          pitches=KEYS, key_normalize=False)

@@ -64,7 +64,7 @@ def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, candid
     genres = list(genres) or [c.default_genre]
     stem = "-".join(g.split(":")[0] for g in genres)
     for i, path in enumerate(out_paths(output, stem, num_outputs)):
-        r = c.compose_result(genres, base + i, options)
+        r = c.compose_result(genres, seed=base + i, options=options)
         write_result(c, r, path, save_latent, side_path(png, i, num_outputs), side_path(wav, i, num_outputs))
     more = f" (outputs use {base}..{base + num_outputs - 1})" if num_outputs > 1 else ""
     click.echo(f"seed {base}{more}")
@@ -90,7 +90,7 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
     except Exception as e:  # missing, truncated, or not a latent file
         raise MusicflowError(f"{latent}: not a musicflow latent file ({type(e).__name__})") from None
     c = composer(model)
-    r = c.decode_latents(z, list(genres) or saved, payload.get("outline"),
+    r = c.decode_latents(z, list(genres) or saved, outline=payload.get("outline"),
                          **_settings(tempo=tempo, key=key, program=program))
     write_result(c, r, out_paths(output, Path(latent).name.split(".")[0] + "-decoded", 1)[0])
 
@@ -120,7 +120,7 @@ def continue_cmd(midi, bars, genres, temperature, program, guidance, candidates,
     c.sampling(guidance, candidates)
     inp = c.read(midi)
     click.echo(inp.report, err=True)
-    r = c.continue_(inp, list(genres) or None, seed, **settings)
+    r = c.continue_(inp, list(genres) or None, seed=seed, **settings)
     write_result(c, r, out_paths(output, Path(midi).stem + "-continued", 1)[0], png=png, wav=wav)
     click.echo(f"seed {r.seed}")
 

@@ -164,7 +164,7 @@ class Composer(LatentOps):
         if self.outlines is None:
             if isinstance(arg, Mapping):
                 raise MusicflowError("outline: this model was not trained with outlines "
-                                     "(--set outline=true)")
+                                     "(GlowConfig.outline)")
             return None
         if base is None and arg is not False:
             base = draw_outline(self.outlines, weights, seed)
@@ -200,7 +200,7 @@ class Composer(LatentOps):
         return max(probs, key=probs.get)
 
     # -- new music -----------------------------------------------------------------------------
-    def compose_result(self, genre: GenreArg | None = None, seed: int | None = None,
+    def compose_result(self, genre: GenreArg | None = None, *, seed: int | None = None,
                        options: Options | None = None, **settings) -> Result:
         """A new piece of ``bars`` bars (4/4) in a genre or a mix of genres, with the roll, the
         latent each window was decoded from (``decode_latents`` of them and the outline gives the
@@ -227,10 +227,10 @@ class Composer(LatentOps):
         outline = None if plan is None else plan[0].tolist()
         return Result(self.to_midi(roll, o), roll, picked, seed, w, outline)
 
-    def compose(self, genre: GenreArg | None = None, seed: int | None = None,
+    def compose(self, genre: GenreArg | None = None, *, seed: int | None = None,
                 options: Options | None = None, **settings) -> pretty_midi.PrettyMIDI:
         """The MIDI of :meth:`compose_result`."""
-        return self.compose_result(genre, seed, options, **settings).midi
+        return self.compose_result(genre, seed=seed, options=options, **settings).midi
 
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
                       temperature: float = DEFAULT_TEMPERATURE, guidance: float | None = None,
@@ -254,13 +254,13 @@ class Composer(LatentOps):
         return generate(self.model, z, vec, self.spec, self.threshold(w), guidance=guidance,
                         choice=choice, progress=self.progress, outline=plan)[..., :steps]
 
-    def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None,
+    def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, *,
                        outline: list[float] | list[list[float]] | None = None,
                        options: Options | None = None, **settings) -> Result:
         """Re-decode latents saved with ``--save-latent`` (edited or not), under their own genre
         or another one; ``outline``: the :attr:`Result.outline` they were composed to; ``tempo``,
         ``key``, ``program``, ``velocity`` as in :meth:`compose_result`."""
-        o = Options.of(options, settings)
+        o = Options.of(options, settings, "decode_latents", ("tempo", "key", "program", "velocity"))
         latents = torch.as_tensor(latents, dtype=torch.float32)
         if latents.dim() != 2 or latents.shape[1] != self.model.config.dim:
             raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
@@ -315,16 +315,15 @@ class Composer(LatentOps):
         return dict(zip(ll, total.softmax(0).tolist()))
 
     # -- new music from a user's music ---------------------------------------------------------
-    def continue_(self, midi: MidiInput | Input, genre: GenreArg | None = None, seed: int | None = None,
+    def continue_(self, midi: MidiInput | Input, genre: GenreArg | None = None, *, seed: int | None = None,
                   options: Options | None = None, **settings) -> Result:
         """The input followed by ``bars`` new bars, in the input's key and tempo. ``genre``
         defaults to the genre the model finds most likely for the input; the settings as in
         :meth:`compose_result` (not ``tempo`` or ``key``: the input's are kept); a model trained
         with outlines keeps the register and density of the input's last 8 bars, with
         ``outline`` overriding parts of it."""
-        o = Options.of(options, settings)
-        if o.tempo is not None or o.key is not None:
-            raise MusicflowError("tempo and key: a continuation keeps the input's")
+        o = Options.of(options, settings, "continue_",
+                       ("bars", "temperature", "guidance", "candidates", "outline", "program", "velocity"))
         inp = self.read(midi)
         guidance, k = self.sampling(o.guidance, o.candidates)
         seed = new_seed(seed)

@@ -54,7 +54,7 @@ class LatentOps:
     """Variations, transfer and interpolation of a user's piece (mixed into ``Composer``)."""
 
     def variations(self, midi: MidiInput | Input, n: int = 4, amount: float = 0.3,
-                   genre: GenreArg | None = None, seed: int | None = None,
+                   genre: GenreArg | None = None, seed: int | None = None, *,
                    options: Options | None = None, **settings) -> list[Result]:
         """``n`` variations: each window's latent moved towards fresh noise by ``amount``
         (variance kept) and decoded after the input's own past, as :meth:`transfer` decodes. 0 is
@@ -62,7 +62,7 @@ class LatentOps:
         and ``velocity`` as in :meth:`compose_result`."""
         if not 0 <= amount <= 1:
             raise MusicflowError(f"amount must be between 0 and 1, got {amount}")
-        o = Options.of(options, settings)
+        o = Options.of(options, settings, "variations", ("program", "velocity"))
         inp = self.read(midi)
         seed = new_seed(seed)
         w, vec = self.genre_weights(self.genre_of(inp, genre))
@@ -77,7 +77,7 @@ class LatentOps:
                               _listed(plan)))
         return out
 
-    def transfer(self, midi: MidiInput | Input, to: GenreArg, source: GenreArg | None = None,
+    def transfer(self, midi: MidiInput | Input, to: GenreArg, source: GenreArg | None = None, *,
                  options: Options | None = None, **settings) -> Result:
         """The piece under another genre: each window is encoded under the piece's own genre
         (``source``, or the most likely one) given the piece's own past, and decoded under ``to``
@@ -85,7 +85,7 @@ class LatentOps:
         ``to`` = ``source`` gives the piece back exactly. (Decoding the latents one after another
         from nothing, as :meth:`decode_latents` does, loses the piece: a real piece's latents read
         under another genre after another past mostly decode to near silence.)"""
-        o = Options.of(options, settings)
+        o = Options.of(options, settings, "transfer", ("program", "velocity"))
         inp = self.read(midi)
         _, src = self.genre_weights(self.genre_of(inp, source))
         w, dst = self.genre_weights(to)
@@ -106,14 +106,14 @@ class LatentOps:
         return clean_continuation(joined[None], None)[0]
 
     def interpolate(self, a: MidiInput | Input, b: MidiInput | Input, steps: int = 5,
-                    genre: GenreArg | None = None, options: Options | None = None, **settings
+                    genre: GenreArg | None = None, *, options: Options | None = None, **settings
                     ) -> list[Result]:
         """``steps`` pieces on the spherical path between the latents of ``a`` and ``b`` (cut to
         the shorter), ``a`` and ``b`` included. A model trained with outlines reads each piece with
         its blocks' outlines and moves them in a straight line along the path."""
         if steps < 2:
             raise MusicflowError(f"steps must be at least 2, got {steps}")
-        o = Options.of(options, settings)
+        o = Options.of(options, settings, "interpolate", ("program", "velocity"))
         ia, ib = self.read(a), self.read(b)
         w, vec = self.genre_weights(self.genre_of(ia, genre))
         pa, pb = self.block_outlines(ia.roll), self.block_outlines(ib.roll)

@@ -7,11 +7,12 @@ options read their defaults and help from the fields (``musicflow.cli.options``)
 (4, 80)
 >>> Options(bars=0)
 Traceback (most recent call last):
-musicflow.errors.MusicflowError: bars must be at least 1, got 0
+musicflow.errors.MusicflowError: bars must be a whole number of at least 1, got 0
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
@@ -22,6 +23,14 @@ from musicflow.settings import setting
 #: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
 #: (the dequantization cell of a 1 is v > 0.5); lower temperatures drift towards silence.
 DEFAULT_TEMPERATURE = 1.0
+
+
+def _integer(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -53,24 +62,35 @@ class Options:
     velocity: int = setting(80, "MIDI velocity of every note (1-127).")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.bars, int) or self.bars < 1:
-            raise MusicflowError(f"bars must be at least 1, got {self.bars}")
-        if not self.temperature > 0:
-            raise MusicflowError(f"temperature must be positive, got {self.temperature}")
-        if self.tempo is not None and not self.tempo > 0:
-            raise MusicflowError(f"tempo must be positive, got {self.tempo}")
-        if not 1 <= int(self.velocity) <= 127:
-            raise MusicflowError(f"velocity must be in 1..127, got {self.velocity}")
+        if not _integer(self.bars) or self.bars < 1:
+            raise MusicflowError(f"bars must be a whole number of at least 1, got {self.bars!r}")
+        if not _number(self.temperature) or not self.temperature > 0:
+            raise MusicflowError(f"temperature must be a positive number, got {self.temperature!r}")
+        if self.tempo is not None and (not _number(self.tempo) or not self.tempo > 0):
+            raise MusicflowError(f"tempo must be a positive number, got {self.tempo!r}")
+        if not _integer(self.velocity) or not 1 <= self.velocity <= 127:
+            raise MusicflowError(f"velocity must be a whole number in 1..127, got {self.velocity!r}")
         if self.key is not None:
             parse_key(self.key)
         parse_program(self.program)
 
     @classmethod
-    def of(cls, options: Options | None, settings: Mapping[str, object]) -> Options:
-        """``options`` (or the defaults) with ``settings`` applied; an unknown name is an error."""
+    def of(cls, options: Options | None, settings: Mapping[str, object], entry: str = "compose",
+           allowed: tuple[str, ...] | None = None) -> Options:
+        """``options`` (or the defaults) with ``settings`` applied. A name that is not a setting, or
+        one that ``entry`` does not use (``allowed``), is a one-line error rather than ignored."""
+        if options is not None and not isinstance(options, Options):
+            raise MusicflowError(f"options must be an Options, got {type(options).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(settings) - known)
         if unknown:
             raise MusicflowError(f"unknown setting(s) {', '.join(unknown)} "
                                  f"(known: {', '.join(sorted(known))})")
-        return replace(options or cls(), **settings)
+        o = replace(options or cls(), **settings)
+        if allowed is not None:
+            given = {f.name for f in fields(cls) if getattr(o, f.name) != f.default}
+            unused = sorted(given - set(allowed))
+            if unused:
+                raise MusicflowError(f"{', '.join(unused)}: {entry} does not use this setting "
+                                     f"(it takes {', '.join(allowed)})")
+        return o

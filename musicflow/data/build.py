@@ -69,7 +69,8 @@ def resolve_source(source: str, genre: str | None = None) -> list[SourceFile]:
         elif len(rel.parts) > 1:
             g = rel.parts[0]
         else:
-            raise MusicflowError(f"{p}: file outside a genre subfolder (use --genre NAME to label all)")
+            raise MusicflowError(f"{p}: file outside a genre subfolder (label every file with "
+                                 "genre=NAME; --genre on the command line)")
         out.append(SourceFile(p, g, rel.as_posix()))
     return out
 

@@ -136,7 +136,6 @@ class Flow(nn.Module, abc.ABC):
     - ``decodes_probabilities``: ``decode`` returns cell probabilities rather than a sample of the
       dequantized roll, so thresholds are calibrated rather than exact;
     - ``last_nfe`` and ``likelihood_solver``: the cost and solver of an ODE-based flow;
-    - ``trains_on``: ``"windows"`` of a corpus or ``"frames"`` of whole benchmark sequences.
     """
 
     config: ConfigDict
@@ -145,7 +144,6 @@ class Flow(nn.Module, abc.ABC):
     data_init: ClassVar[bool] = False
     decodes_probabilities: ClassVar[bool] = False
     loss_name: ClassVar[str] = "bpd"
-    trains_on: ClassVar[str] = "windows"
     #: Vector-field evaluations of the last solve (ODE flows; ``None`` for the others).
     last_nfe: int | None = None
 

@@ -99,8 +99,6 @@ class FrameFlow(Flow):
     :class:`~musicflow.flows.base.Flow` methods take the musicflow layout ``(B, 1, 88, T)``.
     """
 
-    trains_on = "frames"
-
     def __init__(self, config: FrameFlowConfig | None = None) -> None:
         super().__init__()
         cfg = config if config is not None else FrameFlowConfig()
@@ -238,7 +236,7 @@ class FrameFlow(Flow):
         self.outside_logp.copy_(torch.stack([torch.log1p(-p), torch.log(p)], dim=1))
 
     @torch.no_grad()
-    def initialize(
+    def initialize_sequences(
         self, rolls: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
     ) -> None:
         """Data-dependent ActNorm initialisation from a batch of pieces."""

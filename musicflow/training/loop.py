@@ -224,9 +224,9 @@ class Loop:
                 break
         bar.close()
         if not self.done and not self.quiet:
-            tqdm.write(f"stopped after {cfg.minutes} minutes at step {self.step}; --resume continues")
+            tqdm.write(f"stopped after {cfg.minutes} minutes at step {self.step}; resume=True continues")
 
     def _stopped(self, bar, why: str) -> MusicflowError:
         bar.close()
         return MusicflowError(f"training stopped at step {self.step}: {why} "
-                              f"(last good checkpoint kept at {self.out}; try a lower --lr)")
+                              f"(last good checkpoint kept at {self.out}; try a lower lr)")
