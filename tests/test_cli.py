@@ -42,3 +42,14 @@ def test_subprocess_entry_point(corpus_dir, tmp_path):
     p = subprocess.run([sys.executable, "-m", "musicflow", "data", "info", str(tmp_path / "no.npz")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "no.npz" in p.stderr
+
+
+def test_the_command_line_starts_without_torch():
+    """`musicflow --help`, `data info` and `render` need no model: the CLI's options read their
+    defaults from torch-free settings modules, and the packages load their models on first use."""
+    import subprocess
+    import sys
+
+    code = "import sys, musicflow.cli; assert 'torch' not in sys.modules"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,34 +21,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from musicflow.boulanger.pieces import KIND, file_sha1, flow_nll, load_split, pad
+from musicflow.boulanger.settings import JSBTrainConfig
 from musicflow.checkpoint import load_checkpoint, model_classes, require_resume, save_checkpoint
 from musicflow.errors import MusicflowError
 from musicflow.io.boulanger import KEYS, LOW
 from musicflow.roll import PianoRollSpec
-from musicflow.settings import require, setting
-from musicflow.training.loop import Loop, Optimisation
+from musicflow.training.loop import Loop
 
 #: The benchmark model's learning rate decays to this share of its peak.
 FLOOR = 0.05
 #: The weight of each step's loss in the running training loss the history records.
 EMA = 0.05
-
-
-@dataclass(frozen=True)
-class JSBTrainConfig(Optimisation):
-    """Settings of the benchmark model's training; saved in the checkpoint's training record."""
-
-    steps: int = setting(3000, "Optimiser steps.")
-    batch_size: int = setting(16, "Pieces per step.")
-    warmup: int = setting(100, "Steps of linear warm-up before the cosine decay.")
-    valid_every: int = setting(250, "Steps between validations (and checkpoints of the best weights).")
-    minutes: float | None = setting(None, "Stop (and save the best) after this wall time.")
-    steps_per_quarter: int = setting(1, "What one time step of the data is (stored in the checkpoint).")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.steps_per_quarter >= 1,
-                f"steps_per_quarter must be at least 1, got {self.steps_per_quarter}")
 
 
 class _PieceNLL(nn.Module):

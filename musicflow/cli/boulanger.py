@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from musicflow.boulanger.train import JSBTrainConfig
+from musicflow.boulanger.settings import JSBTrainConfig
 from musicflow.cli.options import optimisation_options
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from musicflow.cli.options import option_from, quiet_option
-from musicflow.evaluate.report import EvalConfig
+from musicflow.evaluate.settings import EvalConfig
 
 
 def evaluated(name: str, *decls: str, **kw):

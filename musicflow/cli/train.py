@@ -16,7 +16,7 @@ from musicflow.cli.options import (
     quiet_option,
 )
 from musicflow.errors import MusicflowError
-from musicflow.training import TrainConfig
+from musicflow.training.settings import TrainConfig
 
 
 def trained(name: str, **kw):

@@ -32,7 +32,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -43,35 +42,6 @@ from tqdm.auto import tqdm
 
 from musicflow.checkpoint import load_resume_state, resume_path, save_resume_state
 from musicflow.errors import MusicflowError
-from musicflow.settings import require, setting
-
-
-@dataclass(frozen=True)
-class Optimisation:
-    """The settings every training run has: the optimiser, its schedule, augmentation, validation
-    cadence, seed and budget. Each model family's settings extend it (``TrainConfig``,
-    ``JSBTrainConfig``), overriding defaults where its runs differ."""
-
-    steps: int = setting(10000, "Optimiser steps.")
-    batch_size: int = setting(64, "Windows per step.")
-    lr: float = setting(1e-3, "Peak learning rate (AdamW), after the warm-up.")
-    weight_decay: float = setting(1e-5, "AdamW weight decay.")
-    warmup: int = setting(200, "Steps of linear warm-up before the cosine decay.")
-    clip: float = setting(5.0, "Gradient-norm clip.")
-    transpose: int = setting(3, "Augment by random transpositions of up to this many semitones.")
-    valid_every: int = setting(500, "Steps between validations (and checkpoints).")
-    seed: int = setting(0, "Seed of the initial weights, the batches and the noise.")
-    minutes: float | None = setting(None, "Stop (and save) after this wall time.")
-
-    def __post_init__(self) -> None:
-        """Bad settings fail here, from the CLI and the API alike, naming the parameter."""
-        for name in ("steps", "batch_size", "valid_every"):
-            require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("lr", "clip"):
-            require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("warmup", "transpose", "weight_decay"):
-            require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        require(self.minutes is None or self.minutes >= 0, f"minutes must be >= 0, got {self.minutes}")
 
 
 class Settings(Protocol):

@@ -10,7 +10,7 @@ DistributedDataParallel, gloo on CPU and nccl on GPU, with no other flag.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,39 +23,13 @@ from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet, thin_context
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
-from musicflow.settings import require, setting
-from musicflow.training.loop import Loop, Optimisation, dist_info, distributed, process_group
+from musicflow.training.loop import Loop, dist_info, distributed, process_group
+from musicflow.training.settings import TrainConfig
 
 #: The window models' learning rate decays to this share of its peak.
 FLOOR = 0.1
 #: The weight of each step's loss in the running training loss the history records.
 EMA = 0.02
-
-
-@dataclass(frozen=True)
-class TrainConfig(Optimisation):
-    """Settings of the window models' training; saved in the checkpoint's training record."""
-
-    valid_windows: int = setting(200, "Validation windows per genre.")
-    context_noise: float = setting(0.0, "Silence each pitch row of a training context (not rows held into "
-                                        "the window) with probability up to this, so free-running pieces "
-                                        "do not thin out.")
-    context_noise_scope: str = setting("all", "Which contexts --context-noise thins: all, or only those of "
-                                              "more than one voice (a single line keeps its register and "
-                                              "scale).")
-    start_share: float = setting(0.0, "Draw at least this share of each genre's training windows from the "
-                                      "first bars of its pieces (the context reaches back before the start).")
-    init: str | None = setting(None, "Fine-tune: start from this checkpoint's weights and config (new "
-                                     "optimiser).")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.valid_windows >= 1, f"valid_windows must be at least 1, got {self.valid_windows}")
-        require(0.0 <= self.context_noise <= 1.0,
-                f"context_noise must be in [0, 1], got {self.context_noise}")
-        require(self.context_noise_scope in ("all", "polyphonic"),
-                f"context_noise_scope must be all or polyphonic, got {self.context_noise_scope!r}")
-        require(0.0 <= self.start_share < 1.0, f"start_share must be in [0, 1), got {self.start_share}")
 
 
 class _Objective(nn.Module):
