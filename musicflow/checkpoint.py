@@ -53,6 +53,12 @@ def model_classes(kind: str) -> tuple[type, type]:
     return KINDS[kind].config, KINDS[kind].model
 
 
+def new_model(kind: str, overrides: dict | None = None) -> torch.nn.Module:
+    """A fresh model of ``kind``: its config's defaults with ``overrides`` (checked by the config)."""
+    config_cls, model_cls = model_classes(kind)
+    return model_cls(config_cls.from_dict({**config_cls().to_dict(), **(overrides or {})}))
+
+
 def kinds_trained_on(*data: str) -> list[str]:
     """The kinds that train on ``data`` (``"windows"``, ``"labels"``, ``"frames"``)."""
     return [name for name, k in KINDS.items() if k.data in data]

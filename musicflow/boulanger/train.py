@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from musicflow.boulanger.pieces import KIND, file_sha1, flow_nll, load_split, pad
 from musicflow.boulanger.settings import JSBTrainConfig
-from musicflow.checkpoint import load_checkpoint, model_classes, require_resume, save_checkpoint
+from musicflow.checkpoint import load_checkpoint, new_model, require_resume, save_checkpoint
 from musicflow.errors import MusicflowError
 from musicflow.io.boulanger import KEYS, LOW
 from musicflow.roll import PianoRollSpec
@@ -113,11 +113,9 @@ def _start(data, out, cfg: JSBTrainConfig, overrides: dict | None, resume: bool,
         record = {**ck.info, "train_config": asdict(cfg), "command": command or ck.info.get("command")}
         best = {"nats": ck.info["valid_nats_per_step"], "state": copy.deepcopy(ck.model.state_dict())}
     else:
-        config_cls, model_cls = model_classes(KIND)
-        config = config_cls.from_dict({**config_cls().to_dict(), **(overrides or {})})
         with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
             torch.manual_seed(cfg.seed)
-            model = model_cls(config)
+            model = new_model(KIND, overrides)
         record = {"train_config": asdict(cfg), "data": str(data), "data_sha1": file_sha1(data),
                   "command": command, "train_pieces": len(train), "valid_pieces": n_valid, "history": []}
         best = {"nats": math.inf, "state": None}

@@ -9,13 +9,12 @@ train`` and ``musicflow jsb evaluate`` train and score the benchmark model
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from musicflow.boulanger.settings import JSBTrainConfig
-from musicflow.cli.options import optimisation_options
+from musicflow.cli.options import command_line, optimisation_options
 
 
 @click.command("boulanger")
@@ -65,7 +64,7 @@ def jsb_train(data, out, steps, batch_size, lr, transpose, valid_every, minutes,
     cfg = JSBTrainConfig(steps=steps, batch_size=batch_size, lr=lr, transpose=transpose,
                          valid_every=valid_every, seed=seed, minutes=minutes,
                          steps_per_quarter=steps_per_quarter)
-    command = "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
+    command = command_line()
     record = train_jsb(data, out, cfg, parse_overrides(overrides), quiet, command, resume)
     click.echo(f"wrote {out}: {record['step']} steps in {record['wall_time_s']:.0f} s; best valid "
                f"{record['valid_nats_per_step']:.3f} nats/step at step {record['best_step']}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from musicflow.cli.options import (
+    compose_option,
     composer,
     guidance_options,
     model_option,
@@ -16,7 +17,6 @@ from musicflow.cli.options import (
     program_option,
     quiet_option,
     seed_option,
-    setting,
     side_path,
     wav_option,
     write_result,
@@ -33,11 +33,11 @@ def _settings(**given) -> dict:
 @click.option("--genre", "-g", "genres", multiple=True,
               help="NAME or NAME:WEIGHT; repeat to mix, e.g. -g celtic:0.7 -g chorale:0.3 "
                    "[default: chorale].")
-@setting("bars", type=int)
-@setting("tempo", type=float)
-@setting("key")
+@compose_option("bars", type=int)
+@compose_option("tempo", type=float)
+@compose_option("key")
 @program_option
-@setting("temperature", "--temperature", "-t", type=float)
+@compose_option("temperature", "--temperature", "-t", type=float)
 @guidance_options
 @seed_option
 @click.option("--num-outputs", "-n", type=int, default=1, show_default=True)
@@ -75,8 +75,8 @@ def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, candid
 @click.command("decode")
 @click.argument("latent", type=click.Path(dir_okay=False))
 @click.option("--genre", "-g", "genres", multiple=True, help="[default: the genre it was composed in]")
-@setting("tempo", type=float)
-@setting("key")
+@compose_option("tempo", type=float)
+@compose_option("key")
 @program_option
 @click.option("--output", "-o", default=None)
 @model_option
@@ -97,9 +97,9 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
 
 @click.command("continue")
 @click.argument("midi", type=click.Path(dir_okay=False))
-@setting("bars", type=int)
+@compose_option("bars", type=int)
 @click.option("--genre", "-g", "genres", multiple=True, help="[default: the most likely genre]")
-@setting("temperature", "--temperature", "-t", type=float)
+@compose_option("temperature", "--temperature", "-t", type=float)
 @program_option
 @guidance_options
 @seed_option

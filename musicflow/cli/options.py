@@ -4,11 +4,14 @@ dataclasses, output paths and writing results."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
 
+from musicflow.compose.options import Options
 from musicflow.errors import MusicflowError
+from musicflow.settings import default_of, help_of
 
 
 class Group(click.Group):
@@ -42,6 +45,12 @@ class TrainableKind(click.Choice):
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter.")
 
+
+def command_line() -> str:
+    """The command that runs, as the training record keeps it (empty when not run as ``musicflow``)."""
+    return "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
+
+
 def parse_overrides(items: tuple[str, ...]) -> dict:
     """``("hidden=64", "dequantization=variational")`` -> ``{"hidden": 64, ...}``."""
     import json
@@ -61,8 +70,6 @@ def parse_overrides(items: tuple[str, ...]) -> dict:
 def option_from(cls: type, name: str, *decls: str, **kw):
     """A click option for setting ``name`` of the settings dataclass ``cls``: its default and help
     are read from the field (:mod:`musicflow.settings`), never written again here."""
-    from musicflow.settings import default_of, help_of
-
     default = default_of(cls, name)
     kw.setdefault("help", help_of(cls, name))
     kw.setdefault("show_default", default not in (None, ""))
@@ -85,23 +92,20 @@ def optimisation_options(cls: type, *names: str):
     return apply
 
 
-def setting(name: str, *decls: str, **kw):
+def compose_option(name: str, *decls: str, **kw):
     """An option for the composing setting ``name`` (:class:`musicflow.compose.Options`)."""
-    from musicflow.compose.options import Options
-
     return option_from(Options, name, *decls, **kw)
 
 
 def guidance_options(f):
     """``--guidance`` and ``--candidates`` (see ``Composer.sampling``)."""
-    return setting("guidance", type=float)(setting("candidates", type=int)(f))
+    return compose_option("guidance", type=float)(compose_option("candidates", type=int)(f))
 
 
 model_option = click.option("--model", "model", default=None,
                             help="glow (default), glow-no-outline, cnf, vae, or a checkpoint path.")
-program_option = setting("program")
+program_option = compose_option("program")
 seed_option = click.option("--seed", type=int, default=None, help="Random seed [default: random, printed].")
-
 
 
 def composer(model, quiet: bool = True):
@@ -120,7 +124,7 @@ def out_paths(output: str | None, stem: str, n: int) -> list[Path]:
     return [p] if n == 1 else [p.with_name(f"{p.stem}-{i + 1}{p.suffix}") for i in range(n)]
 
 
-outline_option = setting("outline")
+outline_option = compose_option("outline")
 png_option = click.option("--png", default=None, help="Also draw the piano roll to this PNG "
                                                       "(numbered when several).")
 wav_option = click.option("--wav", default=None, help="Also render audio to this WAV "

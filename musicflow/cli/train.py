@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
 
 from musicflow.cli.options import (
     TrainableKind,
+    command_line,
     optimisation_options,
     option_from,
     parse_overrides,
@@ -60,7 +60,7 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
                       context_noise=context_noise, context_noise_scope=context_noise_scope,
                       start_share=start_share,
                       init=str(init) if init else None)
-    command = "musicflow " + " ".join(sys.argv[1:]) if sys.argv and "musicflow" in sys.argv[0] else ""
+    command = command_line()
     if KINDS[kind].data == "labels":  # the classifier learns genres of real windows, not a flow
         _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command)
         return

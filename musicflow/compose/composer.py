@@ -49,7 +49,6 @@ DEFAULT_CANDIDATES = 16
 SHIPPED = ("glow", "glow-no-outline", "cnf", "vae")
 #: Former names of shipped checkpoints: ``glow-outline`` became the default ``glow``.
 ALIASES = {"glow-outline": "glow"}
-_EMPTY = (2, 0)  # a prefix of no steps, completed with the pitch count
 
 
 class Composer(LatentOps):
@@ -192,6 +191,11 @@ class Composer(LatentOps):
                                 progress=self.progress, outline=outline)
         return roll[0], picked[0]
 
+    def _span(self, bars: int) -> tuple[int, int]:
+        """Steps of ``bars`` new bars (4/4) and the model windows that cover them."""
+        steps = bars * self.spec.bar_steps()
+        return steps, math.ceil(steps / self.window)
+
     def genre_of(self, inp: Input, genre: GenreArg | None) -> GenreArg:
         """``genre``, or the genre the model finds most likely for ``inp``."""
         if genre is not None:
@@ -215,12 +219,11 @@ class Composer(LatentOps):
         """
         o = Options.of(options, settings)
         w, vec = self.genre_weights(genre)
-        steps = o.bars * self.spec.bar_steps()
+        steps, n = self._span(o.bars)
         guidance, k = self.sampling(o.guidance, o.candidates)
         shift = 0 if o.key is None else -key_shift(parse_key(o.key))
         seed = new_seed(seed)
         plan = self._outline(o.outline, w, seed, shift)
-        n = math.ceil(steps / self.window)
         z, choice = draw_latents(n, seed, o.temperature, self.model.config.dim, k)
         roll, picked = self.grow(z, vec, None, self.threshold(w), guidance, choice, plan)
         roll = roll[..., :steps]
@@ -243,9 +246,9 @@ class Composer(LatentOps):
             raise MusicflowError(f"n must be at least 1, got {n}")
         o = Options(bars=bars, temperature=temperature)
         w, vec = self.genre_weights(genre)
-        steps = o.bars * self.spec.bar_steps()
+        steps, windows = self._span(o.bars)
         guidance, k = self.sampling(guidance, candidates)
-        dim, windows = self.model.config.dim, math.ceil(steps / self.window)
+        dim = self.model.config.dim
         draws = [draw_latents(windows, int(seed) + i, o.temperature, dim, k) for i in range(n)]
         z = torch.stack([d[0] for d in draws])
         choice = torch.stack([d[1] for d in draws]) if k > 1 else None
@@ -329,11 +332,11 @@ class Composer(LatentOps):
         seed = new_seed(seed)
         w, vec = self.genre_weights(self.genre_of(inp, genre))
         prefix = inp.roll[..., : math.ceil(inp.roll.shape[-1] / 4) * 4]
-        n = math.ceil(o.bars * self.spec.bar_steps() / self.window)
+        steps, n = self._span(o.bars)
         plan = self._outline(o.outline, w, seed, -inp.shift, input_outline(prefix, self.spec))
         z, choice = draw_latents(n, seed, o.temperature, self.model.config.dim, k)
         roll, picked = self.grow(z, vec, prefix, self.threshold(w), guidance, choice, plan)
-        roll = roll[..., : prefix.shape[-1] + o.bars * self.spec.bar_steps()]
+        roll = roll[..., : prefix.shape[-1] + steps]
         return Result(self.to_midi(roll, o, -inp.shift, inp.tempo), roll, picked, seed, w,
                       None if plan is None else plan[0].tolist())
 

@@ -50,6 +50,10 @@ class Result:
     outline: list[float] | list[list[float]] | None = None
 
 
+#: The settings a recast of the user's own piece takes: it keeps the piece's key, tempo and length.
+_RECAST = ("program", "velocity")
+
+
 class LatentOps:
     """Variations, transfer and interpolation of a user's piece (mixed into ``Composer``)."""
 
@@ -62,7 +66,7 @@ class LatentOps:
         and ``velocity`` as in :meth:`compose_result`."""
         if not 0 <= amount <= 1:
             raise MusicflowError(f"amount must be between 0 and 1, got {amount}")
-        o = Options.of(options, settings, "variations", ("program", "velocity"))
+        o = Options.of(options, settings, "variations", _RECAST)
         inp = self.read(midi)
         seed = new_seed(seed)
         w, vec = self.genre_weights(self.genre_of(inp, genre))
@@ -85,7 +89,7 @@ class LatentOps:
         ``to`` = ``source`` gives the piece back exactly. (Decoding the latents one after another
         from nothing, as :meth:`decode_latents` does, loses the piece: a real piece's latents read
         under another genre after another past mostly decode to near silence.)"""
-        o = Options.of(options, settings, "transfer", ("program", "velocity"))
+        o = Options.of(options, settings, "transfer", _RECAST)
         inp = self.read(midi)
         _, src = self.genre_weights(self.genre_of(inp, source))
         w, dst = self.genre_weights(to)
@@ -113,7 +117,7 @@ class LatentOps:
         its blocks' outlines and moves them in a straight line along the path."""
         if steps < 2:
             raise MusicflowError(f"steps must be at least 2, got {steps}")
-        o = Options.of(options, settings, "interpolate", ("program", "velocity"))
+        o = Options.of(options, settings, "interpolate", _RECAST)
         ia, ib = self.read(a), self.read(b)
         w, vec = self.genre_weights(self.genre_of(ia, genre))
         pa, pb = self.block_outlines(ia.roll), self.block_outlines(ib.roll)

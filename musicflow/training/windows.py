@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from musicflow.checkpoint import load_checkpoint, model_classes, require_resume, save_checkpoint
+from musicflow.checkpoint import load_checkpoint, new_model, require_resume, save_checkpoint
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet, thin_context
 from musicflow.errors import MusicflowError
@@ -157,7 +157,6 @@ def _model(kind: str, ds: Dataset, data: Path, out: Path, cfg: TrainConfig, over
            resume: bool) -> tuple[nn.Module, list[str], dict]:
     """Model, genres and training record to start from: the unfinished run at ``out``, the
     checkpoint to fine-tune, or fresh weights from ``cfg.seed``."""
-    config_cls, model_cls = model_classes(kind)
     if resume:
         require_resume(out)
         ck = load_checkpoint(out)
@@ -168,7 +167,7 @@ def _model(kind: str, ds: Dataset, data: Path, out: Path, cfg: TrainConfig, over
         return _initial(kind, cfg.init, ds, overrides)
     base = dict(pitches=ds.spec.pitches, n_genres=len(ds.genres))
     torch.manual_seed(cfg.seed)  # the initial weights (the same on every rank)
-    return model_cls(config_cls.from_dict({**config_cls().to_dict(), **base, **overrides})), ds.genres, {}
+    return new_model(kind, {**base, **overrides}), ds.genres, {}
 
 
 def _validate(loop: Loop, model, valid_w: WindowSet, cfg: TrainConfig, dev, quiet: bool) -> None:
