@@ -19,6 +19,7 @@ from musicflow.files import atomic_write
 from musicflow.flows.cnf import CNF, CNFConfig
 from musicflow.flows.frame import FrameFlow, FrameFlowConfig
 from musicflow.flows.glow import Glow, GlowConfig
+from musicflow.flows.keyflow import KeyFlow, KeyFlowConfig
 from musicflow.roll import PianoRollSpec
 
 FORMAT = "musicflow-checkpoint"
@@ -29,7 +30,7 @@ FORMAT_VERSION = 1
 class Kind:
     """A model kind a checkpoint can hold: its config and model classes, and what ``musicflow
     train`` feeds it: ``"windows"`` of a corpus (the window flows), ``"labels"`` (windows with
-    their genres: the classifier) or ``"frames"`` (benchmark sequences, ``musicflow jsb train``)."""
+    their genres: the classifier) or ``"frames"`` (benchmark sequences, ``musicflow benchmark train``)."""
 
     config: type
     model: type
@@ -42,6 +43,7 @@ KINDS: dict[str, Kind] = {
     "cnf": Kind(CNFConfig, CNF, "windows"),
     "vae": Kind(VAEConfig, VAE, "windows"),
     "frameflow": Kind(FrameFlowConfig, FrameFlow, "frames"),
+    "keyflow": Kind(KeyFlowConfig, KeyFlow, "frames"),
     "classifier": Kind(ClassifierConfig, GenreClassifier, "labels"),
 }
 

@@ -1,7 +1,7 @@
 """Settings written once: a field's default, help and the check of its value live in its dataclass.
 
 The jobs' settings (``compose.options.Options``, ``training.settings.TrainConfig``,
-``boulanger.settings.JSBTrainConfig``, ``evaluate.settings.EvalConfig``) declare each field with
+``boulanger.settings.BenchmarkTrainConfig``, ``evaluate.settings.EvalConfig``) declare each field with
 :func:`setting`; the CLI builds its options from :func:`default_of` and :func:`help_of`, so a
 default is never written twice. Errors name the parameter (``bars must be at least 1, got 0``).
 

@@ -160,7 +160,7 @@ TINY = {
 
 def training_cases(tmp: Path) -> dict:
     """A few steps of each training loop: the weights and figures they end with."""
-    from musicflow.boulanger.benchmark import JSBTrainConfig, train_jsb
+    from musicflow.boulanger.benchmark import BenchmarkTrainConfig, train_benchmark
     from musicflow.checkpoint import load_checkpoint
     from musicflow.training import TrainConfig, train
 
@@ -184,9 +184,10 @@ def training_cases(tmp: Path) -> dict:
     out["train classifier accuracy"] = report["balanced_accuracy"]
     jsb = ROOT.parent / "shared" / "data" / "boulanger" / "jsb-chorales-quarter.json"
     if jsb.is_file():
-        cfg = JSBTrainConfig(steps=4, batch_size=4, warmup=2, valid_every=2, seed=1)
+        cfg = BenchmarkTrainConfig(kind="frameflow", transpose=3, steps=4, batch_size=4, warmup=2,
+                                   valid_every=2, seed=1)
         tiny = {"hidden": 16, "rnn_hidden": 16, "cond_dim": 8, "dequant_hidden": 8, "depth": 2}
-        rec = train_jsb(jsb, tmp / "jsb.pt", cfg, tiny, quiet=True)
+        rec = train_benchmark(jsb, tmp / "jsb.pt", cfg, tiny, quiet=True)
         out["train jsb history"] = [{k: v for k, v in h.items() if k != "elapsed_s"} for h in rec["history"]]
         out["train jsb weights"] = state_hash(load_checkpoint(tmp / "jsb.pt").model)
     return out

@@ -164,7 +164,7 @@ def test_train_and_evaluate_commands(jsb_json, tmp_path):
     sets = [a for k, v in TINY_MODEL.items() for a in ("--set", f"{k}={v}")]
     r = CliRunner().invoke(main, ["jsb", "train", "--data", str(jsb_json), "--out", str(ck),
                                   "--steps", "3", "--batch-size", "2", "--valid-every", "2",
-                                  "--quiet", *sets])
+                                  "--kind", "frameflow", "--quiet", *sets])
     assert r.exit_code == 0, r.output
     assert "best valid" in r.output and ck.is_file()
     report = tmp_path / "report.json"
@@ -197,12 +197,12 @@ def test_sampling_is_binary_seeded_and_continues_a_context():
 
 
 def test_training_is_reproducible_from_its_seed(jsb_json, tmp_path):
-    from musicflow.boulanger.benchmark import JSBTrainConfig, train_jsb
+    from musicflow.boulanger.benchmark import BenchmarkTrainConfig, train_benchmark
 
-    cfg = JSBTrainConfig(steps=2, batch_size=2, valid_every=2)
+    cfg = BenchmarkTrainConfig(kind="frameflow", steps=2, batch_size=2, valid_every=2)
     states = []
     for name in ("a.pt", "b.pt"):
-        train_jsb(jsb_json, tmp_path / name, cfg, TINY_MODEL, quiet=True)
+        train_benchmark(jsb_json, tmp_path / name, cfg, TINY_MODEL, quiet=True)
         states.append(torch.load(tmp_path / name, weights_only=True)["state_dict"])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
@@ -213,7 +213,7 @@ def test_an_interrupted_run_resumes_and_keeps_the_best_weights(jsb_json, tmp_pat
     ck, resume = tmp_path / "run.pt", tmp_path / "run.pt.resume"
     sets = [a for k, v in TINY_MODEL.items() for a in ("--set", f"{k}={v}")]
     base = ["jsb", "train", "--data", str(jsb_json), "--out", str(ck), "--steps", "4", "--batch-size", "2",
-            "--valid-every", "2", "--quiet", *sets]
+            "--valid-every", "2", "--kind", "frameflow", "--quiet", *sets]
     r = CliRunner().invoke(main, [*base, "--resume"])
     assert r.exit_code == 2 and "nothing to resume" in r.output and r.output.strip().count("\n") == 0
     r = CliRunner().invoke(main, [*base, "--minutes", "0"])  # out of time after its first step

@@ -18,9 +18,6 @@ import torch
 from musicflow.errors import MusicflowError
 from musicflow.io.boulanger import KEYS, frames, read_boulanger
 
-#: The model kind the benchmark trains and scores.
-KIND = "frameflow"
-
 
 def load_split(path: str | Path, split: str) -> list[np.ndarray]:
     """The pieces of one split as boolean ``(T, 88)`` arrays; a missing split is a one-line error."""
@@ -58,20 +55,31 @@ def flow_nll(model, pieces: list[np.ndarray], samples: int = 4, seed: int = 0,
     """Upper bounds on the model's NLL in nats per step (see the module docstring).
 
     Returns ``nats_per_step`` (mean over ``samples`` dequantization draws), ``stderr``,
-    ``per_sample``, ``iw_nats_per_step``, ``bits_per_dim`` (per key and step), ``frames``, ``pieces``.
+    ``per_sample``, ``iw_nats_per_step``, ``bits_per_dim`` (per key and step), ``frames``,
+    ``pieces`` and ``tight``. A model whose bound is tight (``tight_dequantization``: its density is
+    constant on every dequantization cell) gives the same figure for every draw, its discrete NLL,
+    so one evaluation stands for all ``samples`` draws and ``stderr`` is 0.
     """
     if samples < 1:
         raise MusicflowError(f"samples must be at least 1, got {samples}")
+    tight = bool(getattr(model, "tight_dequantization", False))
+    draws = 1 if tight else samples
     was = model.training
     model.eval()
-    per_piece = np.zeros((samples, len(pieces)))
-    for s in range(samples):
+    per_piece = np.zeros((draws, len(pieces)))
+    # Noise-free scoring batches pieces of similar lengths (less padding); with noise, the draws
+    # follow the pieces' order, so that a seed keeps naming the same figure.
+    order = np.argsort([len(p) for p in pieces], kind="stable") if tight else np.arange(len(pieces))
+    for s in range(draws):
         gen = torch.Generator().manual_seed(seed + s)
         for b in range(0, len(pieces), batch_size):
-            rolls, lengths = pad(pieces[b:b + batch_size])
+            idx = order[b:b + batch_size]
+            rolls, lengths = pad([pieces[i] for i in idx])
             lp = model.sequence_log_prob(rolls, lengths, gen)
-            per_piece[s, b:b + batch_size] = lp.sum(1).double().numpy()
+            per_piece[s, idx] = lp.sum(1).double().numpy()
     model.train(was)
+    if tight:
+        per_piece = np.repeat(per_piece, samples, axis=0)
     n_frames = int(sum(len(p) for p in pieces))
     nll = -per_piece.sum(1) / n_frames
     iw = per_piece.max(0) + np.log(np.exp(per_piece - per_piece.max(0)).mean(0))
@@ -80,7 +88,7 @@ def flow_nll(model, pieces: list[np.ndarray], samples: int = 4, seed: int = 0,
             "per_sample": [round(float(v), 4) for v in nll],
             "iw_nats_per_step": float(-iw.sum() / n_frames),
             "bits_per_dim": float(nll.mean() / (KEYS * math.log(2))),
-            "frames": n_frames, "pieces": len(pieces), "samples": samples, "seed": seed}
+            "frames": n_frames, "pieces": len(pieces), "samples": samples, "seed": seed, "tight": tight}
 
 
 def file_sha1(path: str | Path) -> str:

@@ -1,9 +1,11 @@
-"""Training the benchmark's :class:`~musicflow.flows.frame.FrameFlow` on whole pieces.
+"""Training a benchmark model (:class:`~musicflow.flows.keyflow.KeyFlow` or
+:class:`~musicflow.flows.frame.FrameFlow`) on the pieces of one corpus.
 
-What is the benchmark's alone lives here: batches of whole pieces (teacher forcing over all their
-frames at once) transposed at random, the fixed Bernoulli for the keys outside the modelled range,
-validation NLL in nats per time step, and a checkpoint that keeps the weights with the best
-validation NLL while the resume file keeps the current ones. The optimiser, schedule, clipping,
+What is the benchmark's alone lives here: batches of whole pieces or random windows of them
+(teacher forcing over all their frames at once), optionally transposed at random, the FrameFlow's
+fixed Bernoulli for the keys outside its range and its data-dependent initialisation,
+validation NLL in nats per time step on whole pieces, and a checkpoint that keeps the weights with
+the best validation NLL while the resume file keeps the current ones. The optimiser, schedule, clipping,
 time budget, non-finite guard, checkpoints with resume and progress are the shared
 :class:`~musicflow.training.loop.Loop`'s.
 """
@@ -20,8 +22,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from musicflow.boulanger.pieces import KIND, file_sha1, flow_nll, load_split, pad
-from musicflow.boulanger.settings import JSBTrainConfig
+from musicflow.boulanger.pieces import file_sha1, flow_nll, load_split, pad
+from musicflow.boulanger.settings import BenchmarkTrainConfig
 from musicflow.checkpoint import load_checkpoint, new_model, require_resume, save_checkpoint
 from musicflow.errors import MusicflowError
 from musicflow.io.boulanger import KEYS, LOW
@@ -45,14 +47,17 @@ class _PieceNLL(nn.Module):
         return -self.model.sequence_log_prob(rolls, lengths, generator).sum() / lengths.sum()
 
 
-def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides: dict | None = None,
-              quiet: bool = False, command: str = "", resume: bool = False) -> dict:
-    """Train a :class:`~musicflow.flows.frame.FrameFlow` on the ``train`` split of a benchmark
-    file, keep the weights with the best ``valid`` NLL, and write the checkpoint to ``out``.
+def train_benchmark(data: str | Path, out: str | Path, cfg: BenchmarkTrainConfig,
+                    overrides: dict | None = None, quiet: bool = False, command: str = "",
+                    resume: bool = False, corpus: str = "") -> dict:
+    """Train a ``cfg.kind`` model on the ``train`` split of a benchmark file, keep the weights
+    with the best ``valid`` NLL (nats per time step over whole pieces, the published measure),
+    and write the checkpoint to ``out``. ``corpus`` names the corpus in the record.
 
-    Whole pieces are scored per step (teacher forcing over all their frames at once). The model
-    range defaults to the 64 keys 36..99 (the data uses 43..96); the keys outside get the fixed
-    Bernoulli fitted on ``train``. Returns the training record stored in the checkpoint.
+    Each step scores a batch of pieces, or of random windows of ``cfg.crop`` steps (each read from
+    the model's initial state), teacher-forced. A FrameFlow models a range of keys (36..99 by
+    default) and gives the keys outside it a fixed Bernoulli fitted on ``train``; a KeyFlow models
+    all 88. Returns the training record stored in the checkpoint.
 
     At every validation ``out`` is rewritten (atomically) with the best weights so far, and
     ``out + '.resume'`` holds the current weights, optimiser, schedule and noise state, so that
@@ -60,15 +65,20 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
     """
     train, valid = load_split(data, "train"), load_split(data, "valid")
     model, record, best = _start(data, out, cfg, overrides, resume, train, len(valid), command)
+    record["corpus"] = corpus or record.get("corpus", "")
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
     def draw():
         idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
         shift = int(rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
-        return pad([train[i] for i in idx], shift)
+        pieces = [train[i] for i in idx]
+        if cfg.crop:
+            starts = [int(rng.integers(0, max(len(p) - cfg.crop, 0) + 1)) for p in pieces]
+            pieces = [p[s:s + cfg.crop] for p, s in zip(pieces, starts)]
+        return pad(pieces, shift)
 
-    if not resume:
+    if not resume and cfg.kind == "frameflow":
         model.initialize_sequences(*draw(), generator=gen)
     model.train()
     spec = PianoRollSpec(steps_per_quarter=cfg.steps_per_quarter, window_steps=1, low=LOW,
@@ -77,7 +87,7 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
     def write() -> None:
         best_model = copy.deepcopy(model)
         best_model.load_state_dict(best["state"])
-        save_checkpoint(out, KIND, best_model, spec, ["chorale"], record)
+        save_checkpoint(out, cfg.kind, best_model, spec, [corpus or "chorale"], record)
 
     def validate(loop: Loop) -> None:
         v = flow_nll(model, valid, samples=1, seed=0)["nats_per_step"]
@@ -90,16 +100,27 @@ def train_jsb(data: str | Path, out: str | Path, cfg: JSBTrainConfig, overrides:
             best.update(nats=v, state=copy.deepcopy(model.state_dict()))
             record.update(best_step=loop.step, valid_nats_per_step=round(v, 4))
 
-    loop = Loop(_PieceNLL(model), cfg, out, gen, record, write, floor=FLOOR, ema=EMA, label="train jsb",
-                loss_name="nats", quiet=quiet, resume_extra=lambda: {"model": model.state_dict()})
-    if resume:
-        model.load_state_dict(loop.resume()["model"])
-        rng = np.random.default_rng([cfg.seed, loop.step])
-    loop.run(draw, validate)
+    def extra() -> dict:  # what the resume file adds: current weights, batch and dropout streams
+        return {"model": model.state_dict(), "batches": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state()}
+
+    loop = Loop(_PieceNLL(model), cfg, out, gen, record, write, floor=FLOOR, ema=EMA,
+                label=f"train {corpus or cfg.kind}", loss_name="nats", quiet=quiet, resume_extra=extra)
+    with torch.random.fork_rng():  # dropout draws from the global generator: seed it, leave the caller's
+        torch.manual_seed(cfg.seed)
+        if resume:
+            state = loop.resume()
+            model.load_state_dict(state["model"])
+            if "batches" in state:  # a resumed run then continues exactly as an uninterrupted one
+                rng.bit_generator.state = state["batches"]
+                torch.set_rng_state(state["torch_rng"])
+            else:
+                rng = np.random.default_rng([cfg.seed, loop.step])
+        loop.run(draw, validate)
     return record
 
 
-def _start(data, out, cfg: JSBTrainConfig, overrides: dict | None, resume: bool,
+def _start(data, out, cfg: BenchmarkTrainConfig, overrides: dict | None, resume: bool,
            train: list[np.ndarray], n_valid: int, command: str) -> tuple[nn.Module, dict, dict]:
     """The model, training record and best validation so far (``nats``, ``state``) to start
     from: the unfinished run at ``out``, or fresh weights from ``cfg.seed`` with the keys outside
@@ -107,18 +128,20 @@ def _start(data, out, cfg: JSBTrainConfig, overrides: dict | None, resume: bool,
     if resume:
         require_resume(out)
         ck = load_checkpoint(out)
-        if ck.kind != KIND or ck.info.get("data_sha1") != file_sha1(data):
-            raise MusicflowError(f"{out}: not an unfinished {KIND} run on {data}")
+        if ck.kind != cfg.kind or ck.info.get("data_sha1") != file_sha1(data):
+            raise MusicflowError(f"{out}: not an unfinished {cfg.kind} run on {data}")
         model = copy.deepcopy(ck.model)  # its weights: the current ones, restored from the resume file
         record = {**ck.info, "train_config": asdict(cfg), "command": command or ck.info.get("command")}
         best = {"nats": ck.info["valid_nats_per_step"], "state": copy.deepcopy(ck.model.state_dict())}
     else:
         with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
             torch.manual_seed(cfg.seed)
-            model = new_model(KIND, overrides)
+            model = new_model(cfg.kind, overrides)
         record = {"train_config": asdict(cfg), "data": str(data), "data_sha1": file_sha1(data),
                   "command": command, "train_pieces": len(train), "valid_pieces": n_valid, "history": []}
         best = {"nats": math.inf, "state": None}
+    if cfg.kind != "frameflow":
+        return model, record, best
     all_train = torch.from_numpy(np.concatenate(train))
     if not resume:
         model.fit_outside(all_train)

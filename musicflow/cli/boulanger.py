@@ -1,8 +1,9 @@
 """Commands for the polyphonic benchmark of Boulanger-Lewandowski et al. (2012).
 
-``musicflow data boulanger`` turns a benchmark file into a musicflow dataset; ``musicflow jsb
-train`` and ``musicflow jsb evaluate`` train and score the benchmark model
-(:mod:`musicflow.boulanger.benchmark`).
+``musicflow data boulanger`` turns a benchmark file into a musicflow dataset; ``musicflow benchmark
+train`` and ``musicflow benchmark evaluate`` train and score a benchmark model on one of the four
+corpora (:mod:`musicflow.boulanger.benchmark`); ``musicflow jsb train|evaluate``, the older
+spelling, are the same commands with ``--corpus jsb``.
 :mod:`musicflow.cli` attaches them to its groups.
 """
 
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from musicflow.boulanger.settings import JSBTrainConfig
+from musicflow.boulanger.corpora import CORPORA
+from musicflow.boulanger.settings import BENCHMARK_KINDS, BenchmarkTrainConfig
 from musicflow.cli.options import command_line, optimisation_options
 
 
@@ -40,65 +42,126 @@ def data_boulanger(path, out, steps_per_quarter, genre) -> None:
     click.echo(f"wrote {out}: {len(ds)} pieces ({splits}), {len(ds.notes)} notes, genre {genre}")
 
 
-@click.group("jsb")
-def jsb() -> None:
-    """The JSB Chorales benchmark: NLL in nats per time step (Boulanger-Lewandowski et al. 2012)."""
+corpus_option = click.option("--corpus", type=click.Choice(list(CORPORA)), default="jsb", show_default=True,
+                             help="Which benchmark corpus the data file holds.")
 
 
-@jsb.command("train")
-@click.option("--data", type=click.Path(dir_okay=False), required=True,
-              help="Benchmark file with train and valid splits (.json, .pickle or .pkl).")
-@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Checkpoint to write.")
-@optimisation_options(JSBTrainConfig, "steps", "batch_size", "lr", "transpose", "valid_every", "minutes",
-                      "steps_per_quarter", "seed")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="FrameFlowConfig field, e.g. --set hidden=128 (repeatable).")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from --out.")
-@click.option("--quiet", "-q", is_flag=True)
-def jsb_train(data, out, steps, batch_size, lr, transpose, valid_every, minutes, steps_per_quarter,
-              seed, overrides, resume, quiet) -> None:
-    """Train the benchmark flow; keeps the weights with the best validation NLL."""
-    from musicflow.boulanger.train import train_jsb
+def _train_options(f):
+    for decorator in reversed([
+        click.option("--data", type=click.Path(dir_okay=False), required=True,
+                     help="Benchmark file with train and valid splits (.json, .pickle or .pkl)."),
+        click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
+                     help="Checkpoint to write [default: checkpoints/boulanger-<corpus>.pt]."),
+        click.option("--kind", type=click.Choice(BENCHMARK_KINDS), default="keyflow", show_default=True,
+                     help="keyflow: autoregressive over keys (tight bound); frameflow: coupling flow."),
+        optimisation_options(BenchmarkTrainConfig, "steps", "batch_size", "lr", "weight_decay", "crop",
+                             "transpose", "valid_every", "minutes", "seed"),
+        click.option("--steps-per-quarter", type=int, default=None,
+                     help="What one time step of the data is [default: the corpus's: 1 for JSB, 2 for the "
+                          "eighth-note corpora]."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Model config field, e.g. --set rnn_hidden=128 (repeatable)."),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run from --out."),
+        click.option("--quiet", "-q", is_flag=True),
+    ]):
+        f = decorator(f)
+    return f
+
+
+def _train(corpus, data, out, kind, overrides, resume, quiet, steps_per_quarter, **settings) -> None:
+    from musicflow.boulanger.train import train_benchmark
     from musicflow.cli.options import parse_overrides
+    from musicflow.paths import checkpoints_dir
 
-    cfg = JSBTrainConfig(steps=steps, batch_size=batch_size, lr=lr, transpose=transpose,
-                         valid_every=valid_every, seed=seed, minutes=minutes,
-                         steps_per_quarter=steps_per_quarter)
-    command = command_line()
-    record = train_jsb(data, out, cfg, parse_overrides(overrides), quiet, command, resume)
+    spq = steps_per_quarter if steps_per_quarter is not None else CORPORA[corpus].steps_per_quarter
+    cfg = BenchmarkTrainConfig(kind=kind, steps_per_quarter=spq, **settings)
+    out = out or checkpoints_dir() / CORPORA[corpus].checkpoint
+    record = train_benchmark(data, out, cfg, parse_overrides(overrides), quiet, command_line(), resume,
+                             corpus)
     click.echo(f"wrote {out}: {record['step']} steps in {record['wall_time_s']:.0f} s; best valid "
                f"{record['valid_nats_per_step']:.3f} nats/step at step {record['best_step']}")
 
 
-@jsb.command("evaluate")
-@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Benchmark checkpoint [default: checkpoints/frameflow-jsb-quarter.pt].")
-@click.option("--data", type=click.Path(dir_okay=False), required=True,
-              help="Benchmark file (.json, .pickle or .pkl); its train split fits the baselines.")
-@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="valid", show_default=True)
-@click.option("--samples", type=int, default=4, show_default=True,
-              help="Independent dequantization draws (mean and standard error reported).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
-              help="Also write the full report here (atomically).")
-def jsb_evaluate(checkpoint, data, split, samples, seed, json_out) -> None:
-    """Negative log-likelihood in nats per time step on a split, with trivial baselines."""
+def _evaluate_options(f):
+    for decorator in reversed([
+        click.option("--model", "checkpoint", type=click.Path(dir_okay=False), default=None,
+                     help="Benchmark checkpoint [default: checkpoints/boulanger-<corpus>.pt]."),
+        click.option("--data", type=click.Path(dir_okay=False), required=True,
+                     help="Benchmark file (.json, .pickle or .pkl); its train split fits the baselines."),
+        click.option("--split", type=click.Choice(["train", "valid", "test"]), default="valid",
+                     show_default=True),
+        click.option("--samples", type=int, default=4, show_default=True,
+                     help="Independent dequantization draws (mean and standard error reported)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+                     help="Also write the full report here (atomically)."),
+    ]):
+        f = decorator(f)
+    return f
+
+
+def _evaluate(corpus, checkpoint, data, split, samples, seed, json_out) -> None:
     from musicflow.boulanger.benchmark import evaluate
     from musicflow.files import atomic_write
     from musicflow.paths import checkpoints_dir
 
-    checkpoint = checkpoint or checkpoints_dir() / "frameflow-jsb-quarter.pt"
+    checkpoint = checkpoint or checkpoints_dir() / CORPORA[corpus].checkpoint
     rep = evaluate(checkpoint, data, split, samples, seed)
     f = rep["flow"]
-    se = f" +- {f['stderr']:.3f} (s.e., {samples} dequantization draws)" if f["stderr"] is not None else ""
-    click.echo(f"{split}: {f['pieces']} pieces, {f['frames']} time steps, 88 keys per step")
-    click.echo(f"flow      {f['nats_per_step']:.3f} nats/step{se}; {f['bits_per_dim']:.4f} bits/dim")
-    click.echo(f"flow (importance-weighted, {samples} draws)  {f['iw_nats_per_step']:.3f} nats/step")
+    click.echo(f"{CORPORA[corpus].title}, {split}: {f['pieces']} pieces, {f['frames']} time steps, "
+               f"88 keys per step")
+    if f["tight"]:
+        click.echo(f"model     {f['nats_per_step']:.3f} nats/step; {f['bits_per_dim']:.4f} bits/dim "
+                   f"(its dequantization bound is tight: every draw gives this, the model's discrete NLL)")
+    else:
+        se = "" if f["stderr"] is None else f" +- {f['stderr']:.3f} (s.e., {samples} dequantization draws)"
+        click.echo(f"model     {f['nats_per_step']:.3f} nats/step{se}; {f['bits_per_dim']:.4f} bits/dim")
+        click.echo(f"model (importance-weighted, {samples} draws)  {f['iw_nats_per_step']:.3f} nats/step")
+        click.echo("(upper bounds on the model's discrete NLL, through dequantization)")
     for name, v in rep["baselines_nats_per_step"].items():
         click.echo(f"{name:<9} {v:.3f} nats/step")
-    click.echo("(flow figures are upper bounds through dequantization)")
     if json_out:
         text = json.dumps(rep, indent=2) + "\n"
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
         click.echo(f"wrote {json_out}")
 
+
+@click.group("benchmark")
+def benchmark() -> None:
+    """The polyphonic benchmark (Boulanger-Lewandowski et al. 2012): NLL in nats per time step on
+    JSB Chorales, Nottingham, MuseData and Piano-midi.de."""
+
+
+@benchmark.command("train")
+@corpus_option
+@_train_options
+def benchmark_train(corpus, **kw) -> None:
+    """Train a benchmark model on a corpus; keeps the weights with the best validation NLL."""
+    _train(corpus, **kw)
+
+
+@benchmark.command("evaluate")
+@corpus_option
+@_evaluate_options
+def benchmark_evaluate(corpus, **kw) -> None:
+    """Negative log-likelihood in nats per time step on a split, with trivial baselines."""
+    _evaluate(corpus, **kw)
+
+
+@click.group("jsb")
+def jsb() -> None:
+    """The JSB Chorales benchmark (``musicflow benchmark ... --corpus jsb``)."""
+
+
+@jsb.command("train")
+@_train_options
+def jsb_train(**kw) -> None:
+    """Train a benchmark model on JSB Chorales; keeps the weights with the best validation NLL."""
+    _train("jsb", **kw)
+
+
+@jsb.command("evaluate")
+@_evaluate_options
+def jsb_evaluate(**kw) -> None:
+    """Negative log-likelihood in nats per time step on a JSB split, with trivial baselines."""
+    _evaluate("jsb", **kw)

@@ -43,14 +43,13 @@ import torch
 from torch import nn
 
 from musicflow.errors import MusicflowError
-from musicflow.flows.base import Condition, ConfigDict, Flow
+from musicflow.flows.base import Condition, ConfigDict
 from musicflow.flows.checks import logit_alpha, positive_ints
 from musicflow.flows.dequantize import Logit, quantize
 from musicflow.flows.frame_layers import FrameBase, FrameCoupling, FrameDequantizer, LUMixing, Permutation
 from musicflow.flows.layers import ActNorm
 from musicflow.flows.rng import draw
-
-ALL_KEYS, LOWEST = 88, 21  # piano keys A0..C8
+from musicflow.flows.sequence import ALL_KEYS, LOWEST, SequenceFlow
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ class FrameFlowConfig(ConfigDict):
         return self.low - LOWEST
 
 
-class FrameFlow(Flow):
+class FrameFlow(SequenceFlow):
     """Chain-rule sequence model whose per-frame conditionals are normalizing flows.
 
     Rolls are ``(B, T, 88)`` binary frames (column ``k`` is MIDI pitch ``21 + k``); the
@@ -214,16 +213,6 @@ class FrameFlow(Flow):
         if eps is not None:
             eps = torch.cat([eps.new_zeros(eps.shape[0], rolls.shape[1] - w, eps.shape[2]), eps], dim=1)
         return self.sequence_log_prob(rolls, generator=generator, eps=eps)[:, -w:].sum(dim=1)
-
-    def bits_per_dim(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None):
-        """``-log_prob / (88 W ln 2)``: an upper bound on bits per key and frame of the window."""
-        return -self.log_prob(x, cond, generator) / (ALL_KEYS * x.shape[-1] * math.log(2))
-
-    @staticmethod
-    def _frames(x: torch.Tensor, name: str) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != ALL_KEYS:
-            raise MusicflowError(f"{name} must have shape (B, 1, {ALL_KEYS}, T), got {tuple(x.shape)}")
-        return x[:, 0].transpose(1, 2)
 
     # -- fitting the fixed part and sampling --------------------------------------------------
 

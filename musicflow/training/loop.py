@@ -46,7 +46,7 @@ from musicflow.errors import MusicflowError
 
 class Settings(Protocol):
     """The optimisation settings a loop reads. ``TrainConfig`` and the benchmark's
-    ``JSBTrainConfig`` both have them, each with its own defaults and further fields."""
+    ``BenchmarkTrainConfig`` both have them, each with its own defaults and further fields."""
 
     steps: int
     lr: float

@@ -14,7 +14,7 @@ from musicflow.settings import require, setting
 class Optimisation:
     """The settings every training run has: the optimiser, its schedule, augmentation, validation
     cadence, seed and budget. Each model family's settings extend it (``TrainConfig``,
-    ``JSBTrainConfig``), overriding defaults where its runs differ."""
+    ``BenchmarkTrainConfig``), overriding defaults where its runs differ."""
 
     steps: int = setting(10000, "Optimiser steps.")
     batch_size: int = setting(64, "Windows per step.")

@@ -1,0 +1,30 @@
+"""What the benchmark's sequence models share: rolls of binary frames over all 88 piano keys,
+scored by the chain rule over time, and the musicflow window layout their Flow methods take."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from musicflow.errors import MusicflowError
+from musicflow.flows.base import Condition, Flow
+
+ALL_KEYS, LOWEST = 88, 21  # piano keys A0..C8
+
+
+class SequenceFlow(Flow):
+    """A flow over sequences of ``(B, T, 88)`` binary frames (column ``k`` is MIDI pitch
+    ``21 + k``) whose :class:`~musicflow.flows.base.Flow` methods take windows in the musicflow
+    layout ``(B, 1, 88, T)``; ``log_prob`` of a window is given the frames before it."""
+
+    def bits_per_dim(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None):
+        """``-log_prob / (88 W ln 2)``: (an upper bound on) bits per key and frame of the window."""
+        return -self.log_prob(x, cond, generator) / (ALL_KEYS * x.shape[-1] * math.log(2))
+
+    @staticmethod
+    def _frames(x: torch.Tensor, name: str) -> torch.Tensor:
+        """A ``(B, 1, 88, T)`` window as ``(B, T, 88)`` frames; another shape is a one-line error."""
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != ALL_KEYS:
+            raise MusicflowError(f"{name} must have shape (B, 1, {ALL_KEYS}, T), got {tuple(x.shape)}")
+        return x[:, 0].transpose(1, 2)
