@@ -35,6 +35,7 @@ QUICK = {
     "bench_glow": ["--samples", "3", "--test-windows", "50"],
     "bench_register": ["--windows", "50"],
     "bench_pieces": ["--pieces", "2", "--bars", "2"],
+    "bench_boulanger": ["--corpus", "jsb", "--samples", "1"],
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
                   "--classify-pieces", "2"]

@@ -191,3 +191,12 @@ def test_benchmark_command_runs_as_a_subprocess(tiny_json, tmp_path):
                         "--data", str(tiny_json)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "JSB Chorales, valid" in r.stdout and "markov" in r.stdout
+
+
+def test_one_keys_logit_alone_is_that_keys_share_of_the_frames_logits():
+    model = _model()
+    x = (torch.rand(3, 88) < 0.3).float()
+    state, past = torch.randn(3, 8), (torch.rand(3, 2, 88) < 0.3).float()
+    features = model.frame_features(state, past)
+    alone = torch.stack([model.key_logit(features, x, k) for k in range(88)], dim=1)
+    torch.testing.assert_close(alone, model.logits(x, state, past), atol=1e-5, rtol=0)

@@ -139,10 +139,20 @@ class KeyFlow(SequenceFlow):
         """Logits of ``P(x_k = 1 | x_<k, past)`` ``(N, 88)`` for frames ``x`` ``(N, 88)`` given their
         LSTM states ``(N, rnn_hidden)`` and previous frames ``(N, history, 88)``. The logit of key
         ``k`` does not depend on ``x[:, k:]``."""
-        n = x.shape[0]
-        local = self.from_history(past) + self.from_below(F.pad(x[:, None], (ALL_KEYS, 0)))[..., :-1]
-        h = self.from_state(state).view(n, ALL_KEYS, self.config.channels) + local.transpose(1, 2)
-        return self.to_logit(self.blocks(h + self.position))[..., 0]
+        below = self.from_below(F.pad(x[:, None], (ALL_KEYS, 0)))[..., :-1].transpose(1, 2)
+        return self.to_logit(self.blocks(self.frame_features(state, past) + below))[..., 0]
+
+    def frame_features(self, state: torch.Tensor, past: torch.Tensor) -> torch.Tensor:
+        """What every key of a frame reads from the past: ``(N, 88, channels)``."""
+        h = self.from_state(state).view(state.shape[0], ALL_KEYS, self.config.channels)
+        return h + self.from_history(past).transpose(1, 2) + self.position
+
+    def key_logit(self, features: torch.Tensor, frame: torch.Tensor, key: int) -> torch.Tensor:
+        """The logit of key ``key`` alone ``(N,)``, from :meth:`frame_features` and the keys below it
+        in ``frame`` ``(N, 88)``: one key's share of :meth:`logits`, for sampling key by key."""
+        window = F.pad(frame, (ALL_KEYS, 0))[:, key : key + ALL_KEYS]  # keys key-88 .. key-1
+        below = window @ self.from_below.weight[:, 0].t()
+        return self.to_logit(self.blocks(features[:, key] + below))[:, 0]
 
     # -- likelihoods --------------------------------------------------------------------------
 
@@ -223,10 +233,10 @@ class KeyFlow(SequenceFlow):
         for step in range(t):
             out, h = self.rnn(prev, h)
             rolls = torch.cat([rolls, z.new_zeros(b, 1, k)], dim=1)
-            past = self.history(rolls)[:, -1]
+            features = self.frame_features(out[:, 0], self.history(rolls)[:, -1])
             frame = z.new_zeros(b, k)
             for key in range(k):
-                p_off = torch.sigmoid(-self.logits(frame, out[:, 0], past)[:, key] / temperature)
+                p_off = torch.sigmoid(-self.key_logit(features, frame, key) / temperature)
                 u = z[:, step, key]
                 on = u >= p_off
                 frame[:, key] = on.to(z.dtype)
