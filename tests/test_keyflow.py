@@ -6,12 +6,20 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from musicflow.boulanger.benchmark import BenchmarkTrainConfig, flow_nll, pad, train_benchmark
+from musicflow.boulanger.benchmark import (
+    BenchmarkTrainConfig,
+    file_sha1,
+    flow_nll,
+    load_split,
+    pad,
+    train_benchmark,
+)
 from musicflow.boulanger.corpora import CORPORA
 from musicflow.checkpoint import load_checkpoint
 from musicflow.cli import main
@@ -19,6 +27,7 @@ from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
 from musicflow.flows.keyflow import KeyFlow, KeyFlowConfig
 from musicflow.io.boulanger import frames
+from musicflow.paths import checkpoints_dir
 
 TINY_DATA = {
     "train": [[[60, 64], [60], [], [62, 67]], [[60], [60, 64, 67], [65]], [[48, 60], [50, 62], [52, 64]]],
@@ -200,3 +209,20 @@ def test_one_keys_logit_alone_is_that_keys_share_of_the_frames_logits():
     features = model.frame_features(state, past)
     alone = torch.stack([model.key_logit(features, x, k) for k in range(88)], dim=1)
     torch.testing.assert_close(alone, model.logits(x, state, past), atol=1e-5, rtol=0)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "boulanger"
+
+
+@pytest.mark.parametrize("name", list(CORPORA))
+def test_a_shipped_checkpoint_reproduces_its_recorded_valid_figure(name):
+    corpus = CORPORA[name]
+    path, data = checkpoints_dir() / corpus.checkpoint, SHARED / corpus.file
+    if not data.is_file():
+        pytest.skip(f"no {data}")
+    assert path.is_file(), f"{path} is not shipped"
+    ck = load_checkpoint(path)
+    assert ck.kind == "keyflow" and ck.info["corpus"] == name and ck.info["data_sha1"] == file_sha1(data)
+    assert ck.spec.steps_per_quarter == corpus.steps_per_quarter and path.stat().st_size < 10 * 2**20
+    got = flow_nll(ck.model, load_split(data, "valid"), samples=1)
+    assert got["nats_per_step"] == pytest.approx(ck.info["valid_nats_per_step"], abs=2e-4)
