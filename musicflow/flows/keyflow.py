@@ -243,7 +243,8 @@ class KeyFlow(SequenceFlow):
                 y[:, step, key] = torch.where(on, 1 + (u - p_off) / (1 - p_off), u / p_off)
             rolls[:, -1] = frame
             prev = frame[:, None]
-        return y.clamp(max=torch.nextafter(torch.tensor(2.0), torch.tensor(0.0)).item())
+        # (u - p_off) / (1 - p_off) can round up to 1 in float: keep y inside [0, 2).
+        return torch.minimum(y, torch.nextafter(y.new_tensor(2.0), y.new_tensor(0.0)))
 
     @torch.no_grad()
     def sample(self, n: int, cond: Condition | None = None, temperature: float = 1.0,
@@ -256,4 +257,4 @@ class KeyFlow(SequenceFlow):
         ctx = None if cond is None or cond.context is None else self._frames(cond.context, "cond.context")
         z = draw(torch.rand, n, frames, ALL_KEYS, generator=generator, device=ref.device, dtype=ref.dtype)
         y = self.decode_frames(z, None if ctx is None else ctx.expand(n, -1, -1), temperature)
-        return y.floor().clamp(max=1).transpose(1, 2)[:, None]
+        return y.floor().transpose(1, 2)[:, None]
