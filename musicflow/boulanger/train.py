@@ -78,8 +78,8 @@ def train_benchmark(data: str | Path, out: str | Path, cfg: BenchmarkTrainConfig
             pieces = [p[s:s + cfg.crop] for p, s in zip(pieces, starts)]
         return pad(pieces, shift)
 
-    if not resume and cfg.kind == "frameflow":
-        model.initialize_sequences(*draw(), generator=gen)
+    if not resume:
+        model.prepare(torch.from_numpy(np.concatenate(train)), draw, gen)
     model.train()
     spec = PianoRollSpec(steps_per_quarter=cfg.steps_per_quarter, window_steps=1, low=LOW,
                          pitches=KEYS, key_normalize=False)
@@ -123,8 +123,8 @@ def train_benchmark(data: str | Path, out: str | Path, cfg: BenchmarkTrainConfig
 def _start(data, out, cfg: BenchmarkTrainConfig, overrides: dict | None, resume: bool,
            train: list[np.ndarray], n_valid: int, command: str) -> tuple[nn.Module, dict, dict]:
     """The model, training record and best validation so far (``nats``, ``state``) to start
-    from: the unfinished run at ``out``, or fresh weights from ``cfg.seed`` with the keys outside
-    the modelled range fitted on ``train``."""
+    from: the unfinished run at ``out``, or fresh weights from ``cfg.seed``. Training notes outside
+    the keys the model models are an error."""
     if resume:
         require_resume(out)
         ck = load_checkpoint(out)
@@ -140,13 +140,9 @@ def _start(data, out, cfg: BenchmarkTrainConfig, overrides: dict | None, resume:
         record = {"train_config": asdict(cfg), "data": str(data), "data_sha1": file_sha1(data),
                   "command": command, "train_pieces": len(train), "valid_pieces": n_valid, "history": []}
         best = {"nats": math.inf, "state": None}
-    if cfg.kind != "frameflow":
-        return model, record, best
     all_train = torch.from_numpy(np.concatenate(train))
-    if not resume:
-        model.fit_outside(all_train)
-    inside = all_train[:, model.config.offset:model.config.offset + model.config.keys].sum()
-    if inside < all_train.sum():
+    keys = model.modelled_keys()
+    if all_train[:, keys].sum() < all_train.sum():
         raise MusicflowError(f"{data}: training notes lie outside the modelled keys "
-                             f"{model.config.low}..{model.config.low + model.config.keys - 1}")
+                             f"{LOW + keys.start}..{LOW + keys.stop - 1}")
     return model, record, best

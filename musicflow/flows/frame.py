@@ -216,6 +216,16 @@ class FrameFlow(SequenceFlow):
 
     # -- fitting the fixed part and sampling --------------------------------------------------
 
+    def modelled_keys(self) -> slice:
+        """The keys ``low .. low + keys - 1``; the others get the fixed Bernoulli."""
+        return slice(self.config.offset, self.config.offset + self.config.keys)
+
+    def prepare(self, frames: torch.Tensor, first_batch, generator: torch.Generator | None = None) -> None:
+        """Fit the Bernoulli of the keys outside the modelled range on the training ``frames``,
+        then initialise ActNorm from ``first_batch()``."""
+        self.fit_outside(frames)
+        self.initialize_sequences(*first_batch(), generator=generator)
+
     @torch.no_grad()
     def fit_outside(self, frames: torch.Tensor, smoothing: float = 0.5) -> None:
         """Set the Bernoulli of the keys outside the modelled range from training frames

@@ -4,6 +4,7 @@ scored by the chain rule over time, and the musicflow window layout their Flow m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -17,6 +18,15 @@ class SequenceFlow(Flow):
     """A flow over sequences of ``(B, T, 88)`` binary frames (column ``k`` is MIDI pitch
     ``21 + k``) whose :class:`~musicflow.flows.base.Flow` methods take windows in the musicflow
     layout ``(B, 1, 88, T)``; ``log_prob`` of a window is given the frames before it."""
+
+    def modelled_keys(self) -> slice:
+        """The columns of a frame the flow models; training notes outside them are an error."""
+        return slice(0, ALL_KEYS)
+
+    def prepare(self, frames: torch.Tensor, first_batch: Callable[[], tuple],
+                generator: torch.Generator | None = None) -> None:
+        """Fit what depends on the training data before the first step, given every training
+        frame ``(N, 88)`` and a way to draw the first batch; nothing by default."""
 
     def bits_per_dim(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None):
         """``-log_prob / (88 W ln 2)``: (an upper bound on) bits per key and frame of the window."""
