@@ -177,22 +177,15 @@ class FrameFlow(SequenceFlow):
     ) -> torch.Tensor:
         """``log p(x_t | x_<t)`` (lower bounds, nats) for every frame, ``(B, T)``, zero past
         each piece's length. ``eps`` ``(B, T, keys)`` fixes the dequantization noise."""
+        self._check_rolls(rolls)
         b, t, k = rolls.shape
-        if k != ALL_KEYS:
-            raise MusicflowError(f"rolls must have {ALL_KEYS} keys in the last axis, got {k}")
         rolls = rolls.to(self.h0.dtype)
         c = self.conditions(rolls)
         if eps is None:
             eps = draw(torch.randn, b, t, self.config.keys, generator=generator, device=rolls.device,
                        dtype=rolls.dtype)
         x, c, eps = rolls.reshape(b * t, k), c.reshape(b * t, -1), eps.reshape(b * t, -1)
-        if lengths is None:
-            return self.frame_log_prob(x, c, eps).reshape(b, t)
-        # Score real frames only: padding would cost as much compute as music.
-        keep = (torch.arange(t, device=rolls.device)[None, :] < lengths.to(rolls.device)[:, None]).reshape(-1)
-        lp = torch.zeros(b * t, dtype=rolls.dtype, device=rolls.device)
-        lp = lp.masked_scatter(keep, self.frame_log_prob(x[keep], c[keep], eps[keep]))
-        return lp.reshape(b, t)
+        return self._per_frame(rolls, lengths, lambda keep: self.frame_log_prob(x[keep], c[keep], eps[keep]))
 
     def log_prob(
         self,

@@ -172,19 +172,13 @@ class KeyFlow(SequenceFlow):
 
         The dequantization bound is tight for this flow, so no noise is drawn: ``generator`` and
         ``eps`` are accepted for the benchmark's common interface and change nothing."""
+        self._check_rolls(rolls)
         b, t, k = rolls.shape
-        if k != ALL_KEYS:
-            raise MusicflowError(f"rolls must have {ALL_KEYS} keys in the last axis, got {k}")
         rolls = rolls.to(self.h0.dtype)
         states, past = self.states(rolls), self.history(rolls)
         x, states, past = rolls.reshape(b * t, k), states.reshape(b * t, -1), past.reshape(b * t, -1, k)
-        if lengths is None:
-            return self.key_log_prob(x, self.logits(x, states, past)).sum(1).reshape(b, t)
-        keep = (torch.arange(t, device=rolls.device)[None, :] < lengths.to(rolls.device)[:, None]).reshape(-1)
-        lp = torch.zeros(b * t, dtype=rolls.dtype, device=rolls.device)
-        x = x[keep]
-        lp = lp.masked_scatter(keep, self.key_log_prob(x, self.logits(x, states[keep], past[keep])).sum(1))
-        return lp.reshape(b, t)
+        return self._per_frame(rolls, lengths, lambda keep: self.key_log_prob(
+            x[keep], self.logits(x[keep], states[keep], past[keep])).sum(1))
 
     def log_prob(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None,
                  eps: torch.Tensor | None = None) -> torch.Tensor:

@@ -33,6 +33,27 @@ class SequenceFlow(Flow):
         return -self.log_prob(x, cond, generator) / (ALL_KEYS * x.shape[-1] * math.log(2))
 
     @staticmethod
+    def _check_rolls(rolls: torch.Tensor) -> None:
+        """Rolls must be ``(B, T, 88)``; anything else is a one-line error."""
+        k = rolls.shape[-1]
+        if k != ALL_KEYS:
+            raise MusicflowError(f"rolls must have {ALL_KEYS} keys in the last axis, got {k}")
+
+    @staticmethod
+    def _per_frame(rolls: torch.Tensor, lengths: torch.Tensor | None,
+                   score: Callable[[torch.Tensor | slice], torch.Tensor]) -> torch.Tensor:
+        """``log p(x_t | x_<t)`` ``(B, T)`` for ``rolls`` ``(B, T, 88)``: ``score(keep)`` scores the
+        flattened ``B*T`` frames that ``keep`` selects (a boolean mask, or every frame), and frames
+        past each piece's length stay zero. Only real frames are scored: padding would cost as much
+        compute as music."""
+        b, t, _ = rolls.shape
+        if lengths is None:
+            return score(slice(None)).reshape(b, t)
+        keep = (torch.arange(t, device=rolls.device)[None, :] < lengths.to(rolls.device)[:, None]).reshape(-1)
+        lp = torch.zeros(b * t, dtype=rolls.dtype, device=rolls.device)
+        return lp.masked_scatter(keep, score(keep)).reshape(b, t)
+
+    @staticmethod
     def _frames(x: torch.Tensor, name: str) -> torch.Tensor:
         """A ``(B, 1, 88, T)`` window as ``(B, T, 88)`` frames; another shape is a one-line error."""
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != ALL_KEYS:
