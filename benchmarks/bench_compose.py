@@ -1,9 +1,10 @@
-"""Composing speed: ``musicflow compose --bars 8`` end to end against the floor of starting Python
-with torch (``python -c "import torch"``), both as subprocesses in the same run, and API latency
-for 8 and 64 bars with the checkpoint already loaded (as compose samples by default, and for 8 bars
-also plainly, guidance 1, in the same run).
+"""Composing speed, per model in one run: ``musicflow compose --bars 8`` end to end against the
+floor of starting Python with torch (``python -c "import torch"``), both as subprocesses, and the
+peak memory of that command; API latency with the checkpoint loaded, 8 bars in every genre (as
+compose samples by default, and plainly, guidance 1), 64 bars, and the bars per second of a batch
+of pieces; and likelihood classification of held-out test pieces.
 
-    python benchmarks/bench_compose.py [--model PATH] [--repeats 5]
+    python benchmarks/bench_compose.py [--model keyflow --model glow] [--repeats 5]
 
 Seeds: the CLI runs use --seed 0; API calls use seeds 0..repeats-1.
 """
@@ -61,45 +62,74 @@ def classify_held_out(c: Composer, per_genre: int, bars: int = 16) -> dict:
         "confusion_rows_true_cols_predicted": {"genres": genres, "matrix": conf.tolist()}}
 
 
+def peak_rss_mb(cmd: list[str]) -> float:
+    """Peak resident memory of one run of ``cmd`` (a child process), in MB."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(cmd, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(after, before) / 1024, 1)  # ru_maxrss is in kB on Linux; the largest child so far
+
+
+def api_times(c: Composer, repeats: int, pieces: int) -> dict:
+    """API latency with the checkpoint loaded (medians over seeds 0..repeats-1): 8 bars per genre
+    as compose samples by default and plainly, 64 bars in the default genre, and the bars per second
+    of ``pieces`` 8-bar pieces generated in one batch (``compose_rolls``)."""
+    def median(fn) -> float:
+        times = []
+        for seed in range(repeats):
+            t = time.perf_counter()
+            fn(seed)
+            times.append(time.perf_counter() - t)
+        return round(statistics.median(times), 3)
+
+    per_genre = {g: median(lambda seed, g=g: c.compose(g, bars=8, seed=seed)) for g in c.genres}
+    plain = {g: median(lambda seed, g=g: c.compose(g, bars=8, seed=seed, guidance=1.0)) for g in c.genres}
+    t = time.perf_counter()
+    c.compose_rolls(c.default_genre, n=pieces, bars=8, seed=0)
+    batch = time.perf_counter() - t
+    out = {"8_bars_s_median_per_genre": per_genre, "8_bars_plain_s_median_per_genre": plain,
+           "8_bars_s_median": round(statistics.median(per_genre.values()), 3),
+           "8_bars_plain_s_median": round(statistics.median(plain.values()), 3),
+           "slowest_over_fastest_genre": round(max(per_genre.values()) / min(per_genre.values()), 2),
+           "64_bars_s_median": median(lambda seed: c.compose(bars=64, seed=seed)),
+           f"batch_{pieces}_pieces_of_8_bars_s": round(batch, 2),
+           "batch_bars_per_s": round(pieces * 8 / batch, 2)}
+    out["64_over_8_bars"] = round(out["64_bars_s_median"] / per_genre[c.default_genre], 2)
+    out["8_bars_default_over_plain"] = round(out["8_bars_s_median"] / out["8_bars_plain_s_median"], 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--model", action="append",
+                    help="shipped name or checkpoint (repeatable) [default: glow]")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--pieces", type=int, default=20, help="test pieces per genre to classify")
+    ap.add_argument("--batch", type=int, default=16, help="pieces in the batched-generation timing")
+    ap.add_argument("--pieces", type=int, default=10, help="test pieces per genre to classify")
+    ap.add_argument("--name", default="bench_compose", help="results file name")
     args = ap.parse_args()
-    model = ["--model", args.model] if args.model else []
+    models = args.model or ["glow"]
+    result: dict = {"repeats": args.repeats, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         floor = wall([sys.executable, "-c", "import torch"], args.repeats)
-        cli = wall([sys.executable, "-m", "musicflow", "compose", "--bars", "8", "--seed", "0",
-                    "-o", str(Path(tmp) / "x.mid"), "--quiet", *model], args.repeats)
-    c = Composer.load(args.model)
-    api = {}
-    for bars in (8, 64):
-        times = []
-        for seed in range(args.repeats):
-            t = time.perf_counter()
-            c.compose(bars=bars, seed=seed)
-            times.append(time.perf_counter() - t)
-        api[f"{bars}_bars_s_median"] = round(statistics.median(times), 3)
-    times = []
-    for seed in range(args.repeats):
-        t = time.perf_counter()
-        c.compose(bars=8, seed=seed, guidance=1.0)
-        times.append(time.perf_counter() - t)
-    api["8_bars_plain_s_median"] = round(statistics.median(times), 3)
-    api["8_bars_default_over_plain"] = round(api["8_bars_s_median"] / api["8_bars_plain_s_median"], 2)
-    guidance, candidates = c.sampling()
-    result_cls = classify_held_out(c, args.pieces)
-    save("bench_compose", {
-        "classify_test_pieces": result_cls,
-        "cli_compose_8_bars_s_median": round(cli, 3),
-        "python_import_torch_s_median": round(floor, 3),
-        "cli_over_floor_ratio": round(cli / floor, 2),
-        "api": api,
-        "repeats": args.repeats,
-        "sampling": {"guidance": guidance, "candidates": candidates},
-        "model": args.model or "default (checkpoints/glow-music21.pt)",
-    })
+        result["python_import_torch_s_median"] = round(floor, 3)
+        for m in models:
+            cmd = [sys.executable, "-m", "musicflow", "compose", "--bars", "8", "--seed", "0",
+                   "-o", str(Path(tmp) / "x.mid"), "--quiet", "--model", m]
+            cli = wall(cmd, args.repeats)
+            c = Composer.load(m)
+            guidance, candidates = c.sampling()
+            result["models"][m] = {
+                "sampling": {"guidance": guidance, "candidates": candidates},
+                "cli_compose_8_bars_s_median": round(cli, 3),
+                "cli_over_floor_ratio": round(cli / floor, 2),
+                "cli_peak_rss_mb": peak_rss_mb(cmd),
+                "api": api_times(c, args.repeats, args.batch),
+                "classify_test_pieces": classify_held_out(c, args.pieces),
+            }
+    save(args.name, result)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 QUICK = {
     "bench_data": ["--files", "40"],
-    "bench_compose": ["--repeats", "1", "--pieces", "2"],
+    "bench_compose": ["--repeats", "1", "--pieces", "2", "--batch", "2", "--model", "keyflow"],
+    "bench_quality": ["--pieces", "6", "--bars", "8", "--genre", "celtic"],
     "bench_glow": ["--samples", "3", "--test-windows", "50"],
     "bench_register": ["--windows", "50"],
     "bench_pieces": ["--pieces", "2", "--bars", "2"],
@@ -99,13 +100,30 @@ def _bench_data(d: dict) -> list[str]:
 
 
 def _bench_compose(d: dict) -> list[str]:
-    c = d.get("classify_test_pieces", {})
-    rows = [["`musicflow compose --bars 8` end to end (s)", d.get("cli_compose_8_bars_s_median")],
-            ["`python -c 'import torch'` (s)", d.get("python_import_torch_s_median")],
-            *[[f"API compose: {k.replace('_s_median', ' (s)').replace('_', ' ')}", v]
-              for k, v in d.get("api", {}).items()],
-            ["likelihood classification accuracy of test pieces", c.get("accuracy")]]
+    models = d.get("models") or {"default": d}  # results written before one run timed several models
+    rows = [["`python -c 'import torch'` (s)", d.get("python_import_torch_s_median")]]
+    for name, m in models.items():
+        api = m.get("api", {})
+        rows += [[f"{name}: `musicflow compose --bars 8` end to end (s)",
+                  m.get("cli_compose_8_bars_s_median")],
+                 [f"{name}: peak memory of that command (MB)", m.get("cli_peak_rss_mb")],
+                 *[[f"{name}: API {k.replace('_s_median', ' (s)').replace('_', ' ')}", v]
+                   for k, v in api.items() if not isinstance(v, dict)],
+                 [f"{name}: likelihood classification of test pieces",
+                  m.get("classify_test_pieces", {}).get("accuracy")]]
     return _table(["what", "value"], rows)
+
+
+def _bench_quality(d: dict) -> list[str]:
+    rows = []
+    for name, m in d.get("models", {}).items():
+        for g, v in m.get("per_genre", {}).items():
+            floor = d.get("floor", {}).get(g) or {}
+            rows.append([name, g, v["metrics"]["accuracy"], v["cnn"]["accuracy"],
+                         (floor.get("metrics") or {}).get("accuracy"),
+                         (floor.get("cnn") or {}).get("accuracy"), v["fidelity"]])
+    return _table(["model", "genre", "two-sample metrics", "two-sample cnn", "floor metrics", "floor cnn",
+                   "fidelity"], rows)
 
 
 def _bench_glow(d: dict) -> list[str]:
@@ -149,7 +167,7 @@ def _generic(d: dict) -> list[str]:
 
 
 RENDER = {"bench_data": _bench_data, "bench_compose": _bench_compose, "bench_glow": _bench_glow,
-          "bench_pieces": _bench_pieces}
+          "bench_pieces": _bench_pieces, "bench_quality": _bench_quality}
 
 
 def summary(log: list[dict] | None = None) -> Path:

@@ -30,7 +30,9 @@ FORMAT_VERSION = 1
 class Kind:
     """A model kind a checkpoint can hold: its config and model classes, and what ``musicflow
     train`` feeds it: ``"windows"`` of a corpus (the window flows), ``"labels"`` (windows with
-    their genres: the classifier) or ``"frames"`` (benchmark sequences, ``musicflow benchmark train``)."""
+    their genres: the classifier), ``"pieces"`` (a corpus's whole pieces, genre and bar lines: the
+    sequence flow, which also trains on the benchmark) or ``"frames"`` (benchmark sequences only,
+    ``musicflow benchmark train``)."""
 
     config: type
     model: type
@@ -43,7 +45,7 @@ KINDS: dict[str, Kind] = {
     "cnf": Kind(CNFConfig, CNF, "windows"),
     "vae": Kind(VAEConfig, VAE, "windows"),
     "frameflow": Kind(FrameFlowConfig, FrameFlow, "frames"),
-    "keyflow": Kind(KeyFlowConfig, KeyFlow, "frames"),
+    "keyflow": Kind(KeyFlowConfig, KeyFlow, "pieces"),
     "classifier": Kind(ClassifierConfig, GenreClassifier, "labels"),
 }
 
@@ -62,7 +64,7 @@ def new_model(kind: str, overrides: dict | None = None) -> torch.nn.Module:
 
 
 def kinds_trained_on(*data: str) -> list[str]:
-    """The kinds that train on ``data`` (``"windows"``, ``"labels"``, ``"frames"``)."""
+    """The kinds that train on ``data`` (``"windows"``, ``"labels"``, ``"pieces"``, ``"frames"``)."""
     return [name for name, k in KINDS.items() if k.data in data]
 
 

@@ -144,6 +144,41 @@ def decode(roll: np.ndarray, spec: PianoRollSpec, velocity: int = 80, strict: bo
     return notes
 
 
+def key_states(roll: np.ndarray) -> np.ndarray:
+    """A canonical roll ``(2, P, T)`` as key states ``(T, P)``: 0 silent, 1 held from the step
+    before, 2 struck (an onset).
+
+    >>> r = np.zeros((2, 2, 3), np.float32); r[1, 0] = 1; r[0, 0, 0] = 1
+    >>> key_states(r).tolist()
+    [[2, 0], [1, 0], [1, 0]]
+    """
+    return (roll[ONSET] + roll[SUSTAIN]).T.astype(np.uint8)
+
+
+def states_roll(states: np.ndarray) -> np.ndarray:
+    """Key states ``(T, P)`` back to a canonical roll ``(2, P, T)`` (inverse of :func:`key_states`)."""
+    s = np.asarray(states).T
+    return np.stack([s == 2, s >= 1]).astype(np.float32)
+
+
+def bar_phases(bars: np.ndarray, length: int, cap: int) -> np.ndarray:
+    """The step of each of ``length`` steps within its bar, ``(T,)``, from the bar lines ``bars``
+    (steps where bars start), at most ``cap - 1``; steps before the first bar line (a pick-up)
+    count back from it as the end of a bar of the first bar's length.
+
+    >>> bar_phases(np.array([2, 6]), 9, 16).tolist()
+    [2, 3, 0, 1, 2, 3, 0, 1, 2]
+    """
+    bars = np.asarray(bars, dtype=np.int64)
+    t = np.arange(length)
+    if not len(bars):
+        return np.minimum(t % 16, cap - 1)
+    first = int(bars[1] - bars[0]) if len(bars) > 1 else 16
+    last = np.searchsorted(bars, t, side="right") - 1
+    phase = np.where(last >= 0, t - bars[np.maximum(last, 0)], (t - bars[0]) % max(first, 1))
+    return np.minimum(phase, cap - 1)
+
+
 def roll_to_midi(
     roll: np.ndarray,
     spec: PianoRollSpec,

@@ -28,7 +28,7 @@ from musicflow.checkpoint import load_checkpoint, new_model, require_resume, sav
 from musicflow.errors import MusicflowError
 from musicflow.io.boulanger import KEYS, LOW
 from musicflow.roll import PianoRollSpec
-from musicflow.training.loop import Loop
+from musicflow.training.loop import Loop, current_state, run_seeded
 
 #: The benchmark model's learning rate decays to this share of its peak.
 FLOOR = 0.05
@@ -100,23 +100,10 @@ def train_benchmark(data: str | Path, out: str | Path, cfg: BenchmarkTrainConfig
             best.update(nats=v, state=copy.deepcopy(model.state_dict()))
             record.update(best_step=loop.step, valid_nats_per_step=round(v, 4))
 
-    def extra() -> dict:  # what the resume file adds: current weights, batch and dropout streams
-        return {"model": model.state_dict(), "batches": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state()}
-
     loop = Loop(_PieceNLL(model), cfg, out, gen, record, write, floor=FLOOR, ema=EMA,
-                label=f"train {corpus or cfg.kind}", loss_name="nats", quiet=quiet, resume_extra=extra)
-    with torch.random.fork_rng():  # dropout draws from the global generator: seed it, leave the caller's
-        torch.manual_seed(cfg.seed)
-        if resume:
-            state = loop.resume()
-            model.load_state_dict(state["model"])
-            if "batches" in state:  # a resumed run then continues exactly as an uninterrupted one
-                rng.bit_generator.state = state["batches"]
-                torch.set_rng_state(state["torch_rng"])
-            else:
-                rng = np.random.default_rng([cfg.seed, loop.step])
-        loop.run(draw, validate)
+                label=f"train {corpus or cfg.kind}", loss_name="nats", quiet=quiet,
+                resume_extra=current_state(model, rng))
+    run_seeded(loop, model, rng, cfg.seed, resume, draw, validate)
     return record
 
 

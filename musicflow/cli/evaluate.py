@@ -17,7 +17,7 @@ def evaluated(name: str, *decls: str, **kw):
 
 @click.command("evaluate")
 @click.option("--model", "model", default="glow", show_default=True,
-              help="glow, cnf, vae, or a checkpoint path.")
+              help="glow, keyflow, cnf, vae, or a checkpoint path.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Dataset [default: data/music21.npz]; its test split is evaluated.")
 @evaluated("samples", type=int)
@@ -32,6 +32,8 @@ def evaluated(name: str, *decls: str, **kw):
 @evaluated("ode_solver")
 @evaluated("guidance", type=float)
 @evaluated("candidates", type=int)
+@click.option("--two-sample/--no-two-sample", default=True, show_default=True,
+              help="Two-sample tests: can a classifier tell the pieces from real test excerpts?")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Also evaluate the Bernoulli baseline and the VAE checkpoint.")
 @click.option("--vae", default=None,
@@ -42,10 +44,11 @@ def evaluated(name: str, *decls: str, **kw):
               help="JSON report; the markdown tables go beside it (.md).")
 @quiet_option
 def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, real_windows, mix_samples,
-                 classify_pieces, classify_bars, ode_solver, guidance, candidates, baselines, vae, classifier,
-                 output, quiet) -> None:
+                 classify_pieces, classify_bars, ode_solver, guidance, candidates, two_sample, baselines, vae,
+                 classifier, output, quiet) -> None:
     """Evaluate a model against baselines: bits/dim, musical metrics, genre fidelity, likelihood
-    classification and novelty, in one JSON report and a markdown table."""
+    classification, novelty and two-sample tests against real music, in one JSON report and a
+    markdown table."""
     import json
 
     from musicflow.evaluate.report import evaluate
@@ -55,7 +58,7 @@ def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, re
     cfg = EvalConfig(samples=samples, bars=bars, seed=seed, temperature=temperature,
                      test_windows=test_windows, real_windows=real_windows, mix_samples=mix_samples,
                      classify_pieces=classify_pieces, classify_bars=classify_bars, ode_solver=ode_solver,
-                     guidance=guidance, candidates=candidates)
+                     guidance=guidance, candidates=candidates, two_sample=two_sample)
     report = evaluate(model, data, cfg, baselines, vae, classifier, quiet)
     out = Path(output)
     text = json.dumps(report, indent=1) + "\n"

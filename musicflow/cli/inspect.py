@@ -91,7 +91,9 @@ def models_cmd() -> None:
         bpd = ck.info.get("valid_bpd")
         extra = f", valid {bpd:.4f} bits/dim" if isinstance(bpd, float) else ""
         nats = ck.info.get("valid_nats_per_step")
-        if isinstance(nats, float):  # a benchmark model
+        if isinstance(nats, float) and "data_hash" in ck.info:  # a sequence flow trained on a corpus
+            extra += f", valid {nats:.3f} nats/step"
+        elif isinstance(nats, float):  # a benchmark model
             extra += f", {ck.info.get('corpus') or 'jsb'} valid {nats:.3f} nats/step (musicflow benchmark)"
         if isinstance(ck.model, Flow) and ck.model.takes_outline:
             extra += ", composes to outlines"

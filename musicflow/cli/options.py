@@ -36,7 +36,7 @@ class TrainableKind(click.Choice):
     def choices(self):
         from musicflow.checkpoint import kinds_trained_on
 
-        return kinds_trained_on("windows", "labels")
+        return kinds_trained_on("windows", "labels", "pieces")
 
     @choices.setter
     def choices(self, _value) -> None:
@@ -103,7 +103,7 @@ def guidance_options(f):
 
 
 model_option = click.option("--model", "model", default=None,
-                            help="glow (default), glow-no-outline, cnf, vae, or a checkpoint path.")
+                            help="glow (default), glow-no-outline, keyflow, cnf, vae, or a checkpoint path.")
 program_option = compose_option("program")
 seed_option = click.option("--seed", type=int, default=None, help="Random seed [default: random, printed].")
 

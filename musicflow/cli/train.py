@@ -26,8 +26,9 @@ def trained(name: str, **kw):
 
 @click.command("train")
 @click.option("--model", "kind", type=TrainableKind(), default="glow",
-              show_default=True, help="vae: the VAE baseline; classifier: the independent genre "
-                                      "classifier for evaluation.")
+              show_default=True, help="keyflow: the sequence flow over whole pieces; vae: the VAE "
+                                      "baseline; classifier: the independent genre classifier for "
+                                      "evaluation.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Dataset from 'musicflow data build' [default: data/music21.npz].")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
@@ -65,6 +66,9 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
         _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command)
         return
     overrides = parse_overrides(overrides)
+    if KINDS[kind].data == "pieces":
+        _train_pieces(kind, data, out, overrides, resume, quiet, command)
+        return
     if objective is not None:
         if "objective" not in KINDS[kind].config().to_dict():
             raise MusicflowError("--objective applies to the neural-ODE flow (--model cnf) only")
@@ -73,6 +77,25 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"wrote {out}: step {record['step']}, valid {record.get('valid_bpd', float('nan')):.4f}"
                    f" bits/dim, {record['wall_time_s']:.0f} s")
+
+
+def _train_pieces(kind, data, out, overrides, resume, quiet, command) -> None:
+    """The sequence flow's run: its own defaults (:class:`PieceTrainConfig`), overridden by the
+    options given on the command line."""
+    from musicflow.training.pieces import train_pieces
+    from musicflow.training.settings import PieceTrainConfig
+
+    ctx = click.get_current_context()
+    given = {name: ctx.params[name] for name in ("steps", "batch_size", "lr", "warmup", "clip", "transpose",
+                                                 "valid_every", "minutes", "seed", "start_share")
+             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+    for name in ("init", "context_noise"):
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+            raise MusicflowError(f"--{name.replace('_', '-')} applies to the window models, "
+                                 f"not --model {kind}")
+    record = train_pieces(data, out, PieceTrainConfig(**given), overrides, quiet, command, resume, kind)
+    click.echo(f"wrote {out}: step {record['step']}, valid {record['valid_nats_per_step']:.4f} nats/step, "
+               f"{record['wall_time_s']:.0f} s")
 
 
 def _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command) -> None:

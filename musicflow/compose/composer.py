@@ -14,9 +14,11 @@ gives the same music from every entry.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pretty_midi
@@ -46,7 +48,7 @@ DEFAULT_GUIDANCE = Glow.default_guidance
 DEFAULT_CANDIDATES = 16
 #: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``. ``glow`` composes to an outline
 #: (:mod:`musicflow.compose.outlines`); ``glow-no-outline`` is the Glow without one.
-SHIPPED = ("glow", "glow-no-outline", "cnf", "vae")
+SHIPPED = ("glow", "glow-no-outline", "keyflow", "cnf", "vae")
 #: Former names of shipped checkpoints: ``glow-outline`` became the default ``glow``.
 ALIASES = {"glow-outline": "glow"}
 
@@ -63,10 +65,29 @@ class Composer(LatentOps):
         self.ck = checkpoint
         self.model = checkpoint.model.eval()
         self.spec: PianoRollSpec = checkpoint.spec
-        cfg = self.model.config
-        self.window, self.context = cfg.steps, cfg.context_steps
+        self.window, self.context = self._window_sizes()
         # Real 8-bar blocks' outlines, for a model trained to compose to one (compose/outlines.py).
         self.outlines = checkpoint.info.get("outlines") if self.model.takes_outline else None
+
+    def _window_sizes(self) -> tuple[int, int]:
+        """Steps of the windows the model decodes and scores, and of the context each reads."""
+        return self.model.config.steps, self.model.config.context_steps
+
+    @property
+    def window_config(self) -> SimpleNamespace:
+        """The window shape the model is scored on (``steps``, ``context_steps``), as
+        :func:`musicflow.training.model_windows` reads it from a window model's config."""
+        return SimpleNamespace(steps=self.window, context_steps=self.context)
+
+    @property
+    def latent_dim(self) -> int:
+        """Numbers per latent row (one row per window)."""
+        return self.model.config.dim
+
+    @staticmethod
+    def handles(model) -> bool:
+        """Whether this class composes with ``model`` (a subclass claims the models it is for)."""
+        return True
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "cpu",
@@ -79,7 +100,10 @@ class Composer(LatentOps):
         a bar over the beats of each new piece."""
         name = ALIASES.get(str(model), str(model)) if model is not None else "glow"
         path = checkpoints_dir() / f"{name}-music21.pt" if name in SHIPPED else Path(model)
-        return cls(load_checkpoint(path, device), decoding, progress)
+        ck = load_checkpoint(path, device)
+        importlib.import_module("musicflow.compose.pieces")  # defines the sequence flow's Composer
+        engine = next((sub for sub in cls.__subclasses__() if sub.handles(ck.model)), cls)
+        return engine(ck, decoding, progress)
 
     @property
     def genres(self) -> list[str]:
@@ -224,7 +248,7 @@ class Composer(LatentOps):
         shift = 0 if o.key is None else -key_shift(parse_key(o.key))
         seed = new_seed(seed)
         plan = self._outline(o.outline, w, seed, shift)
-        z, choice = draw_latents(n, seed, o.temperature, self.model.config.dim, k)
+        z, choice = draw_latents(n, seed, o.temperature, self.latent_dim, k)
         roll, picked = self.grow(z, vec, None, self.threshold(w), guidance, choice, plan)
         roll = roll[..., :steps]
         outline = None if plan is None else plan[0].tolist()
@@ -248,7 +272,7 @@ class Composer(LatentOps):
         w, vec = self.genre_weights(genre)
         steps, windows = self._span(o.bars)
         guidance, k = self.sampling(guidance, candidates)
-        dim = self.model.config.dim
+        dim = self.latent_dim
         draws = [draw_latents(windows, int(seed) + i, o.temperature, dim, k) for i in range(n)]
         z = torch.stack([d[0] for d in draws])
         choice = torch.stack([d[1] for d in draws]) if k > 1 else None
@@ -265,9 +289,9 @@ class Composer(LatentOps):
         ``key``, ``program``, ``velocity`` as in :meth:`compose_result`."""
         o = Options.of(options, settings, "decode_latents", ("tempo", "key", "program", "velocity"))
         latents = torch.as_tensor(latents, dtype=torch.float32)
-        if latents.dim() != 2 or latents.shape[1] != self.model.config.dim:
+        if latents.dim() != 2 or latents.shape[1] != self.latent_dim:
             raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
-                                 f"(windows x {self.model.config.dim})")
+                                 f"(windows x {self.latent_dim})")
         w, vec = self.genre_weights(genre)
         plan = None
         if outline is not None and self.outlines is not None:
@@ -334,7 +358,7 @@ class Composer(LatentOps):
         prefix = inp.roll[..., : math.ceil(inp.roll.shape[-1] / 4) * 4]
         steps, n = self._span(o.bars)
         plan = self._outline(o.outline, w, seed, -inp.shift, input_outline(prefix, self.spec))
-        z, choice = draw_latents(n, seed, o.temperature, self.model.config.dim, k)
+        z, choice = draw_latents(n, seed, o.temperature, self.latent_dim, k)
         roll, picked = self.grow(z, vec, prefix, self.threshold(w), guidance, choice, plan)
         roll = roll[..., : prefix.shape[-1] + steps]
         return Result(self.to_midi(roll, o, -inp.shift, inp.tempo), roll, picked, seed, w,

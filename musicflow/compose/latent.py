@@ -74,7 +74,7 @@ class LatentOps:
         z0 = self.encode(inp.roll, vec, plan)
         out = []
         for i in range(n):
-            eps = draw_latents(len(z0), seed + i, 1.0, self.model.config.dim)[0]
+            eps = draw_latents(len(z0), seed + i, 1.0, self.latent_dim)[0]
             z = math.sqrt(1 - amount**2) * z0 + amount * eps
             roll = self._recast(inp.roll, z, vec, self.threshold(w), plan)
             out.append(Result(self.to_midi(roll, o, -inp.shift, inp.tempo), roll, z, seed + i, w,

@@ -20,19 +20,22 @@ def _seeded_choice(k: int, n: int, seed: int) -> np.ndarray:
 
 
 def real_windows(ds: Dataset, split: str, genre: str, n: int, steps: int = 64,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, with_pieces: bool = False):
     """Up to ``n`` real windows of ``steps`` steps of one genre and split, chosen with a fixed seed
     among the windows that start on a bar line (at least ``steps`` apart) and lie wholly inside
     their piece. A composed piece never ends, so windows running past a piece's end (the training
     windows may, by up to half) would make the real music look sparser and emptier than it is: in
-    8-bar test windows of german-folk, 11% of the beats are empty with them, 3.5% without."""
+    8-bar test windows of german-folk, 11% of the beats are empty with them, 3.5% without.
+    ``with_pieces`` also returns each window's piece (its index in ``ds``), so that a test can keep
+    a piece's windows together."""
     spots = []
     for i in ds.indices(split, genre):
         length = ds.length(i)
         starts = window_starts(ds.piece_bars(i), length, steps, steps)
         spots += [(i, s) for s in starts if s + steps <= length]
     if not spots:
-        return np.zeros((0, 2, ds.spec.pitches, steps), np.float32)
+        empty = np.zeros((0, 2, ds.spec.pitches, steps), np.float32)
+        return (empty, np.zeros(0, np.int64)) if with_pieces else empty
     pick = _seeded_choice(len(spots), n, seed)
     rolls: dict[int, np.ndarray] = {}
     out = []
@@ -40,7 +43,8 @@ def real_windows(ds: Dataset, split: str, genre: str, n: int, steps: int = 64,
         i, s = spots[j]
         roll = rolls.setdefault(i, ds.roll(i))
         out.append(roll[..., s:s + steps])
-    return np.stack(out).astype(np.float32)
+    windows = np.stack(out).astype(np.float32)
+    return (windows, np.array([spots[j][0] for j in pick])) if with_pieces else windows
 
 
 def real_openings(ds: Dataset, split: str, genre: str, n: int, steps: int = 64, seed: int = 0) -> np.ndarray:

@@ -27,6 +27,8 @@ class EvalConfig:
                                   "dopri5].")
     guidance: float | None = setting(None, "The model's genre guidance [default: what compose uses].")
     candidates: int | None = setting(None, "Candidates per window under guidance [default: compose's].")
+    two_sample: bool = setting(True, "Two-sample tests: can a classifier tell the pieces from real test "
+                                     "excerpts?")
 
     def __post_init__(self) -> None:
         for name in ("samples", "bars", "test_windows", "classify_pieces", "classify_bars", "novelty_hop"):

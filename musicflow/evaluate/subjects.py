@@ -74,7 +74,7 @@ def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: b
     subjects = [Subject("model", c, temperature, rel_path(c.ck.path))]
     if not baselines:
         return subjects
-    bern = Bernoulli.fit(model_windows(ds, "train", c.model.config, c.genres))
+    bern = Bernoulli.fit(model_windows(ds, "train", c.window_config, c.genres))
     subjects.append(Subject("bernoulli", Composer(Checkpoint("bernoulli", bern, ds.spec, c.genres)), 1.0,
                             "independent Bernoulli per cell and genre, fitted on the train split"))
     if not c.model.decodes_probabilities:  # the model is not itself the VAE
@@ -107,7 +107,7 @@ def describe(s: Subject) -> dict:
     c = s.composer
     guidance, candidates = c.sampling(s.guidance, s.candidates)
     return {"kind": c.ck.kind, "source": s.source, "params": params(c.model), "temperature": s.temperature,
-            "guidance": guidance, "candidates": candidates, "window_steps": c.model.config.steps,
+            "guidance": guidance, "candidates": candidates, "window_steps": c.window,
             "outlines": c.outlines is not None, "train_steps": c.ck.info.get("step"),
             "train_wall_time_s": c.ck.info.get("wall_time_s"),
             **({"likelihood_solver": c.model.likelihood_solver} if c.model.likelihood_solver else {})}

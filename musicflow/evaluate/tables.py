@@ -71,7 +71,8 @@ def to_markdown(report: dict) -> str:
     names = _names(report)
     lines = _header_md(report)
     sections = (("bits_per_dim", _bits_per_dim_md), ("metrics", _metrics_md), ("fidelity", _fidelity_md),
-                ("likelihood_classification", _likelihood_classification_md), ("novelty", _novelty_md))
+                ("likelihood_classification", _likelihood_classification_md), ("novelty", _novelty_md),
+                ("two_sample", _two_sample_md))
     for key, section in sections:
         if key in report:
             lines += section(report, names)
@@ -202,3 +203,26 @@ def _novelty_md(report: dict, names: list[str]) -> list[str]:
     lines += _table(["", "windows", "silent", "exact copies", "Jaccard mean", "Jaccard min",
                      "differing cells, mean"], rows)
     return lines
+
+
+def _two_sample_md(report: dict, names: list[str]) -> list[str]:
+    per = report["two_sample"]["per_genre"]
+
+    def cell(r: dict | None, f: str) -> str:
+        if not r:
+            return "-"
+        lo, hi = r[f]["interval"]
+        return f"{r[f]['accuracy']:.2f} ({lo:.2f}-{hi:.2f})"
+
+    cols = [*names, "real_halves"]
+    rows = [[g] + [f"{cell(v.get(n), 'metrics')} / {cell(v.get(n), 'cnn')}" for n in cols]
+            for g, v in per.items()]
+    lines = ["## Two-sample tests: generated against real windows (metrics / cnn)", ""]
+    lines += _table(["genre", *cols], rows)
+    give = [f"{g}: " + ", ".join(f"{k} {d:+.1f}"
+                                 for k, d in list(v[names[0]]["metrics"]["giveaways"].items())[:4])
+            for g, v in per.items() if v.get(names[0]) and "giveaways" in v[names[0]]["metrics"]]
+    if give:
+        lines += [f"_What gives {names[0]}'s pieces away (standardised difference, generated minus real):_ "
+                  + "; ".join(give) + "."]
+    return lines + ["", f"_{report['two_sample']['note']}._", ""]

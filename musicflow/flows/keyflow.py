@@ -29,6 +29,11 @@ The conditioner:
 
 Dropout on the LSTM's input and output and inside the blocks regularises the small corpora.
 
+The same flow models a corpus's rolls (``states=3``: each of 48 keys off, held from the step
+before, or struck), conditioned on the genre (weights over ``genres``, read by the LSTM and by
+every key) and on where each step falls in its bar (``metre``: the step's phase, one-hot). The
+transformer then has one bin per state and the bound stays tight.
+
 >>> flow = KeyFlow(KeyFlowConfig(rnn_hidden=8, channels=4, reach=3, blocks=1))
 >>> rolls = torch.zeros(2, 5, 88); rolls[:, :, 60 - 21] = 1
 >>> flow.sequence_log_prob(rolls, torch.tensor([5, 3])).shape
@@ -71,11 +76,18 @@ class KeyFlowConfig(ConfigDict):
     reach: int = 24  # semitones each side that convolution sees
     blocks: int = 1  # residual per-key blocks before the logit
     dropout: float = 0.3
+    keys: int = ALL_KEYS  # keys per frame
+    states: int = 2  # states per key: 2 = off/on (the benchmark), 3 = off/held/struck (a corpus)
+    genres: int = 0  # genres the flow is conditioned on (0: none)
+    metre: int = 0  # phases of a step in its bar the flow reads (0: none)
 
     def __post_init__(self) -> None:
-        positive_ints(self, ("rnn_hidden", "rnn_layers", "channels", "history", "reach", "blocks"))
+        positive_ints(self, ("rnn_hidden", "rnn_layers", "channels", "history", "reach", "blocks", "keys"))
         if not 0 <= self.dropout < 1:
             raise MusicflowError(f"KeyFlowConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.states < 2 or self.genres < 0 or self.metre < 0:
+            raise MusicflowError(f"KeyFlowConfig: states must be >= 2 and genres, metre >= 0, got "
+                                 f"{self.states}, {self.genres}, {self.metre}")
 
 
 class _Block(nn.Module):
@@ -94,8 +106,11 @@ class KeyFlow(SequenceFlow):
     """Chain-rule sequence model over time and keys whose conditionals form an autoregressive
     flow with a tight dequantization bound (see the module docstring).
 
-    Rolls are ``(B, T, 88)`` binary frames (column ``k`` is MIDI pitch ``21 + k``); the
-    :class:`~musicflow.flows.base.Flow` methods take the musicflow layout ``(B, 1, 88, T)``.
+    Rolls are ``(B, T, keys)`` frames of key states ``0 .. states - 1`` as floats (the benchmark:
+    binary, column ``k`` is MIDI pitch ``21 + k``); the :class:`~musicflow.flows.base.Flow`
+    methods take the musicflow layout, ``(B, 1, 88, T)`` for the benchmark and onset/sustain rolls
+    ``(B, 2, keys, T)`` for a corpus. ``genre`` is ``(B, genres)`` weights and ``phase`` ``(B, T)``
+    the step of each frame in its bar, for a flow that reads them.
     """
 
     #: The density is constant on every dequantization cell: the bound equals the discrete NLL.
@@ -105,61 +120,115 @@ class KeyFlow(SequenceFlow):
         super().__init__()
         cfg = config if config is not None else KeyFlowConfig()
         self.config = cfg
-        c = cfg.channels
-        self.rnn = nn.LSTM(ALL_KEYS, cfg.rnn_hidden, cfg.rnn_layers, batch_first=True,
+        c, k, s = cfg.channels, cfg.keys, cfg.states - 1
+        self.rnn = nn.LSTM(s * k + cfg.metre + cfg.genres, cfg.rnn_hidden, cfg.rnn_layers, batch_first=True,
                            dropout=cfg.dropout if cfg.rnn_layers > 1 else 0.0)
         self.h0 = nn.Parameter(torch.zeros(cfg.rnn_layers, 1, cfg.rnn_hidden))
         self.c0 = nn.Parameter(torch.zeros(cfg.rnn_layers, 1, cfg.rnn_hidden))
         self.drop = nn.Dropout(cfg.dropout)
-        self.from_state = nn.Linear(cfg.rnn_hidden, c * ALL_KEYS)
-        self.from_history = nn.Conv1d(cfg.history, c, 2 * cfg.reach + 1, padding=cfg.reach)
-        self.from_below = nn.Conv1d(1, c, ALL_KEYS, bias=False)  # fed ALL_KEYS pads on the left
-        self.position = nn.Parameter(torch.zeros(ALL_KEYS, c))
+        self.from_state = nn.Linear(cfg.rnn_hidden, c * k)
+        self.from_history = nn.Conv1d(cfg.history * s, c, 2 * cfg.reach + 1, padding=cfg.reach)
+        self.from_below = nn.Conv1d(s, c, k, bias=False)  # fed `keys` pads on the left
+        self.from_genre = nn.Linear(cfg.genres, c, bias=False) if cfg.genres else None
+        self.position = nn.Parameter(torch.zeros(k, c))
         self.blocks = nn.Sequential(*(_Block(c, cfg.dropout) for _ in range(cfg.blocks)))
-        self.to_logit = nn.Linear(c, 1)
+        self.to_logit = nn.Linear(c, s)
 
-    # -- the conditioner ----------------------------------------------------------------------
+    @property
+    def keys(self) -> int:
+        """Keys per frame."""
+        return self.config.keys
 
-    def states(self, rolls: torch.Tensor) -> torch.Tensor:
+    # -- what the conditioner reads -----------------------------------------------------------
+
+    def onehot(self, x: torch.Tensor) -> torch.Tensor:
+        """Key states ``(..., keys)`` as indicators of the states above 0, ``(..., states - 1, keys)``
+        (a binary frame is its own indicator)."""
+        if self.config.states == 2:
+            return x.unsqueeze(-2)
+        return torch.stack([(x == v).to(x.dtype) for v in range(1, self.config.states)], dim=-2)
+
+    def _inputs(self, frames: torch.Tensor, genre: torch.Tensor | None, phase: torch.Tensor | None):
+        """The LSTM's input for each step ``(B, T, ...)``: the frame before it, its phase in the bar
+        and the genre (both known before the step sounds)."""
+        b, t, _ = frames.shape
+        parts = [self.onehot(frames).flatten(2)]
+        if self.config.metre:
+            if phase is None:
+                raise MusicflowError("this KeyFlow reads each step's phase in its bar: give phase (B, T)")
+            metre = self.config.metre
+            parts.append(F.one_hot(phase.long().clamp(0, metre - 1), metre).to(frames.dtype))
+        if self.config.genres:
+            if genre is None or genre.shape[-1] != self.config.genres:
+                raise MusicflowError(f"this KeyFlow is conditioned on {self.config.genres} genres: give "
+                                     f"genre weights (B, {self.config.genres})")
+            parts.append(genre.to(frames.dtype)[:, None, :].expand(b, t, -1))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+    def _initial(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.h0.expand(-1, b, -1).contiguous(), self.c0.expand(-1, b, -1).contiguous()
+
+    def states(self, rolls: torch.Tensor, genre: torch.Tensor | None = None,
+               phase: torch.Tensor | None = None) -> torch.Tensor:
         """The LSTM state ``h_t`` ``(B, T, rnn_hidden)`` for every frame, from the frames before it."""
-        b = rolls.shape[0]
         shifted = F.pad(rolls, (0, 0, 1, 0))[:, :-1]
-        h0 = (self.h0.expand(-1, b, -1).contiguous(), self.c0.expand(-1, b, -1).contiguous())
-        out, _ = self.rnn(self.drop(shifted), h0)
+        out, _ = self.rnn(self.drop(self._inputs(shifted, genre, phase)), self._initial(rolls.shape[0]))
         return self.drop(out)
 
     def history(self, rolls: torch.Tensor) -> torch.Tensor:
-        """The previous ``history`` frames of every frame, ``(B, T, history, 88)``, most recent first."""
-        p = self.config.history
-        padded = F.pad(rolls, (0, 0, p, 0))
-        t = rolls.shape[1]
-        return torch.stack([padded[:, p - j : p - j + t] for j in range(1, p + 1)], dim=2)
+        """The previous ``history`` frames of every frame as indicators, ``(B, T, history * (states
+        - 1), keys)``, most recent first."""
+        p, t = self.config.history, rolls.shape[1]
+        ind = F.pad(self.onehot(rolls), (0, 0, 0, 0, p, 0))
+        return torch.stack([ind[:, p - j : p - j + t] for j in range(1, p + 1)], dim=2).flatten(2, 3)
 
-    def logits(self, x: torch.Tensor, state: torch.Tensor, past: torch.Tensor) -> torch.Tensor:
-        """Logits of ``P(x_k = 1 | x_<k, past)`` ``(N, 88)`` for frames ``x`` ``(N, 88)`` given their
-        LSTM states ``(N, rnn_hidden)`` and previous frames ``(N, history, 88)``. The logit of key
-        ``k`` does not depend on ``x[:, k:]``."""
-        below = self.from_below(F.pad(x[:, None], (ALL_KEYS, 0)))[..., :-1].transpose(1, 2)
-        return self.to_logit(self.blocks(self.frame_features(state, past) + below))[..., 0]
+    def logits(self, x: torch.Tensor, state: torch.Tensor, past: torch.Tensor,
+               genre: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of each key's states above 0 against 0, ``(N, keys)`` for a binary flow and
+        ``(N, keys, states - 1)`` otherwise, for frames ``x`` ``(N, keys)`` given their LSTM states
+        ``(N, rnn_hidden)``, previous frames ``(N, history * (states - 1), keys)`` and genres. The
+        logits of key ``k`` do not depend on ``x[:, k:]``."""
+        k = self.keys
+        below = self.from_below(F.pad(self.onehot(x), (k, 0)))[..., :-1].transpose(1, 2)
+        out = self.to_logit(self.blocks(self.frame_features(state, past, genre) + below))
+        return out[..., 0] if self.config.states == 2 else out
 
-    def frame_features(self, state: torch.Tensor, past: torch.Tensor) -> torch.Tensor:
-        """What every key of a frame reads from the past: ``(N, 88, channels)``."""
-        h = self.from_state(state).view(state.shape[0], ALL_KEYS, self.config.channels)
-        return h + self.from_history(past).transpose(1, 2) + self.position
+    def frame_features(self, state: torch.Tensor, past: torch.Tensor,
+                       genre: torch.Tensor | None = None) -> torch.Tensor:
+        """What every key of a frame reads from the past: ``(N, keys, channels)``."""
+        h = self.from_state(state).view(state.shape[0], self.keys, self.config.channels)
+        h = h + self.from_history(past).transpose(1, 2) + self.position
+        if self.from_genre is not None:
+            h = h + self.from_genre(genre.to(h.dtype))[:, None, :]
+        return h
 
     def key_logit(self, features: torch.Tensor, frame: torch.Tensor, key: int) -> torch.Tensor:
-        """The logit of key ``key`` alone ``(N,)``, from :meth:`frame_features` and the keys below it
-        in ``frame`` ``(N, 88)``: one key's share of :meth:`logits`, for sampling key by key."""
-        window = F.pad(frame, (ALL_KEYS, 0))[:, key : key + ALL_KEYS]  # keys key-88 .. key-1
-        below = window @ self.from_below.weight[:, 0].t()
-        return self.to_logit(self.blocks(features[:, key] + below))[:, 0]
+        """The logits of key ``key`` alone (``(N,)`` binary, ``(N, states - 1)`` otherwise) from
+        :meth:`frame_features` and the keys below it in ``frame`` ``(N, keys)``: one key's share of
+        :meth:`logits`, for sampling key by key."""
+        k = self.keys
+        window = F.pad(self.onehot(frame), (k, 0))[..., key : key + k]  # keys key-k .. key-1
+        below = window.flatten(1) @ self.from_below.weight.flatten(1).t()
+        out = self.to_logit(self.blocks(features[:, key] + below))
+        return out[:, 0] if self.config.states == 2 else out
 
     # -- likelihoods --------------------------------------------------------------------------
 
-    @staticmethod
-    def key_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """``log P(x_k)`` per key: the log-derivative of the two-bin transformer at ``x + u``."""
-        return -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    def key_log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """``log P(x_k)`` per key: the log-derivative of the transformer at ``x + u``."""
+        if self.config.states == 2:
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        full = F.log_softmax(F.pad(logits, (1, 0)), dim=-1)
+        return full.gather(-1, x.long()[..., None])[..., 0]
+
+    def bins(self, logits: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each state's bin of the base interval: lower edges and widths ``(..., states)``."""
+        if self.config.states == 2:
+            p_off = torch.sigmoid(-logits / temperature)
+            return (torch.stack([torch.zeros_like(p_off), p_off], -1),
+                    torch.stack([p_off, 1 - p_off], -1))
+        p = torch.softmax(F.pad(logits / temperature, (1, 0)), dim=-1)
+        return p.cumsum(-1) - p, p
 
     def sequence_log_prob(
         self,
@@ -167,6 +236,8 @@ class KeyFlow(SequenceFlow):
         lengths: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         eps: torch.Tensor | None = None,
+        genre: torch.Tensor | None = None,
+        phase: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``log p(x_t | x_<t)`` (nats) for every frame, ``(B, T)``, zero past each piece's length.
 
@@ -175,80 +246,159 @@ class KeyFlow(SequenceFlow):
         self._check_rolls(rolls)
         b, t, k = rolls.shape
         rolls = rolls.to(self.h0.dtype)
-        states, past = self.states(rolls), self.history(rolls)
+        states, past = self.states(rolls, genre, phase), self.history(rolls)
         x, states, past = rolls.reshape(b * t, k), states.reshape(b * t, -1), past.reshape(b * t, -1, k)
+        g = None if genre is None else genre.to(rolls.dtype).repeat_interleave(t, 0)
         return self._per_frame(rolls, lengths, lambda keep: self.key_log_prob(
-            x[keep], self.logits(x[keep], states[keep], past[keep])).sum(1))
+            x[keep], self.logits(x[keep], states[keep], past[keep], None if g is None else g[keep])).sum(1))
+
+    def _frames(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """A window in the musicflow layout as ``(B, T, keys)`` key states; another shape is a
+        one-line error."""
+        if self.config.states == 2:
+            return super()._frames(x, name)
+        if x.dim() != 4 or x.shape[1] != 2 or x.shape[2] != self.keys:
+            raise MusicflowError(f"{name} must have shape (B, 2, {self.keys}, T), got {tuple(x.shape)}")
+        return (x[:, 0] + x[:, 1]).transpose(1, 2)
+
+    def _phases(self, b: int, t: int, device) -> torch.Tensor | None:
+        """Phases for a window given without bar lines: steps of a 4/4 bar from its first step."""
+        if not self.config.metre:
+            return None
+        return (torch.arange(t, device=device) % min(16, self.config.metre))[None].expand(b, -1)
 
     def log_prob(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None,
                  eps: torch.Tensor | None = None) -> torch.Tensor:
-        """``log P(window | frames before it)``, ``(B,)``, for a window ``x`` ``(B, 1, 88, W)`` and
-        ``cond.context`` ``(B, 1, 88, T_ctx)`` (``None``: the piece starts with the window).
-        Binary ``x`` only: a dequantized ``x + u`` has the same density as ``x``."""
+        """``log P(window | frames before it)``, ``(B,)``, for a window ``x`` in the musicflow layout
+        and ``cond.context`` likewise (``None``: the piece starts with the window), under
+        ``cond.genre`` for a genre-conditioned flow; a flow that reads the metre counts 4/4 bars from
+        the context's first step. Quantized ``x`` only: ``x + u`` has the same density as ``x``."""
         window = self._frames(x, "x").floor()
         w = window.shape[1]
         rolls = window if cond.context is None else torch.cat(
             [self._frames(cond.context, "cond.context").to(window.dtype), window], dim=1)
-        return self.sequence_log_prob(rolls)[:, -w:].sum(dim=1)
+        genre = cond.genre if self.config.genres else None
+        phase = self._phases(rolls.shape[0], rolls.shape[1], rolls.device)
+        return self.sequence_log_prob(rolls, genre=genre, phase=phase)[:, -w:].sum(dim=1)
 
     # -- the flow's two directions ------------------------------------------------------------
 
-    def encode_frames(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dequantized rolls ``y`` ``(B, T, 88)`` in ``[0, 2)`` to base points in ``[0, 1)`` and the
-        log-determinant per frame ``(B, T)`` (the frame's log-probability)."""
-        if (y < 0).any() or (y >= 2).any():
-            raise MusicflowError("dequantized rolls must lie in [0, 2)")
+    def encode_frames(self, y: torch.Tensor, genre: torch.Tensor | None = None,
+                      phase: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dequantized rolls ``y`` ``(B, T, keys)`` in ``[0, states)`` to base points in ``[0, 1)``
+        and the log-determinant per frame ``(B, T)`` (the frame's log-probability)."""
+        if (y < 0).any() or (y >= self.config.states).any():
+            raise MusicflowError(f"dequantized rolls must lie in [0, {self.config.states})")
         x = y.floor()
         b, t, k = x.shape
-        logits = self.logits(x.reshape(b * t, k), self.states(x).reshape(b * t, -1),
-                             self.history(x).reshape(b * t, -1, k)).reshape(b, t, k)
-        p_off = torch.sigmoid(-logits)
-        u = y - x
-        z = torch.where(x > 0, p_off + (1 - p_off) * u, p_off * u)
+        g = None if genre is None else genre.to(x.dtype).repeat_interleave(t, 0)
+        logits = self.logits(x.reshape(b * t, k), self.states(x, genre, phase).reshape(b * t, -1),
+                             self.history(x).reshape(b * t, -1, k), g)
+        logits = logits.reshape(b, t, k, -1) if self.config.states > 2 else logits.reshape(b, t, k)
+        lo, width = self.bins(logits)
+        idx = x.long()[..., None]
+        z = lo.gather(-1, idx)[..., 0] + width.gather(-1, idx)[..., 0] * (y - x)
         return z, self.key_log_prob(x, logits).sum(-1)
 
     @torch.no_grad()
     def decode_frames(self, z: torch.Tensor, context: torch.Tensor | None = None,
-                      temperature: float = 1.0) -> torch.Tensor:
-        """Base points ``z`` ``(B, T, 88)`` in ``[0, 1)`` to dequantized frames ``y`` in ``[0, 2)``
-        (the inverse of :meth:`encode_frames`; ``y.floor()`` are the binary frames), frame by frame
-        and key by key, continuing binary ``context`` ``(B, T_ctx, 88)`` when given.
-        ``temperature`` divides the logits (1: the model's own distribution)."""
+                      temperature: float = 1.0, genre: torch.Tensor | None = None,
+                      phase: torch.Tensor | None = None) -> torch.Tensor:
+        """Base points ``z`` ``(B, T, keys)`` in ``[0, 1)`` to dequantized frames ``y`` in ``[0,
+        states)`` (the inverse of :meth:`encode_frames`; ``y.floor()`` are the key states), frame by
+        frame and key by key, continuing ``context`` ``(B, T_ctx, keys)`` when given. ``phase``
+        ``(B, T_ctx + T)`` covers the context and the new frames. ``temperature`` divides the
+        logits (1: the model's own distribution)."""
         if temperature <= 0:
             raise MusicflowError(f"temperature must be positive, got {temperature}")
         b, t, k = z.shape
         rolls = z.new_zeros(b, 0, k) if context is None else context.to(z.dtype)
-        h = (self.h0.expand(-1, b, -1).contiguous(), self.c0.expand(-1, b, -1).contiguous())
+        n_ctx = rolls.shape[1]
+        ph = (lambda a, e: None) if phase is None else (lambda a, e: phase[:, a:e])
+        h = self._initial(b)
         prev = z.new_zeros(b, 1, k)
-        if rolls.shape[1]:
-            _, h = self.rnn(torch.cat([prev, rolls[:, :-1]], dim=1), h)
+        if n_ctx:
+            _, h = self.rnn(self._inputs(torch.cat([prev, rolls[:, :-1]], dim=1), genre, ph(0, n_ctx)), h)
             prev = rolls[:, -1:]
         y = torch.zeros_like(z)
         for step in range(t):
-            out, h = self.rnn(prev, h)
+            out, h = self.rnn(self._inputs(prev, genre, ph(n_ctx + step, n_ctx + step + 1)), h)
             rolls = torch.cat([rolls, z.new_zeros(b, 1, k)], dim=1)
-            features = self.frame_features(out[:, 0], self.history(rolls)[:, -1])
+            recent = rolls[:, -self.config.history - 1:]
+            features = self.frame_features(out[:, 0], self.history(recent)[:, -1], genre)
             frame = z.new_zeros(b, k)
             for key in range(k):
-                p_off = torch.sigmoid(-self.key_logit(features, frame, key) / temperature)
+                lo, width = self.bins(self.key_logit(features, frame, key), temperature)
                 u = z[:, step, key]
-                on = u >= p_off
-                frame[:, key] = on.to(z.dtype)
-                y[:, step, key] = torch.where(on, 1 + (u - p_off) / (1 - p_off), u / p_off)
+                state = (u[:, None] >= (lo + width)[:, :-1]).sum(-1)
+                frame[:, key] = state.to(z.dtype)
+                i = state[:, None]
+                y[:, step, key] = state + (u - lo.gather(1, i)[:, 0]) / width.gather(1, i)[:, 0]
             rolls[:, -1] = frame
             prev = frame[:, None]
-        # (u - p_off) / (1 - p_off) can round up to 1 in float: keep y inside [0, 2).
-        return torch.minimum(y, torch.nextafter(y.new_tensor(2.0), y.new_tensor(0.0)))
+        # (u - lo) / width can round up to 1 in float: keep y inside [0, states).
+        return torch.minimum(y, torch.floor(y) + torch.nextafter(y.new_tensor(1.0), y.new_tensor(0.0)))
+
+    def _below_by_key(self) -> torch.Tensor:
+        """The causal pitch convolution as what each key adds to every key above it:
+        ``(keys, states - 1, keys, channels)``, zero at and below the key itself."""
+        k = self.keys
+        w = self.from_below.weight  # (channels, states - 1, keys): tap m reads key j - keys + m
+        src, dst = torch.arange(k)[:, None], torch.arange(k)[None, :]
+        tap = (src - dst + k).clamp(max=k - 1)  # (source key, target key)
+        wb = w[:, :, tap].permute(2, 1, 3, 0)  # (source, states - 1, target, channels)
+        return wb * (dst > src)[:, None, :, None].to(w.dtype)
+
+    @torch.no_grad()
+    def decode_keys(self, features: torch.Tensor, u: torch.Tensor, temperature: float = 1.0,
+                    share: torch.Tensor | None = None) -> torch.Tensor:
+        """The key states ``(n, keys)`` of one frame decoded from base points ``u`` ``(n, keys)``,
+        key by key, given :meth:`frame_features` ``(n * e, keys, channels)`` of ``e`` experts per
+        frame (frame-major) mixed as a product of experts with weights ``share`` ``(n, e)`` (rows
+        summing to 1; ``None``: one expert). What a key adds to the keys above it accumulates as the
+        frame is decoded, so each key costs one pass of the per-key blocks."""
+        n, k = u.shape
+        e = 1 if share is None else share.shape[1]
+        s = self.config.states
+        wb = self._below_by_key().reshape(k, s - 1, -1)
+        below = torch.zeros_like(features)
+        states = torch.zeros(n, k, dtype=torch.long, device=u.device)
+        for key in range(k):
+            logits = self.to_logit(self.blocks(features[:, key] + below[:, key])) / temperature
+            logp = F.log_softmax(F.pad(logits, (1, 0)), -1)
+            p = logp.exp() if e == 1 else torch.softmax((share[..., None] * logp.view(n, e, s)).sum(1), -1)
+            state = (u[:, key, None] >= p.cumsum(-1)[:, :-1]).sum(-1)
+            states[:, key] = state
+            if key + 1 < k:
+                hot = F.one_hot(state, s)[:, 1:].to(features.dtype).repeat_interleave(e, 0)
+                below += (hot @ wb[key]).view_as(below)
+        return states
 
     @torch.no_grad()
     def sample(self, n: int, cond: Condition | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, frames: int = 16) -> torch.Tensor:
-        """``n`` sequences of ``frames`` binary frames, ``(n, 1, 88, frames)``, continuing
-        ``cond.context`` when given."""
+        """``n`` sequences of ``frames`` frames in the musicflow layout (``(n, 1, 88, frames)`` for
+        the benchmark, onset/sustain ``(n, 2, keys, frames)`` for a corpus), continuing
+        ``cond.context`` when given, under ``cond.genre`` for a genre-conditioned flow."""
         if n < 1 or frames < 1:
             raise MusicflowError(f"sample: n and frames must be positive, got {n}, {frames}")
         ref = self.h0
         ctx = None if cond is None or cond.context is None else self._frames(cond.context, "cond.context")
-        z = draw(torch.rand, n, frames, ALL_KEYS, generator=generator, device=ref.device, dtype=ref.dtype)
-        y = self.decode_frames(z, None if ctx is None else ctx.expand(n, -1, -1), temperature)
-        return y.floor().transpose(1, 2)[:, None]
+        genre = None
+        if self.config.genres:
+            if cond is None:
+                raise MusicflowError("this KeyFlow is conditioned on the genre: give cond.genre")
+            genre = cond.genre.to(ref.device, ref.dtype).expand(n, -1)
+        n_ctx = 0 if ctx is None else ctx.shape[1]
+        z = draw(torch.rand, n, frames, self.keys, generator=generator, device=ref.device, dtype=ref.dtype)
+        y = self.decode_frames(z, None if ctx is None else ctx.expand(n, -1, -1), temperature, genre,
+                               self._phases(n, n_ctx + frames, ref.device))
+        return self.to_layout(y.floor())
+
+    def to_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """Key states ``(B, T, keys)`` in the musicflow layout: ``(B, 1, keys, T)`` binary, or
+        onset/sustain ``(B, 2, keys, T)`` (struck: both; held: sustain only)."""
+        x = x.transpose(1, 2)
+        if self.config.states == 2:
+            return x[:, None]
+        return torch.stack([(x == 2).to(x.dtype), (x >= 1).to(x.dtype)], dim=1)

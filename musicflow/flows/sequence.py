@@ -19,6 +19,11 @@ class SequenceFlow(Flow):
     ``21 + k``) whose :class:`~musicflow.flows.base.Flow` methods take windows in the musicflow
     layout ``(B, 1, 88, T)``; ``log_prob`` of a window is given the frames before it."""
 
+    @property
+    def keys(self) -> int:
+        """Keys per frame."""
+        return ALL_KEYS
+
     def modelled_keys(self) -> slice:
         """The columns of a frame the flow models; training notes outside them are an error."""
         return slice(0, ALL_KEYS)
@@ -29,15 +34,14 @@ class SequenceFlow(Flow):
         frame ``(N, 88)`` and a way to draw the first batch; nothing by default."""
 
     def bits_per_dim(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None):
-        """``-log_prob / (88 W ln 2)``: (an upper bound on) bits per key and frame of the window."""
-        return -self.log_prob(x, cond, generator) / (ALL_KEYS * x.shape[-1] * math.log(2))
+        """``-log_prob / (keys W ln 2)``: (an upper bound on) bits per key and frame of the window."""
+        return -self.log_prob(x, cond, generator) / (self.keys * x.shape[-1] * math.log(2))
 
-    @staticmethod
-    def _check_rolls(rolls: torch.Tensor) -> None:
-        """Rolls must be ``(B, T, 88)``; anything else is a one-line error."""
+    def _check_rolls(self, rolls: torch.Tensor) -> None:
+        """Rolls must be ``(B, T, keys)``; anything else is a one-line error."""
         k = rolls.shape[-1]
-        if k != ALL_KEYS:
-            raise MusicflowError(f"rolls must have {ALL_KEYS} keys in the last axis, got {k}")
+        if k != self.keys:
+            raise MusicflowError(f"rolls must have {self.keys} keys in the last axis, got {k}")
 
     @staticmethod
     def _per_frame(rolls: torch.Tensor, lengths: torch.Tensor | None,

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -142,6 +143,7 @@ class Loop:
         elapsed time from the resume file; return its whole state, the caller's extras among it."""
         state = load_resume_state(self.out, self.opt, self.sched, self.generator)
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.running = state.get("running", self.running)
         return state
 
     def save(self, final: bool) -> None:
@@ -155,7 +157,7 @@ class Loop:
             resume_path(self.out).unlink(missing_ok=True)
         else:
             save_resume_state(self.out, self.opt, self.sched, self.generator, self.step, self.elapsed,
-                              **self.resume_extra())
+                              running=self.running, **self.resume_extra())
 
     def run(self, draw: Callable[[], tuple], validate: Callable[[Loop], None]) -> None:
         """Train from the current step until ``cfg.steps`` or until ``cfg.minutes`` are spent.
@@ -200,3 +202,29 @@ class Loop:
         bar.close()
         return MusicflowError(f"training stopped at step {self.step}: {why} "
                               f"(last good checkpoint kept at {self.out}; try a lower lr)")
+
+
+def current_state(model: nn.Module, rng) -> Callable[[], dict]:
+    """What a resume file adds for a run that continues exactly: the current weights (the
+    checkpoint keeps the best), the batch stream ``rng`` (a numpy Generator) and the dropout stream."""
+    return lambda: {"model": model.state_dict(), "batches": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state()}
+
+
+def run_seeded(loop: Loop, model: nn.Module, rng, seed: int, resume: bool,
+               draw: Callable[[], tuple], validate: Callable[[Loop], None]) -> None:
+    """Run ``loop`` with dropout drawn from the global generator seeded with ``seed`` (the caller's
+    generator left as it was). With ``resume``, restore what :func:`current_state` saved, so the
+    run continues as an uninterrupted one would; a resume file without the batch stream (an older
+    run) reseeds the batches from ``seed`` and the step."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        if resume:
+            state = loop.resume()
+            model.load_state_dict(state["model"])
+            if "batches" in state:
+                rng.bit_generator.state = state["batches"]
+                torch.set_rng_state(state["torch_rng"])
+            else:
+                rng.bit_generator.state = np.random.default_rng([seed, loop.step]).bit_generator.state
+        loop.run(draw, validate)

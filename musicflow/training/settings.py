@@ -62,3 +62,25 @@ class TrainConfig(Optimisation):
         require(self.context_noise_scope in ("all", "polyphonic"),
                 f"context_noise_scope must be all or polyphonic, got {self.context_noise_scope!r}")
         require(0.0 <= self.start_share < 1.0, f"start_share must be in [0, 1), got {self.start_share}")
+
+
+@dataclass(frozen=True)
+class PieceTrainConfig(Optimisation):
+    """Settings of a sequence model's training on a corpus's pieces (``musicflow train --model
+    keyflow``); saved in the checkpoint's training record."""
+
+    steps: int = setting(4000, "Optimiser steps.")
+    batch_size: int = setting(32, "Windows of --crop steps per step.")
+    warmup: int = setting(100, "Steps of linear warm-up before the cosine decay.")
+    transpose: int = setting(0, "Augment by random transpositions of up to this many semitones (0: the "
+                                "corpus's keys, normalised to C).")
+    valid_every: int = setting(250, "Steps between validations (and checkpoints of the best weights).")
+    crop: int = setting(128, "Steps per training window (read from the model's initial state).")
+    start_share: float = setting(0.25, "Share of training windows that start where their piece starts.")
+    valid_windows: int = setting(48, "Validation windows per genre.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.crop >= 1, f"crop must be at least 1, got {self.crop}")
+        require(0.0 <= self.start_share <= 1.0, f"start_share must be in [0, 1], got {self.start_share}")
+        require(self.valid_windows >= 1, f"valid_windows must be at least 1, got {self.valid_windows}")

@@ -1,0 +1,276 @@
+"""Composing with a sequence flow: a :class:`~musicflow.flows.keyflow.KeyFlow` that reads a piece
+step by step from its start, under a genre and the bar lines.
+
+Where a window flow decodes one latent per beat after a fixed context, the sequence flow decodes one
+base point per key and step, given everything before it, in one pass: no inverse to iterate and no
+candidates to resample (the model is sharp enough to sample plainly). Its base is uniform on
+``[0, 1)``; the Composer's latents are standard normal ``(steps, keys)`` and pass through the normal
+CDF, so variations, interpolation and saved latents work as for the window flows. A user's piece
+encodes to the middle of each key's bin, which decodes back to the same piece exactly.
+
+A genre mix is a product of the genres' experts: every key's distribution is the weighted
+geometric mean of its distributions under each genre, renormalised, so a mix keeps what its parents
+agree on and blends where they differ (the network never saw mixed genre vectors).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from musicflow.compose.composer import Composer
+from musicflow.compose.genre import GenreArg
+from musicflow.compose.latent import Result, new_seed
+from musicflow.compose.options import Options
+from musicflow.compose.reading import Input, MidiInput
+from musicflow.errors import MusicflowError
+from musicflow.flows.keyflow import KeyFlow
+from musicflow.roll import bar_phases, key_states, states_roll
+
+#: Steps per bar of the pieces the sequence flow composes (4/4 in sixteenths).
+BAR = 16
+
+
+def to_uniform(z: torch.Tensor) -> torch.Tensor:
+    """Standard normal latents to the flow's uniform base (the normal CDF), inside ``[0, 1)``."""
+    u = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    return u.clamp(0.0, 1.0 - 2**-24)
+
+
+def to_normal(u: torch.Tensor) -> torch.Tensor:
+    """The flow's base points back to standard normal latents."""
+    return math.sqrt(2) * torch.erfinv(2 * u.clamp(1e-7, 1 - 1e-7) - 1)
+
+
+class PieceComposer(Composer):
+    """The :class:`Composer` of a sequence flow; ``Composer.load`` returns one for such a checkpoint."""
+
+    @staticmethod
+    def handles(model) -> bool:
+        return isinstance(model, KeyFlow) and model.config.genres > 0 and model.config.states == 3
+
+    def __init__(self, checkpoint, decoding="exact", progress: bool = False):
+        if decoding != "exact":
+            raise MusicflowError("decoding: a sequence flow samples notes exactly (no threshold to set)")
+        super().__init__(checkpoint, "exact", progress)
+
+    def _window_sizes(self) -> tuple[int, int]:
+        # Evaluation scores bars given 4 bars before them (bar phases counted from the context's
+        # start); the Composer's own scoring reads the whole piece.
+        return BAR, 4 * BAR
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.config.keys
+
+    # -- the model's two directions -------------------------------------------------------------
+    def _genre_rows(self, weights: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The genres a mix ``weights`` ``(1 or n, G)`` draws on, as one-hot rows ``(E, G)``, and
+        each piece's weight on each ``(n, E)``."""
+        weights = weights.expand(n, -1)
+        used = torch.nonzero(weights.sum(0) > 0)[:, 0]
+        return torch.eye(weights.shape[1])[used], weights[:, used] / weights[:, used].sum(1, keepdim=True)
+
+    @torch.no_grad()
+    def decode(self, u: torch.Tensor, weights: torch.Tensor, prefix: torch.Tensor | None,
+               phase: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Key states ``(n, T, keys)`` decoded from base points ``u`` ``(n, T, keys)`` after
+        ``prefix`` ``(n, T0, keys)``, under a genre mix (a product of experts; see the module),
+        ``phase`` ``(n, T0 + T)``."""
+        model = self.model
+        n, t, k = u.shape
+        experts, share = self._genre_rows(weights, n)
+        e = len(experts)
+        genre = experts.repeat(n, 1)  # piece-major: (n * e, G)
+        rolls = u.new_zeros(n, 0, k) if prefix is None else prefix.float()
+        ph = phase.repeat_interleave(e, 0)
+        h = model._initial(n * e)
+        prev = u.new_zeros(n * e, 1, k)
+        t0 = rolls.shape[1]
+        if t0:
+            past = torch.cat([prev, rolls[:, :-1].repeat_interleave(e, 0)], dim=1)
+            _, h = model.rnn(model._inputs(past, genre, ph[:, :t0]), h)
+            prev = rolls[:, -1:].repeat_interleave(e, 0)
+        hist = model.config.history
+        out_frames = []
+        recent = rolls[:, -hist:].repeat_interleave(e, 0)
+        for step in range(t):
+            out, h = model.rnn(model._inputs(prev, genre, ph[:, t0 + step:t0 + step + 1]), h)
+            recent = torch.cat([recent, u.new_zeros(n * e, 1, k)], dim=1)[:, -hist - 1:]
+            features = model.frame_features(out[:, 0], model.history(recent)[:, -1], genre)
+            frame = model.decode_keys(features, u[:, step], temperature, None if e == 1 else share)
+            frame = frame.to(u.dtype).repeat_interleave(e, 0)
+            recent[:, -1] = frame
+            prev = frame[:, None]
+            out_frames.append(frame.view(n, e, k)[:, 0])
+        return torch.stack(out_frames, dim=1)
+
+    @torch.no_grad()
+    def encode_states(self, states: torch.Tensor, weights: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """The base point in the middle of each key's bin ``(n, T, keys)`` for key states
+        ``(n, T, keys)`` read under one genre ``weights`` ``(1 or n, G)`` (or a mix, as a product of
+        experts); decoding them under the same genre gives the states back."""
+        n, t, k = states.shape
+        model = self.model
+        experts, share = self._genre_rows(weights, n)
+        logp = []
+        for g in experts:
+            gen = g[None].expand(n, -1)
+            logits = model.logits(states.reshape(n * t, k),
+                                  model.states(states, gen, phase).reshape(n * t, -1),
+                                  model.history(states).reshape(n * t, -1, k), gen.repeat_interleave(t, 0))
+            logp.append(F.log_softmax(F.pad(logits, (1, 0)), -1).view(n, t, k, -1))
+        mixed = torch.softmax(sum(s[:, None, None, None] * lp for s, lp in zip(share.T, logp)), -1)
+        lo = mixed.cumsum(-1) - mixed
+        idx = states.long()[..., None]
+        return (lo.gather(-1, idx) + 0.5 * mixed.gather(-1, idx))[..., 0]
+
+    # -- what the Composer's entry points call ---------------------------------------------------
+    def _phases(self, n: int, steps: int, bars: np.ndarray | None = None) -> torch.Tensor:
+        bars = np.arange(0, steps + BAR, BAR) if bars is None else bars
+        return torch.from_numpy(bar_phases(bars, steps, self.model.config.metre)).long()[None].expand(n, -1)
+
+    def _grow_states(self, z: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
+                     temperature: float = 1.0, bars: np.ndarray | None = None) -> np.ndarray:
+        """Rolls ``(n, 2, P, T0 + T)``: normal latents ``z`` ``(n, T, keys)`` decoded after
+        ``prefix`` roll ``(2, P, T0)`` (shared by the pieces)."""
+        n, t, _ = z.shape
+        pre = None
+        if prefix is not None and prefix.shape[-1]:
+            pre = torch.from_numpy(key_states(prefix)).float()[None].expand(n, -1, -1)
+        t0 = 0 if pre is None else pre.shape[1]
+        states = self.decode(to_uniform(z), weights, pre, self._phases(n, t0 + t, bars), temperature)
+        if pre is not None:
+            states = torch.cat([pre, states], dim=1)
+        return np.stack([states_roll(s) for s in states.numpy().astype(np.uint8)])
+
+    def _latents(self, seed: int, steps: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn(steps, self.latent_dim, generator=g)
+
+    def sampling(self, guidance: float | None = None, candidates: int | None = None):
+        if guidance not in (None, 1, 1.0) or candidates not in (None, 1):
+            raise MusicflowError("guidance, candidates: the sequence flow samples plainly "
+                                 "(use 1 or leave unset)")
+        return 1.0, 1
+
+    def encode(self, roll: np.ndarray, weights: torch.Tensor, outlines=None) -> torch.Tensor:
+        """Normal latents ``(T, keys)`` of a roll under a genre (the middle of each key's bin)."""
+        states = torch.from_numpy(key_states(roll)).float()[None]
+        return to_normal(self.encode_states(states, weights, self._phases(1, states.shape[1]))[0])
+
+    def grow(self, latents, weights, prefix, threshold: float = 0.5, guidance=None, choice=None,
+             outline=None) -> tuple[np.ndarray, torch.Tensor]:
+        """One piece decoded from latents ``(T, keys)`` after ``prefix``; returns it and the latents."""
+        return self._grow_states(latents[None], weights, prefix)[0], latents
+
+    @torch.no_grad()
+    def _recast(self, roll: np.ndarray, latents: torch.Tensor, weights: torch.Tensor, threshold: float,
+                plan) -> np.ndarray:
+        """Decode every step of ``roll`` from its latents given ``roll``'s own steps before it (what
+        ``transfer`` and ``variations`` keep of the piece), all steps at once."""
+        model = self.model
+        states = torch.from_numpy(key_states(roll)).float()[None]
+        t, k = states.shape[1:]
+        u = to_uniform(latents)[None]
+        phase = self._phases(1, t)
+        experts, share = self._genre_rows(weights, 1)
+        e = len(experts)
+        feats = [model.frame_features(model.states(states, g[None], phase)[0], model.history(states)[0],
+                                      g[None].expand(t, -1)) for g in experts]
+        features = torch.stack(feats, dim=1).flatten(0, 1)  # step-major: (t * e, keys, channels)
+        frame = model.decode_keys(features, u[0], 1.0, None if e == 1 else share.expand(t, -1))
+        return states_roll(frame.numpy().astype(np.uint8))
+
+    @torch.no_grad()
+    def log_likelihoods(self, midi: MidiInput | Input) -> tuple[dict[str, np.ndarray], Input]:
+        """Log-likelihood (nats, exact) of each bar of the input, given all before it, per genre."""
+        inp = self.read(midi)
+        states = torch.from_numpy(key_states(inp.roll)).float()[None]
+        t = states.shape[1]
+        phase = self._phases(1, t, self._bar_lines(inp))
+        out = {}
+        for gi, g in enumerate(self.genres):
+            vec = torch.zeros(1, len(self.genres))
+            vec[0, gi] = 1
+            lp = self.model.sequence_log_prob(states, genre=vec, phase=phase)[0]
+            per = F.pad(lp, (0, -t % BAR)).view(-1, BAR).sum(1)
+            out[g] = per.numpy()
+        return out, inp
+
+    def _bar_lines(self, inp: Input) -> np.ndarray:
+        """The input's bar lines in steps (a 4/4 grid when it has none)."""
+        beats = inp.piece.bar_lines if inp.piece is not None else []
+        steps = np.array([round(b * self.spec.steps_per_quarter) for b in beats], dtype=np.int64)
+        return steps if len(steps) else np.arange(0, inp.roll.shape[-1] + BAR, BAR)
+
+    # -- new music --------------------------------------------------------------------------------
+    def compose_result(self, genre: GenreArg | None = None, *, seed: int | None = None,
+                       options: Options | None = None, **settings) -> Result:
+        """A new piece of ``bars`` bars (4/4); see :meth:`Composer.compose_result`. ``temperature``
+        divides every key's logits (1: the model's own distribution); ``outline`` does not apply."""
+        o = Options.of(options, settings)
+        self._no_outline(o)
+        self.sampling(o.guidance, o.candidates)
+        w, vec = self.genre_weights(genre)
+        seed = new_seed(seed)
+        steps = o.bars * BAR
+        z = self._latents(seed, steps)
+        roll = self._grow_states(z[None], vec, None, o.temperature)[0]
+        return Result(self.to_midi(roll, o), roll, z, seed, w, None)
+
+    def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
+                      temperature: float = 1.0, guidance: float | None = None,
+                      candidates: int | None = None, outline=None) -> np.ndarray:
+        """The rolls ``(n, 2, P, steps)`` of the pieces that :meth:`compose_result` writes for seeds
+        ``seed .. seed + n - 1``, decoded side by side in one batch."""
+        if n < 1:
+            raise MusicflowError(f"n must be at least 1, got {n}")
+        o = Options(bars=bars, temperature=temperature)
+        self.sampling(guidance, candidates)
+        _, vec = self.genre_weights(genre)
+        z = torch.stack([self._latents(int(seed) + i, o.bars * BAR) for i in range(n)])
+        return self._grow_states(z, vec, None, o.temperature)
+
+    def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, *, outline=None,
+                       options: Options | None = None, **settings) -> Result:
+        """Re-decode latents ``(steps, keys)`` saved with ``--save-latent``, under their genre or another."""
+        o = Options.of(options, settings, "decode_latents", ("tempo", "key", "program", "velocity"))
+        latents = torch.as_tensor(latents, dtype=torch.float32)
+        if latents.dim() != 2 or latents.shape[1] != self.latent_dim:
+            raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
+                                 f"(steps x {self.latent_dim})")
+        w, vec = self.genre_weights(genre)
+        roll = self._grow_states(latents[None], vec, None)[0]
+        return Result(self.to_midi(roll, o), roll, latents, -1, w, None)
+
+    def continue_(self, midi: MidiInput | Input, genre: GenreArg | None = None, *, seed: int | None = None,
+                  options: Options | None = None, **settings) -> Result:
+        """The input followed by ``bars`` new bars in its key, tempo and metre, the whole input read
+        as the past; see :meth:`Composer.continue_`."""
+        o = Options.of(options, settings, "continue_",
+                       ("bars", "temperature", "guidance", "candidates", "outline", "program", "velocity"))
+        self._no_outline(o)
+        self.sampling(o.guidance, o.candidates)
+        inp = self.read(midi)
+        seed = new_seed(seed)
+        w, vec = self.genre_weights(self.genre_of(inp, genre))
+        bars = self._bar_lines(inp)
+        length = inp.roll.shape[-1]
+        bar_len = int(np.diff(bars)[-1]) if len(bars) > 1 else BAR
+        end = int(bars[bars <= length].max(initial=0))
+        end = end + bar_len if end < length else end
+        prefix = np.zeros((2, self.spec.pitches, end), np.float32)
+        prefix[..., :length] = inp.roll[..., :end]
+        grid = np.concatenate([bars[bars < end], np.arange(end, end + (o.bars + 1) * bar_len, bar_len)])
+        z = self._latents(seed, o.bars * bar_len)
+        roll = self._grow_states(z[None], vec, prefix, o.temperature, grid)[0]
+        return Result(self.to_midi(roll, o, -inp.shift, inp.tempo), roll, z, seed, w, None)
+
+    @staticmethod
+    def _no_outline(o: Options) -> None:
+        if o.outline not in (None, False):
+            raise MusicflowError("outline: the sequence flow composes without outlines")

@@ -1,0 +1,266 @@
+"""The sequence flow on a corpus: three key states, genre and metre conditioning, its training on
+whole pieces, and the Composer that composes with it."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from musicflow.checkpoint import load_checkpoint, save_checkpoint
+from musicflow.cli import main
+from musicflow.compose import Composer
+from musicflow.compose.pieces import PieceComposer, to_normal, to_uniform
+from musicflow.data.dataset import Dataset
+from musicflow.errors import MusicflowError
+from musicflow.flows.base import Condition
+from musicflow.flows.keyflow import KeyFlow, KeyFlowConfig
+from musicflow.roll import PianoRollSpec, key_states, states_roll
+from musicflow.training.pieces import train_pieces
+from musicflow.training.settings import PieceTrainConfig
+
+TINY = {"rnn_hidden": 8, "channels": 4, "history": 2, "reach": 3, "blocks": 1, "dropout": 0.0,
+        "keys": 12, "states": 3, "genres": 3, "metre": 16}
+SPEC = PianoRollSpec(low=60, pitches=12)
+
+
+def _model(seed: int = 0, **over) -> KeyFlow:
+    torch.manual_seed(seed)
+    model = KeyFlow(KeyFlowConfig(**{**TINY, **over}))
+    with torch.no_grad():  # away from the near-uniform start, so every dependence shows
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return model.eval()
+
+
+def _genre(n: int, g: int = 0, genres: int = 3) -> torch.Tensor:
+    return torch.eye(genres)[[g] * n]
+
+
+def _phase(n: int, t: int) -> torch.Tensor:
+    return (torch.arange(t) % 16)[None].expand(n, -1)
+
+
+def test_logits_of_a_key_read_only_the_keys_below_it():
+    model = _model()
+    x = torch.randint(0, 3, (1, 12)).float()
+    state, past, g = torch.randn(1, 8), torch.randint(0, 2, (1, 4, 12)).float(), _genre(1)
+    base = model.logits(x, state, past, g)
+    for j in (0, 5, 11):
+        y = x.clone()
+        y[0, j] = (y[0, j] + 1) % 3
+        diff = (model.logits(y, state, past, g) - base).abs()[0].amax(-1)
+        assert diff[: j + 1].max() == 0 and (j == 11 or diff[j + 1:].max() > 0)
+
+
+def test_frame_probabilities_sum_to_one_under_every_genre_and_phase():
+    model = _model(keys=3, reach=2)
+    frames = torch.tensor(list(itertools.product(range(3), repeat=3))).float()  # all 27 frames
+    past = torch.tensor([[2.0, 0.0, 1.0], [1.0, 2.0, 0.0]])
+    rolls = torch.cat([past.expand(27, -1, -1), frames[:, None]], dim=1)
+    for g, start in ((0, 0), (2, 7)):
+        phase = (start + torch.arange(3))[None].expand(27, -1)
+        lp = model.sequence_log_prob(rolls, genre=_genre(27, g), phase=phase)
+        torch.testing.assert_close(lp[:, -1].exp().sum(), torch.tensor(1.0))
+
+
+def test_genre_and_metre_change_the_distribution():
+    model = _model()
+    rolls = torch.randint(0, 3, (1, 6, 12)).float()
+    a = model.sequence_log_prob(rolls, genre=_genre(1, 0), phase=_phase(1, 6))
+    assert (a - model.sequence_log_prob(rolls, genre=_genre(1, 1), phase=_phase(1, 6))).abs().max() > 1e-3
+    assert (a - model.sequence_log_prob(rolls, genre=_genre(1, 0), phase=_phase(1, 6) + 3)).abs().max() > 1e-3
+
+
+def test_encode_log_determinant_matches_the_autograd_jacobian_and_decode_inverts_it():
+    model = _model()
+    g, ph = _genre(2, 1), _phase(2, 4)
+    z = torch.rand(2, 4, 12, generator=torch.Generator().manual_seed(3))
+    y = model.decode_frames(z, genre=g, phase=ph)
+    assert y.min() >= 0 and y.max() < 3 and set(y.floor().unique().tolist()) <= {0.0, 1.0, 2.0}
+    z2, logdet = model.encode_frames(y, g, ph)
+    torch.testing.assert_close(z2, z, atol=1e-5, rtol=0)
+    # The Jacobian of one frame's map (the past fixed by floor(y)) is triangular; its log-det is
+    # the frame's log-probability.
+    frame = y[:1, :1]
+    jac = torch.autograd.functional.jacobian(lambda v: model.encode_frames(v, g[:1], ph[:1, :1])[0], frame)
+    jac = jac.reshape(12, 12)
+    assert torch.count_nonzero(torch.triu(jac, 1)) == 0
+    torch.testing.assert_close(torch.slogdet(jac)[1], logdet[0, 0], atol=1e-4, rtol=0)
+    exact = model.sequence_log_prob(y.floor(), genre=g, phase=ph)
+    torch.testing.assert_close(logdet, exact, atol=1e-5, rtol=0)
+
+
+def test_continuing_a_context_decodes_as_the_whole_sequence_encodes():
+    model = _model()
+    g, ph = _genre(2, 2), _phase(2, 7)
+    ctx = model.decode_frames(torch.rand(2, 4, 12), genre=g, phase=ph[:, :4]).floor()
+    z = torch.rand(2, 3, 12)
+    y = model.decode_frames(z, context=ctx, genre=g, phase=ph)
+    z2, _ = model.encode_frames(torch.cat([ctx, y], dim=1), g, ph)
+    torch.testing.assert_close(z2[:, 4:], z, atol=1e-5, rtol=0)
+
+
+def test_a_corpus_flow_needs_its_conditions():
+    model = _model()
+    rolls = torch.zeros(1, 3, 12)
+    with pytest.raises(MusicflowError, match="genre"):
+        model.sequence_log_prob(rolls, phase=_phase(1, 3))
+    with pytest.raises(MusicflowError, match="phase"):
+        model.sequence_log_prob(rolls, genre=_genre(1))
+    with pytest.raises(MusicflowError, match=r"\(B, 2, 12, T\)"):
+        model.log_prob(torch.zeros(1, 1, 12, 4), Condition(_genre(1)))
+
+
+def test_key_states_round_trip_a_canonical_roll():
+    rng = np.random.default_rng(0)
+    sustain = (rng.random((12, 40)) < 0.3).astype(np.float32)
+    onset = sustain * (rng.random((12, 40)) < 0.5)
+    onset[:, 0] = sustain[:, 0]  # a note sounding from the first step starts there
+    roll = np.stack([onset, sustain])
+    np.testing.assert_array_equal(states_roll(key_states(roll)), roll)
+
+
+# -- training on a corpus ---------------------------------------------------------------------
+
+def _corpus(path) -> str:
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(12):
+        genre = ("low", "high")[i % 2]
+        base = 62 if genre == "low" else 68
+        notes = [[base + int(rng.integers(0, 4)), 4 * b, 4 * b + 4, 80] for b in range(24)]
+        records.append({"id": f"p{i}", "genre": genre, "split": "valid" if i >= 10 else "train",
+                        "title": f"P{i}", "notes": notes, "bars": list(range(0, 96, 16)), "tonic": 0})
+    ds = Dataset.from_records(records, SPEC)
+    ds.save(path)
+    return str(path)
+
+
+SMALL = {"rnn_hidden": 16, "channels": 8, "reach": 4, "dropout": 0.0}
+
+
+def test_training_lowers_the_loss_and_keeps_the_best_validation(tmp_path):
+    data = _corpus(tmp_path / "c.npz")
+    cfg = PieceTrainConfig(steps=40, batch_size=8, crop=32, valid_every=20, warmup=5, lr=1e-2,
+                           valid_windows=4)
+    record = train_pieces(data, tmp_path / "k.pt", cfg, SMALL, quiet=True)
+    first, last = record["history"][0]["valid_nats"], record["history"][-1]["valid_nats"]
+    assert last < first and record["valid_nats_per_step"] == min(h["valid_nats"] for h in record["history"])
+    ck = load_checkpoint(tmp_path / "k.pt")
+    assert ck.kind == "keyflow" and ck.genres == ["high", "low"] and ck.model.config.states == 3
+    assert not (tmp_path / "k.pt.resume").exists()
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    data = _corpus(tmp_path / "c.npz")
+    over = {**SMALL, "dropout": 0.2}  # dropout draws too must continue where they stopped
+    run = {"steps": 12, "batch_size": 4, "crop": 32, "valid_every": 6, "warmup": 2, "valid_windows": 2}
+    cfg = PieceTrainConfig(**run)
+    train_pieces(data, tmp_path / "whole.pt", cfg, over, quiet=True)
+    half = PieceTrainConfig(**run, minutes=0)
+    train_pieces(data, tmp_path / "cut.pt", half, over, quiet=True)  # stops after its first step
+    assert (tmp_path / "cut.pt.resume").exists()
+    train_pieces(data, tmp_path / "cut.pt", cfg, over, quiet=True, resume=True)
+    a, b = load_checkpoint(tmp_path / "whole.pt"), load_checkpoint(tmp_path / "cut.pt")
+    assert a.info["history"][-1] == {**b.info["history"][-1], "elapsed_s": a.info["history"][-1]["elapsed_s"]}
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(b.model.state_dict()[k], v)
+
+
+def test_train_command_trains_the_sequence_flow(tmp_path):
+    data = _corpus(tmp_path / "c.npz")
+    out = tmp_path / "k.pt"
+    res = CliRunner().invoke(main, ["train", "--model", "keyflow", "--data", data, "--out", str(out),
+                                    "--steps", "4", "--valid-every", "2", "--quiet",
+                                    "--set", "rnn_hidden=8", "--set", "channels=4"])
+    assert res.exit_code == 0, res.output
+    assert "nats/step" in res.output and load_checkpoint(out).info["train_config"]["steps"] == 4
+    res = CliRunner().invoke(main, ["train", "--model", "keyflow", "--data", data, "--out", str(out),
+                                    "--init", str(out)])
+    assert res.exit_code != 0 and "--init applies to the window models" in res.output
+
+
+# -- composing ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def composer(tmp_path) -> PieceComposer:
+    path = tmp_path / "keyflow.pt"
+    model = _model(genres=2)
+    with torch.no_grad():
+        model.from_genre.weight.mul_(10)  # genres far apart, as a trained model's are
+    save_checkpoint(path, "keyflow", model, SPEC, ["high", "low"], {})
+    c = Composer.load(path)
+    assert isinstance(c, PieceComposer)
+    return c
+
+
+def test_normal_latents_map_to_the_base_and_back():
+    z = torch.randn(50, 12)
+    u = to_uniform(z)
+    assert u.min() >= 0 and u.max() < 1
+    torch.testing.assert_close(to_normal(u), z, atol=1e-3, rtol=0)
+
+
+def test_compose_is_seeded_and_batched_composing_gives_the_same_pieces(composer):
+    a = composer.compose_result("low", seed=5, bars=2)
+    b = composer.compose_result("low", seed=5, bars=2)
+    assert a.roll.shape == (2, 12, 32) and np.array_equal(a.roll, b.roll)
+    assert a.roll[1].sum() > 0
+    rolls = composer.compose_rolls("low", n=3, bars=2, seed=4)
+    np.testing.assert_array_equal(rolls[1], a.roll)
+    np.testing.assert_array_equal(composer.decode_latents(a.latents, "low").roll, a.roll)
+    with pytest.raises(MusicflowError, match="samples plainly"):
+        composer.compose_result("low", seed=1, guidance=2)
+
+
+def test_a_mix_of_one_genre_is_that_genre_and_a_mix_differs_from_both(composer):
+    z = composer._latents(1, 32)[None]
+    low = composer._grow_states(z, torch.tensor([[0.0, 1.0]]), None)
+    np.testing.assert_array_equal(composer._grow_states(z, torch.tensor([[0.0, 3.0]]), None), low)
+    high = composer._grow_states(z, torch.tensor([[1.0, 0.0]]), None)
+    mix = composer._grow_states(z, torch.tensor([[0.5, 0.5]]), None)
+    assert not np.array_equal(mix, low) and not np.array_equal(mix, high)
+
+
+def test_a_piece_encodes_and_decodes_back_and_transfer_to_its_own_genre_keeps_it(composer, tmp_path):
+    piece = composer.compose_result("high", seed=2, bars=2)
+    path = composer.save(piece.midi, tmp_path / "p.mid")
+    inp = composer.read(path)
+    _, vec = composer.genre_weights("high")
+    z = composer.encode(inp.roll, vec)
+    np.testing.assert_array_equal(composer.grow(z, vec, None)[0], inp.roll)
+    np.testing.assert_array_equal(composer.transfer(path, to="high", source="high").roll, inp.roll)
+    assert not np.array_equal(composer.transfer(path, to="low", source="high").roll, inp.roll)
+    assert len(composer.variations(path, n=2, seed=0)) == 2
+    assert len(composer.interpolate(path, path, steps=3)) == 3
+
+
+def test_continue_keeps_the_input_and_scoring_reads_every_bar(composer, midi_file):
+    res = composer.continue_(midi_file, "low", seed=1, bars=2)
+    inp = composer.read(midi_file)
+    np.testing.assert_array_equal(res.roll[..., : inp.roll.shape[-1]], inp.roll)
+    assert res.roll.shape[-1] == 32 + 32  # the input's two bars, then two new ones
+    probs = composer.classify(midi_file)
+    assert set(probs) == {"high", "low"} and abs(sum(probs.values()) - 1) < 1e-6
+    ll, _ = composer.log_likelihoods(midi_file)
+    assert len(ll["low"]) == 2 and np.all(ll["low"] < 0)
+
+
+def test_compose_command_with_a_sequence_flow(composer, tmp_path):
+    out = tmp_path / "a.mid"
+    res = CliRunner().invoke(main, ["compose", "--model", str(composer.ck.path), "--genre", "low",
+                                    "--bars", "2", "--seed", "3", "-o", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    again = tmp_path / "b.mid"
+    subprocess.run([sys.executable, "-m", "musicflow", "compose", "--model", str(composer.ck.path), "--genre",
+                    "low", "--bars", "2", "--seed", "3", "-o", str(again), "--quiet"], check=True)
+    assert out.read_bytes() == again.read_bytes()
+    res = CliRunner().invoke(main, ["compose", "--model", str(composer.ck.path), "--genre", "low",
+                                    "--guidance", "3", "-o", str(out)])
+    assert res.exit_code != 0 and "samples plainly" in res.output and "Traceback" not in res.output
