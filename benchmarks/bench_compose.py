@@ -104,13 +104,13 @@ def api_times(c: Composer, repeats: int, pieces: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append",
-                    help="shipped name or checkpoint (repeatable) [default: glow]")
+                    help="shipped name or checkpoint (repeatable) [default: keyflow and glow]")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=16, help="pieces in the batched-generation timing")
     ap.add_argument("--pieces", type=int, default=10, help="test pieces per genre to classify")
     ap.add_argument("--name", default="bench_compose", help="results file name")
     args = ap.parse_args()
-    models = args.model or ["glow"]
+    models = args.model or ["keyflow", "glow"]
     result: dict = {"repeats": args.repeats, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         floor = wall([sys.executable, "-c", "import torch"], args.repeats)

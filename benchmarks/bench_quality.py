@@ -4,7 +4,8 @@ For each model (``--model``, repeatable: a shipped name or a checkpoint path) an
 ``--pieces`` pieces of ``--bars`` bars composed from nothing with the model's default sampler
 (``Composer.compose_rolls``, seeds ``--seed`` .. ``--seed + pieces - 1``; ``--guidance`` overrides),
 against up to ``2 * pieces`` real excerpts of the same length from the test split (bar-aligned,
-wholly inside their pieces, numpy seed 0), each excerpt labelled with its piece:
+wholly inside their pieces, numpy seed 0), each excerpt labelled with its piece (``--split valid``
+compares with the valid split instead: the one to choose settings such as ``--temperature`` on):
 
 * ``metrics``: a logistic regression on interpretable window features tells 4-bar windows of the
   generated pieces from windows of the real excerpts, group 5-fold cross-validated (a piece's
@@ -64,6 +65,9 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=8)
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--guidance", type=float, default=None)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--split", default="test",
+                    help="real side: test (reporting) or valid (choosing settings)")
     ap.add_argument("--baselines", action="store_true")
     ap.add_argument("--genre", action="append", help="only these genres (repeatable)")
     ap.add_argument("--name", default="bench_quality", help="results file name")
@@ -72,13 +76,15 @@ def main() -> None:
     clf = load_checkpoint(checkpoints_dir() / "genre-classifier.pt").model.eval()
     subjects = []
     for i, m in enumerate(args.model or ["keyflow"]):
-        found = load_subjects(m, None, args.baselines and i == 0, ds, 1.0)
+        found = load_subjects(m, None, args.baselines and i == 0, ds, args.temperature)
         found[0].name, found[0].guidance = str(m), args.guidance
         subjects += found
     genres = args.genre or subjects[0].composer.genres
     steps = args.bars * 16
-    real = {g: real_windows(ds, "test", g, 2 * args.pieces, steps, seed=0, with_pieces=True) for g in genres}
-    result: dict = {"pieces": args.pieces, "bars": args.bars, "seed": args.seed, "models": {}, "floor": {}}
+    real = {g: real_windows(ds, args.split, g, 2 * args.pieces, steps, seed=0, with_pieces=True)
+            for g in genres}
+    result: dict = {"pieces": args.pieces, "bars": args.bars, "seed": args.seed, "split": args.split,
+                    "temperature": args.temperature, "models": {}, "floor": {}}
     for s in subjects:
         per = {}
         for g in genres:

@@ -61,7 +61,7 @@ def glow_cases() -> dict:
     continue, variations, transfer, interpolate, decode, score, classify."""
     from musicflow.compose import Composer
 
-    c = Composer.load()
+    c = Composer.load("glow")
     out = {}
     for g in c.genres:
         out[f"compose guided {g}"] = midi_hash(c.compose(g, bars=BARS, seed=7))
@@ -117,6 +117,26 @@ def other_model_cases() -> dict:
     return out
 
 
+def keyflow_cases() -> dict:
+    """The sequence flow, the default: compose in every genre, a mix, the batched rolls, continue,
+    variations, transfer, decode, score, classify."""
+    from musicflow.compose import Composer
+
+    c = Composer.load()
+    out = {f"compose {g}": midi_hash(c.compose(g, bars=BARS, seed=7)) for g in c.genres}
+    r = c.compose_result({"celtic": 0.6, "chorale": 0.4}, bars=BARS, seed=3, key="D", time_signature="3/4")
+    out["compose mix"] = midi_hash(r.midi)
+    out["decode"] = midi_hash(c.decode_latents(r.latents, "renaissance", time_signature="3/4").midi)
+    out["compose rolls"] = array_hash(c.compose_rolls("medieval", n=3, bars=BARS, seed=5))
+    tune = tunes()[0]
+    out["continue"] = midi_hash(c.continue_(tune, "celtic", seed=2, bars=BARS).midi)
+    out["variations"] = [midi_hash(v.midi) for v in c.variations(tune, n=2, amount=0.4, seed=1)]
+    out["transfer"] = midi_hash(c.transfer(tune, to="chorale").midi)
+    out["score"] = c.score(tunes()[1])["whole"]
+    out["classify"] = c.classify(tune)
+    return out
+
+
 def cli_cases(tmp: Path) -> dict:
     """The CLI writes the same bytes as the API."""
     from click.testing import CliRunner
@@ -126,10 +146,14 @@ def cli_cases(tmp: Path) -> dict:
     out = {}
     runner = CliRunner()
     f = tmp / "c.mid"
-    res = runner.invoke(main, ["compose", "-g", "celtic", "--bars", str(BARS), "--seed", "9",
-                               "--candidates", "4", "-o", str(f), "--quiet"])
+    res = runner.invoke(main, ["compose", "--model", "glow", "-g", "celtic", "--bars", str(BARS), "--seed",
+                               "9", "--candidates", "4", "-o", str(f), "--quiet"])
     assert res.exit_code == 0, res.output
     out["cli compose"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    res = runner.invoke(main, ["compose", "-g", "celtic", "--bars", str(BARS), "--seed", "9", "-o", str(f),
+                               "--quiet"])
+    assert res.exit_code == 0, res.output
+    out["cli compose default"] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out
 
 
@@ -206,7 +230,7 @@ def jsb_cases() -> dict:
     return {"jsb nll": [r["nats_per_step"], r["iw_nats_per_step"], r["per_sample"]]}
 
 
-GROUPS = {"glow": glow_cases, "other models": other_model_cases, "cli": cli_cases,
+GROUPS = {"glow": glow_cases, "keyflow": keyflow_cases, "other models": other_model_cases, "cli": cli_cases,
           "training": training_cases, "jsb": jsb_cases}
 
 

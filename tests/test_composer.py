@@ -158,7 +158,7 @@ def shipped_and_tune():
     from musicflow.paths import default_dataset
     from musicflow.roll import roll_to_midi
 
-    c, ds = Composer.load(), Dataset.load(default_dataset())
+    c, ds = Composer.load("glow"), Dataset.load(default_dataset())
     i = ds.indices("test", "celtic")[0]
     return c, roll_to_midi(ds.roll(i)[..., :8 * 16], c.spec, tempo=100)
 

@@ -169,7 +169,7 @@ def test_a_continuation_keeps_its_inputs_outline(outlined, tmp_path):
 
 
 def test_the_default_glow_composes_to_outlines_and_keeps_a_piece_in_the_register_asked_for():
-    c = Composer.load()
+    c = Composer.load("glow")
     assert c.outlines and set(c.outlines) == set(c.genres)
     assert Composer.load("glow-outline").ck.path == c.ck.path  # its former name still loads it
     r = c.compose_result("celtic", bars=2, seed=0, guidance=1, outline={"low": 67, "high": 79})
@@ -216,5 +216,6 @@ def test_musicflow_models_names_the_default_and_says_which_compose_to_outlines()
     r = CliRunner().invoke(main, ["models"])
     assert r.exit_code == 0, r.output
     lines = {line.split(":")[0]: line for line in r.output.splitlines()}
-    assert "composes to outlines" in lines["glow-music21.pt (the default)"]
+    assert "composes to outlines" in lines["glow-music21.pt (--model glow)"]
+    assert "outlines" not in lines["keyflow-music21.pt (the default)"]
     assert "outlines" not in lines["glow-no-outline-music21.pt (--model glow-no-outline)"]

@@ -264,3 +264,29 @@ def test_compose_command_with_a_sequence_flow(composer, tmp_path):
     res = CliRunner().invoke(main, ["compose", "--model", str(composer.ck.path), "--genre", "low",
                                     "--guidance", "3", "-o", str(out)])
     assert res.exit_code != 0 and "samples plainly" in res.output and "Traceback" not in res.output
+
+
+def test_the_time_signature_is_drawn_from_the_genres_pieces_or_asked(composer, tmp_path):
+    ck = composer.ck
+    ck.info["metres"] = {"low": {"3/4": 1.0}, "high": {"4/4": 0.5, "6/8": 0.5}}
+    path = save_checkpoint(tmp_path / "m.pt", "keyflow", ck.model, ck.spec, ck.genres, ck.info)
+    c = Composer.load(path)
+    r = c.compose_result("low", seed=1, bars=2)
+    assert r.time_signature == "3/4" and r.roll.shape[-1] == 24
+    assert r.midi.time_signature_changes[0].numerator == 3
+    drawn = {c.compose_result("high", seed=s, bars=1).time_signature for s in range(12)}
+    assert drawn == {"4/4", "6/8"}
+    r = c.compose_result("low", seed=1, bars=2, time_signature="6/8")
+    assert r.time_signature == "6/8" and r.roll.shape[-1] == 24
+    np.testing.assert_array_equal(c.decode_latents(r.latents, "low", time_signature="6/8").roll, r.roll)
+    # Batched pieces keep their own metre, cut to the length of 4/4 bars.
+    rolls = c.compose_rolls("low", n=2, bars=2, seed=1)
+    np.testing.assert_array_equal(rolls[0][..., :24], c.compose_result("low", seed=1, bars=2).roll)
+    with pytest.raises(MusicflowError, match="time_signature"):
+        c.compose_result("low", seed=1, time_signature="5/3")
+
+
+def test_the_glow_composes_in_four_four_only():
+    c = Composer.load("glow")
+    with pytest.raises(MusicflowError, match="composes in 4/4"):
+        c.compose_result("celtic", seed=1, bars=1, time_signature="3/4")

@@ -34,6 +34,7 @@ def _settings(**given) -> dict:
               help="NAME or NAME:WEIGHT; repeat to mix, e.g. -g celtic:0.7 -g chorale:0.3 "
                    "[default: chorale].")
 @compose_option("bars", type=int)
+@compose_option("time_signature")
 @compose_option("tempo", type=float)
 @compose_option("key")
 @program_option
@@ -48,14 +49,15 @@ def _settings(**given) -> dict:
 @wav_option
 @model_option
 @quiet_option
-def compose_cmd(genres, bars, tempo, key, program, temperature, guidance, candidates, seed, num_outputs,
-                output, save_latent, outline, png, wav, model, quiet) -> None:
+def compose_cmd(genres, bars, time_signature, tempo, key, program, temperature, guidance, candidates, seed,
+                num_outputs, output, save_latent, outline, png, wav, model, quiet) -> None:
     """Compose new music in a genre or a mix of genres."""
     from musicflow.compose import Options, new_seed
     from musicflow.compose.outlines import parse_outline
 
     options = Options(**_settings(bars=bars, tempo=tempo, key=key, program=program, temperature=temperature,
-                                  guidance=guidance, candidates=candidates, outline=parse_outline(outline)))
+                                  guidance=guidance, candidates=candidates, outline=parse_outline(outline),
+                                  time_signature=time_signature))
     c = composer(model, quiet)
     c.sampling(guidance, candidates)  # bad values fail before anything is written
     if num_outputs < 1:
@@ -91,7 +93,8 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
         raise MusicflowError(f"{latent}: not a musicflow latent file ({type(e).__name__})") from None
     c = composer(model)
     r = c.decode_latents(z, list(genres) or saved, outline=payload.get("outline"),
-                         **_settings(tempo=tempo, key=key, program=program))
+                         **_settings(tempo=tempo, key=key, program=program,
+                                     time_signature=payload.get("time_signature")))
     write_result(c, r, out_paths(output, Path(latent).name.split(".")[0] + "-decoded", 1)[0])
 
 

@@ -16,8 +16,8 @@ def evaluated(name: str, *decls: str, **kw):
 
 
 @click.command("evaluate")
-@click.option("--model", "model", default="glow", show_default=True,
-              help="glow, keyflow, cnf, vae, or a checkpoint path.")
+@click.option("--model", "model", default="keyflow", show_default=True,
+              help="keyflow, glow, glow-no-outline, cnf, vae, or a checkpoint path.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Dataset [default: data/music21.npz]; its test split is evaluated.")
 @evaluated("samples", type=int)

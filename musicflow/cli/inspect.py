@@ -76,7 +76,7 @@ def genres_cmd(model) -> None:
 def models_cmd() -> None:
     """The checkpoints in checkpoints/ and what they are."""
     from musicflow.checkpoint import load_checkpoint
-    from musicflow.compose import SHIPPED
+    from musicflow.compose import DEFAULT_MODEL, SHIPPED
     from musicflow.flows.base import Flow
     from musicflow.paths import checkpoints_dir
 
@@ -98,7 +98,7 @@ def models_cmd() -> None:
         if isinstance(ck.model, Flow) and ck.model.takes_outline:
             extra += ", composes to outlines"
         name = p.name.removesuffix("-music21.pt")
-        use = (" (the default)" if name == "glow" else f" (--model {name})") if name in SHIPPED else ""
+        use = (" (the default)" if name == DEFAULT_MODEL else f" (--model {name})") if name in SHIPPED else ""
         click.echo(f"{p.name}{use}: {ck.kind}, {len(ck.genres)} genres, step {ck.info.get('step', '?')}"
                    f"{extra}")
     if not found:

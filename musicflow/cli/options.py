@@ -103,7 +103,7 @@ def guidance_options(f):
 
 
 model_option = click.option("--model", "model", default=None,
-                            help="glow (default), glow-no-outline, keyflow, cnf, vae, or a checkpoint path.")
+                            help="keyflow (default), glow, glow-no-outline, cnf, vae, or a checkpoint path.")
 program_option = compose_option("program")
 seed_option = click.option("--seed", type=int, default=None, help="Random seed [default: random, printed].")
 

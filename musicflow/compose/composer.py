@@ -46,9 +46,12 @@ from musicflow.sampling import generate, mixed_threshold, model_device
 #: ``guidance=1`` samples plainly.
 DEFAULT_GUIDANCE = Glow.default_guidance
 DEFAULT_CANDIDATES = 16
-#: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``. ``glow`` composes to an outline
+#: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``. ``keyflow``, the default, is the
+#: sequence flow (:mod:`musicflow.compose.pieces`); ``glow`` composes to an outline
 #: (:mod:`musicflow.compose.outlines`); ``glow-no-outline`` is the Glow without one.
-SHIPPED = ("glow", "glow-no-outline", "keyflow", "cnf", "vae")
+SHIPPED = ("keyflow", "glow", "glow-no-outline", "cnf", "vae")
+#: The checkpoint ``Composer.load()`` and every command use when none is named.
+DEFAULT_MODEL = "keyflow"
 #: Former names of shipped checkpoints: ``glow-outline`` became the default ``glow``.
 ALIASES = {"glow-outline": "glow"}
 
@@ -92,13 +95,14 @@ class Composer(LatentOps):
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "cpu",
              decoding: str | float = "exact", progress: bool = False) -> Composer:
-        """``None`` or ``"glow"``: the shipped Glow checkpoint, which composes to outlines;
-        ``"glow-no-outline"``: the Glow without them; ``"cnf"``: the neural-ODE one; ``"vae"``: the
-        VAE baseline; anything else is a checkpoint path. ``decoding`` is how continuous output
-        becomes notes: ``"exact"`` (threshold 0.5, the dequantization cell boundary),
-        ``"calibrated"`` (the checkpoint's per-genre thresholds) or a threshold; ``progress`` shows
-        a bar over the beats of each new piece."""
-        name = ALIASES.get(str(model), str(model)) if model is not None else "glow"
+        """``None`` or ``"keyflow"``: the shipped sequence flow, the default; ``"glow"``: the shipped
+        Glow, which composes to outlines; ``"glow-no-outline"``: the Glow without them; ``"cnf"``:
+        the neural-ODE one; ``"vae"``: the VAE baseline; anything else is a checkpoint path.
+        ``decoding`` is how a window flow's continuous output becomes notes: ``"exact"``
+        (threshold 0.5, the dequantization cell boundary), ``"calibrated"`` (the checkpoint's
+        per-genre thresholds) or a threshold; ``progress`` shows a bar over the beats (or steps) of
+        each new piece."""
+        name = ALIASES.get(str(model), str(model)) if model is not None else DEFAULT_MODEL
         path = checkpoints_dir() / f"{name}-music21.pt" if name in SHIPPED else Path(model)
         ck = load_checkpoint(path, device)
         importlib.import_module("musicflow.compose.pieces")  # defines the sequence flow's Composer
@@ -193,14 +197,16 @@ class Composer(LatentOps):
             base = draw_outline(self.outlines, weights, seed)
         return outline_for(arg, base, self.spec, shift)
 
-    def to_midi(self, roll: np.ndarray, o: Options, shift: int = 0, tempo: float | None = None
-                ) -> pretty_midi.PrettyMIDI:
+    def to_midi(self, roll: np.ndarray, o: Options, shift: int = 0, tempo: float | None = None,
+                time_signature: tuple[int, int] = (4, 4)) -> pretty_midi.PrettyMIDI:
         """A roll in the model's key as MIDI: moved by ``shift`` semitones (or into ``o.key``), at
-        ``o.tempo`` (else ``tempo``, else 100), with ``o.program`` and ``o.velocity``."""
+        ``o.tempo`` (else ``tempo``, else 100), with ``o.program``, ``o.velocity`` and the time
+        signature."""
         if o.key is not None:
             shift = -key_shift(parse_key(o.key))  # the model writes in C; move C to the tonic
         return roll_to_midi(roll, self.spec, tempo=float(o.tempo or tempo or 100.0),
-                            program=parse_program(o.program), velocity=o.velocity, transpose=shift)
+                            program=parse_program(o.program), velocity=o.velocity,
+                            time_signature=time_signature, transpose=shift)
 
     def grow(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
              threshold: float = 0.5, guidance: float | None = None,
@@ -242,6 +248,9 @@ class Composer(LatentOps):
         ``"Am"``: transposes the result), ``program`` (General MIDI number or name), ``velocity``.
         """
         o = Options.of(options, settings)
+        if o.time_signature not in (None, "4/4"):
+            raise MusicflowError(f"time_signature {o.time_signature}: this model composes in 4/4 "
+                                 "(the sequence flow, --model keyflow, composes in others)")
         w, vec = self.genre_weights(genre)
         steps, n = self._span(o.bars)
         guidance, k = self.sampling(o.guidance, o.candidates)
@@ -371,5 +380,6 @@ class Composer(LatentOps):
     def save_latents(self, result: Result, path: str | Path) -> Path:
         """Write ``result``'s latents, genre, seed and outline (what ``decode`` reads) atomically."""
         payload = {"latents": result.latents, "genre": result.genre, "seed": result.seed,
-                   "outline": result.outline, "checkpoint": str(self.ck.path)}
+                   "outline": result.outline, "checkpoint": str(self.ck.path),
+                   **({"time_signature": result.time_signature} if result.time_signature else {})}
         return atomic_write(path, lambda tmp: torch.save(payload, tmp))

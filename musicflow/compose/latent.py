@@ -48,6 +48,8 @@ class Result:
     #: if any: four numbers, or four per window for a piece read block by block (``transfer``,
     #: ``variations``, ``interpolate``). :meth:`Composer.decode_latents` takes it back.
     outline: list[float] | list[list[float]] | None = None
+    #: The time signature it was composed in (``"6/8"``), for a model that composes in several.
+    time_signature: str | None = None
 
 
 #: The settings a recast of the user's own piece takes: it keeps the piece's key, tempo and length.

@@ -33,6 +33,18 @@ def _number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def parse_time_signature(text: str) -> tuple[int, int]:
+    """``"6/8"`` as ``(6, 8)``; anything else is a one-line error.
+
+    >>> parse_time_signature("3/4")
+    (3, 4)
+    """
+    num, _, den = str(text).partition("/")
+    if not (num.isdigit() and den in ("2", "4", "8", "16") and 1 <= int(num) <= 32):
+        raise MusicflowError(f"time_signature {text!r}: use beats/unit, e.g. 3/4, 6/8 or 4/2")
+    return int(num), int(den)
+
+
 @dataclass(frozen=True)
 class Options:
     """How new music is sampled and written.
@@ -42,7 +54,7 @@ class Options:
     ``None`` draws a real block's, ``False`` composes without, a mapping sets parts of it.
     """
 
-    bars: int = setting(8, "Length in bars of 4/4.")
+    bars: int = setting(8, "Length in bars (of 4/4, or of the time signature the model composes in).")
     temperature: float = setting(DEFAULT_TEMPERATURE, (
         "Latent temperature: 1 samples the model's own distribution; lower is sparser."))
     guidance: float | None = setting(None, (
@@ -60,6 +72,9 @@ class Options:
     program: int | str | None = setting(None, (
         "General MIDI program number or name [default: 0, piano]."))
     velocity: int = setting(80, "MIDI velocity of every note (1-127).")
+    time_signature: str | None = setting(None, (
+        "Time signature, e.g. 3/4 or 6/8, for a model that composes in several [default: drawn by the "
+        "seed from the genre's own pieces; 4/4 for the Glow]."))
 
     def __post_init__(self) -> None:
         if not _integer(self.bars) or self.bars < 1:
@@ -72,6 +87,8 @@ class Options:
             raise MusicflowError(f"velocity must be a whole number in 1..127, got {self.velocity!r}")
         if self.key is not None:
             parse_key(self.key)
+        if self.time_signature is not None:
+            parse_time_signature(self.time_signature)
         parse_program(self.program)
 
     @classmethod

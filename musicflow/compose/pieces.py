@@ -20,11 +20,12 @@ import math
 import numpy as np
 import torch
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from musicflow.compose.composer import Composer
 from musicflow.compose.genre import GenreArg
 from musicflow.compose.latent import Result, new_seed
-from musicflow.compose.options import Options
+from musicflow.compose.options import Options, parse_time_signature
 from musicflow.compose.reading import Input, MidiInput
 from musicflow.errors import MusicflowError
 from musicflow.flows.keyflow import KeyFlow
@@ -97,7 +98,7 @@ class PieceComposer(Composer):
         hist = model.config.history
         out_frames = []
         recent = rolls[:, -hist:].repeat_interleave(e, 0)
-        for step in range(t):
+        for step in tqdm(range(t), desc="compose", unit="step", disable=not self.progress, leave=False):
             out, h = model.rnn(model._inputs(prev, genre, ph[:, t0 + step:t0 + step + 1]), h)
             recent = torch.cat([recent, u.new_zeros(n * e, 1, k)], dim=1)[:, -hist - 1:]
             features = model.frame_features(out[:, 0], model.history(recent)[:, -1], genre)
@@ -134,15 +135,18 @@ class PieceComposer(Composer):
         return torch.from_numpy(bar_phases(bars, steps, self.model.config.metre)).long()[None].expand(n, -1)
 
     def _grow_states(self, z: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
-                     temperature: float = 1.0, bars: np.ndarray | None = None) -> np.ndarray:
+                     temperature: float = 1.0, bars: np.ndarray | None = None,
+                     phase: torch.Tensor | None = None) -> np.ndarray:
         """Rolls ``(n, 2, P, T0 + T)``: normal latents ``z`` ``(n, T, keys)`` decoded after
-        ``prefix`` roll ``(2, P, T0)`` (shared by the pieces)."""
+        ``prefix`` roll ``(2, P, T0)`` (shared by the pieces), with bar lines ``bars`` (4/4 when
+        ``None``) or each piece's own bar phases ``phase`` ``(n, T0 + T)``."""
         n, t, _ = z.shape
         pre = None
         if prefix is not None and prefix.shape[-1]:
             pre = torch.from_numpy(key_states(prefix)).float()[None].expand(n, -1, -1)
         t0 = 0 if pre is None else pre.shape[1]
-        states = self.decode(to_uniform(z), weights, pre, self._phases(n, t0 + t, bars), temperature)
+        phase = self._phases(n, t0 + t, bars) if phase is None else phase
+        states = self.decode(to_uniform(z), weights, pre, phase, temperature)
         if pre is not None:
             states = torch.cat([pre, states], dim=1)
         return np.stack([states_roll(s) for s in states.numpy().astype(np.uint8)])
@@ -208,44 +212,75 @@ class PieceComposer(Composer):
         return steps if len(steps) else np.arange(0, inp.roll.shape[-1] + BAR, BAR)
 
     # -- new music --------------------------------------------------------------------------------
+    def metre(self, weights: dict[str, float], seed: int, asked: str | None = None) -> tuple[int, int]:
+        """The time signature of a new piece: ``asked``, or one drawn with ``seed`` from the genres'
+        own pieces (the checkpoint's ``metres``, mixed by the genre weights); 4/4 for a checkpoint
+        without them."""
+        if asked is not None:
+            return parse_time_signature(asked)
+        table = self.ck.info.get("metres") or {}
+        mix: dict[str, float] = {}
+        for g, wg in weights.items():
+            for sig, p in (table.get(g) or {"4/4": 1.0}).items():
+                mix[sig] = mix.get(sig, 0.0) + wg * p
+        names = sorted(mix)
+        p = np.array([mix[k] for k in names])
+        pick = names[int(np.random.default_rng([int(seed), 1]).choice(len(names), p=p / p.sum()))]
+        return parse_time_signature(pick)
+
+    def _bar_grid(self, sig: tuple[int, int], steps: int, n: int = 1) -> torch.Tensor:
+        bar = self.spec.bar_steps(*sig)
+        return self._phases(n, steps, np.arange(0, steps + bar, bar))
+
     def compose_result(self, genre: GenreArg | None = None, *, seed: int | None = None,
                        options: Options | None = None, **settings) -> Result:
-        """A new piece of ``bars`` bars (4/4); see :meth:`Composer.compose_result`. ``temperature``
-        divides every key's logits (1: the model's own distribution); ``outline`` does not apply."""
+        """A new piece of ``bars`` bars; see :meth:`Composer.compose_result`. Its time signature is
+        ``time_signature``, or drawn by the seed from the genre's own pieces (:meth:`metre`).
+        ``temperature`` divides every key's logits (1: the model's own distribution); ``outline``
+        does not apply."""
         o = Options.of(options, settings)
         self._no_outline(o)
         self.sampling(o.guidance, o.candidates)
         w, vec = self.genre_weights(genre)
         seed = new_seed(seed)
-        steps = o.bars * BAR
+        sig = self.metre(w, seed, o.time_signature)
+        steps = o.bars * self.spec.bar_steps(*sig)
         z = self._latents(seed, steps)
-        roll = self._grow_states(z[None], vec, None, o.temperature)[0]
-        return Result(self.to_midi(roll, o), roll, z, seed, w, None)
+        roll = self._grow_states(z[None], vec, None, o.temperature, phase=self._bar_grid(sig, steps))[0]
+        return Result(self.to_midi(roll, o, time_signature=sig), roll, z, seed, w, None, f"{sig[0]}/{sig[1]}")
 
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
                       temperature: float = 1.0, guidance: float | None = None,
                       candidates: int | None = None, outline=None) -> np.ndarray:
-        """The rolls ``(n, 2, P, steps)`` of the pieces that :meth:`compose_result` writes for seeds
-        ``seed .. seed + n - 1``, decoded side by side in one batch."""
+        """The rolls ``(n, 2, P, bars * 16)`` of the pieces that :meth:`compose_result` writes for
+        seeds ``seed .. seed + n - 1``, decoded side by side in one batch, each in its own drawn
+        time signature and cut to (or continued to) the length of ``bars`` bars of 4/4, so the
+        pieces of every metre stack and compare with real excerpts of that length."""
         if n < 1:
             raise MusicflowError(f"n must be at least 1, got {n}")
         o = Options(bars=bars, temperature=temperature)
         self.sampling(guidance, candidates)
-        _, vec = self.genre_weights(genre)
-        z = torch.stack([self._latents(int(seed) + i, o.bars * BAR) for i in range(n)])
-        return self._grow_states(z, vec, None, o.temperature)
+        w, vec = self.genre_weights(genre)
+        steps = o.bars * BAR
+        z = torch.stack([self._latents(int(seed) + i, steps) for i in range(n)])
+        phase = torch.cat([self._bar_grid(self.metre(w, int(seed) + i), steps) for i in range(n)])
+        return self._grow_states(z, vec, None, o.temperature, phase=phase)
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, *, outline=None,
                        options: Options | None = None, **settings) -> Result:
-        """Re-decode latents ``(steps, keys)`` saved with ``--save-latent``, under their genre or another."""
-        o = Options.of(options, settings, "decode_latents", ("tempo", "key", "program", "velocity"))
+        """Re-decode latents ``(steps, keys)`` saved with ``--save-latent``, under their genre or
+        another, in ``time_signature`` (saved with them; 4/4 when not given)."""
+        o = Options.of(options, settings, "decode_latents",
+                       ("tempo", "key", "program", "velocity", "time_signature"))
         latents = torch.as_tensor(latents, dtype=torch.float32)
         if latents.dim() != 2 or latents.shape[1] != self.latent_dim:
             raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
                                  f"(steps x {self.latent_dim})")
         w, vec = self.genre_weights(genre)
-        roll = self._grow_states(latents[None], vec, None)[0]
-        return Result(self.to_midi(roll, o), roll, latents, -1, w, None)
+        sig = parse_time_signature(o.time_signature or "4/4")
+        roll = self._grow_states(latents[None], vec, None, phase=self._bar_grid(sig, len(latents)))[0]
+        return Result(self.to_midi(roll, o, time_signature=sig), roll, latents, -1, w, None,
+                      f"{sig[0]}/{sig[1]}")
 
     def continue_(self, midi: MidiInput | Input, genre: GenreArg | None = None, *, seed: int | None = None,
                   options: Options | None = None, **settings) -> Result:

@@ -99,6 +99,22 @@ class _WindowNLL(nn.Module):
         return -lp.sum() / lengths.sum()
 
 
+def metres(ds: Dataset, split: str = "train") -> dict[str, dict[str, float]]:
+    """Each genre's time signatures (``"3/4"``) and the share of its ``split`` pieces in each, from
+    the pieces' first signature: what composing draws a new piece's metre from. Signatures under 2%
+    of a genre's pieces, or whose bar is shorter than 6 or longer than 32 steps (a pick-up's
+    signature, a free rhythm), are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for g in ds.genres:
+        sigs = [ds.pieces[i].get("time_signature") or [4, 4] for i in ds.indices(split, g)]
+        sigs = [f"{n}/{d}" for n, d in sigs if 6 <= ds.spec.bar_steps(n, d) <= 32]
+        names, counts = np.unique(sigs, return_counts=True)
+        keep = counts >= 0.02 * len(sigs)
+        names, counts = names[keep], counts[keep]
+        out[g] = {str(k): round(float(c / counts.sum()), 4) for k, c in zip(names, counts)} or {"4/4": 1.0}
+    return out
+
+
 def valid_picks(pieces: CorpusPieces, per_genre: int, crop: int, seed: int = 0) -> list[tuple[int, int]]:
     """Fixed validation windows: ``per_genre`` per genre, from random bar lines of random pieces."""
     rng = np.random.default_rng(seed)
@@ -204,5 +220,5 @@ def _start(ds: Dataset, data, out, cfg: PieceTrainConfig, kind: str, overrides: 
         torch.manual_seed(cfg.seed)
         model = new_model(kind, overrides)
     record = {"train_config": asdict(cfg), "data": str(data), "data_hash": ds.content_hash(),
-              "command": command, "history": []}
+              "command": command, "history": [], "metres": metres(ds)}
     return model, record, {"nats": math.inf, "state": None}
