@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchdiffeq import odeint, odeint_adjoint
 
 from musicflow.errors import MusicflowError
 from musicflow.flows.rng import draw
@@ -85,6 +84,10 @@ class Solver:
         kw: dict = {"method": self.method, "rtol": self.rtol, "atol": self.atol}
         if self.method in FIXED:
             kw["options"] = {"step_size": abs(t1 - t0) / self.steps}
+        # Imported here: torchdiffeq brings scipy, half a second that composing with any other model
+        # would otherwise pay at start-up.
+        from torchdiffeq import odeint, odeint_adjoint
+
         if self.adjoint:
             # The adjoint's own backward solve uses the same method and tolerances.
             kw["adjoint_options"] = dict(kw.get("options", {}))
