@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def machine() -> dict:
 def save(name: str, result: dict) -> Path:
     """Print ``result`` and write it to ``benchmarks/results/<name>.json``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": name, "machine": machine(), **result}
+    result = {"benchmark": name, "script": Path(sys.argv[0]).stem, "machine": machine(), **result}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -189,14 +189,15 @@ def summary(log: list[dict] | None = None) -> Path:
             lines += [f"Reproduce: `musicflow evaluate --model {kind} {extra}"
                       f"-o benchmarks/results/{path.name}` "
                       f"(settings: {d.get('settings')}).", ""]
-        elif (HERE / f"{d.get('benchmark', path.stem)}.py").is_file():  # also a named run's file
-            lines += [f"Reproduce: `python benchmarks/{d.get('benchmark', path.stem)}.py` "
+        elif (HERE / f"{d.get('script') or d.get('benchmark', path.stem)}.py").is_file():  # a named run's too
+            lines += [f"Reproduce: `python benchmarks/{d.get('script') or d.get('benchmark', path.stem)}.py` "
                       "(its settings are in the JSON).", ""]
         if machine:
             lines += [f"_torch {machine.get('torch')}, {machine.get('cpus')} CPUs, "
                       f"{machine.get('threads')} threads._", ""]
         render = (_evaluate if d.get("format") == "musicflow-evaluation"
-                  else RENDER.get(path.stem, RENDER.get(d.get("benchmark"), _generic)))
+                  else RENDER.get(path.stem) or RENDER.get(d.get("benchmark")) or RENDER.get(d.get("script"))
+                  or _generic)
         lines += render(d)
     if log:
         lines += ["## This run", ""]

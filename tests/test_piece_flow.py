@@ -4,6 +4,7 @@ whole pieces, and the Composer that composes with it."""
 from __future__ import annotations
 
 import itertools
+import math
 import subprocess
 import sys
 
@@ -290,3 +291,11 @@ def test_the_glow_composes_in_four_four_only():
     c = Composer.load("glow")
     with pytest.raises(MusicflowError, match="composes in 4/4"):
         c.compose_result("celtic", seed=1, bars=1, time_signature="3/4")
+
+
+def test_bits_per_dim_counts_onset_and_sustain_cells_as_the_window_flows_do():
+    model = _model()
+    x = torch.from_numpy(states_roll(np.random.default_rng(1).integers(0, 3, (4, 12))))[None]  # (1, 2, 12, 4)
+    cond = Condition(_genre(1), torch.zeros(1, 2, 12, 8))
+    bpd = model.bits_per_dim(x, cond)
+    torch.testing.assert_close(bpd, -model.log_prob(x, cond) / (2 * 12 * 4 * math.log(2)))

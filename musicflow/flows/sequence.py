@@ -34,8 +34,10 @@ class SequenceFlow(Flow):
         frame ``(N, 88)`` and a way to draw the first batch; nothing by default."""
 
     def bits_per_dim(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None):
-        """``-log_prob / (keys W ln 2)``: (an upper bound on) bits per key and frame of the window."""
-        return -self.log_prob(x, cond, generator) / (self.keys * x.shape[-1] * math.log(2))
+        """``-log_prob / (cells ln 2)``: (an upper bound on) bits per binary cell of the window ``x``
+        (``88 W`` for a benchmark window, ``2 keys W`` onset and sustain cells for a corpus's, as
+        the window flows count them)."""
+        return -self.log_prob(x, cond, generator) / (x[0].numel() * math.log(2))
 
     def _check_rolls(self, rolls: torch.Tensor) -> None:
         """Rolls must be ``(B, T, keys)``; anything else is a one-line error."""
