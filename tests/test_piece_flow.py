@@ -299,3 +299,19 @@ def test_bits_per_dim_counts_onset_and_sustain_cells_as_the_window_flows_do():
     cond = Condition(_genre(1), torch.zeros(1, 2, 12, 8))
     bpd = model.bits_per_dim(x, cond)
     torch.testing.assert_close(bpd, -model.log_prob(x, cond) / (2 * 12 * 4 * math.log(2)))
+
+
+def test_a_saved_latent_decodes_to_the_same_file_in_its_time_signature(composer, tmp_path):
+    ck = composer.ck
+    ck.info["metres"] = {"low": {"6/8": 1.0}, "high": {"6/8": 1.0}}
+    model = str(save_checkpoint(tmp_path / "m.pt", "keyflow", ck.model, ck.spec, ck.genres, ck.info))
+    a, b = tmp_path / "a.mid", tmp_path / "b.mid"
+    runner = CliRunner()
+    res = runner.invoke(main, ["compose", "--model", model, "-g", "low", "--bars", "2", "--seed", "4",
+                               "-o", str(a), "--save-latent", "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["decode", str(tmp_path / "a.latent.pt"), "--model", model, "-o", str(b)])
+    assert res.exit_code == 0, res.output
+    assert a.read_bytes() == b.read_bytes()
+    res = runner.invoke(main, ["compose", "--model", model, "--time-signature", "7/3", "-o", str(a)])
+    assert res.exit_code == 2 and "time_signature '7/3'" in res.output
