@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pretty_midi
 import pytest
 import torch
 from click.testing import CliRunner
@@ -315,3 +316,18 @@ def test_a_saved_latent_decodes_to_the_same_file_in_its_time_signature(composer,
     assert a.read_bytes() == b.read_bytes()
     res = runner.invoke(main, ["compose", "--model", model, "--time-signature", "7/3", "-o", str(a)])
     assert res.exit_code == 2 and "time_signature '7/3'" in res.output
+
+
+def test_a_users_piece_is_read_in_its_own_bars(composer, tmp_path):
+    from conftest import make_midi
+
+    waltz = make_midi(tmp_path / "w.mid", [(64 + (b % 3), b, b + 1) for b in range(12)])
+    pm = pretty_midi.PrettyMIDI(str(waltz))
+    pm.time_signature_changes = [pretty_midi.TimeSignature(3, 4, 0.0)]
+    pm.write(str(waltz))
+    inp = composer.read(waltz)
+    assert composer.bar_lines(inp)[:3].tolist() == [0, 12, 24]
+    _, vec = composer.genre_weights("low")
+    z3 = composer.encode(inp.roll, vec, None, composer.bar_lines(inp))
+    assert not torch.equal(z3, composer.encode(inp.roll, vec, None))  # the metre is read
+    np.testing.assert_array_equal(composer.transfer(waltz, to="low", source="low").roll, inp.roll)

@@ -143,11 +143,17 @@ class Composer(LatentOps):
             return None
         return torch.from_numpy(block_outlines(roll, self.spec, self.window))
 
+    def bar_lines(self, inp: Input) -> np.ndarray | None:
+        """Where the bars of a user's piece start, in steps, for a model that reads them (the
+        window models do not: ``None``)."""
+        return None
+
     @torch.no_grad()
-    def encode(self, roll: np.ndarray, weights: torch.Tensor, outlines: torch.Tensor | None) -> torch.Tensor:
+    def encode(self, roll: np.ndarray, weights: torch.Tensor, outlines: torch.Tensor | None,
+               bars: np.ndarray | None = None) -> torch.Tensor:
         """Latents of each window of a roll, each with its real preceding context and its block's
         outline (:meth:`block_outlines`; required, so no caller reads a piece without the outlines
-        a model trained with them needs)."""
+        a model trained with them needs; ``bars`` is for models that read bar lines)."""
         xs, ctx = self.windows(roll)
         cond = self.condition(weights, ctx, outlines)
         return self.model.encode(xs.to(cond.genre.device), cond).cpu()

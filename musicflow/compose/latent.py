@@ -73,12 +73,12 @@ class LatentOps:
         seed = new_seed(seed)
         w, vec = self.genre_weights(self.genre_of(inp, genre))
         plan = self.block_outlines(inp.roll)
-        z0 = self.encode(inp.roll, vec, plan)
+        z0 = self.encode(inp.roll, vec, plan, self.bar_lines(inp))
         out = []
         for i in range(n):
             eps = draw_latents(len(z0), seed + i, 1.0, self.latent_dim)[0]
             z = math.sqrt(1 - amount**2) * z0 + amount * eps
-            roll = self._recast(inp.roll, z, vec, self.threshold(w), plan)
+            roll = self._recast(inp.roll, z, vec, self.threshold(w), plan, self.bar_lines(inp))
             out.append(Result(self.to_midi(roll, o, -inp.shift, inp.tempo), roll, z, seed + i, w,
                               _listed(plan)))
         return out
@@ -96,13 +96,13 @@ class LatentOps:
         _, src = self.genre_weights(self.genre_of(inp, source))
         w, dst = self.genre_weights(to)
         plan = self.block_outlines(inp.roll)
-        z = self.encode(inp.roll, src, plan)
-        roll = self._recast(inp.roll, z, dst, self.threshold(w), plan)
+        z = self.encode(inp.roll, src, plan, self.bar_lines(inp))
+        roll = self._recast(inp.roll, z, dst, self.threshold(w), plan, self.bar_lines(inp))
         return Result(self.to_midi(roll, o, -inp.shift, inp.tempo), roll, z, 0, w, _listed(plan))
 
     @torch.no_grad()
     def _recast(self, roll: np.ndarray, latents: torch.Tensor, weights: torch.Tensor,
-                threshold: float, plan: torch.Tensor | None) -> np.ndarray:
+                threshold: float, plan: torch.Tensor | None, bars: np.ndarray | None = None) -> np.ndarray:
         """Decode one latent per window of ``roll``, each given ``roll``'s own steps before that
         window (not what was decoded before it) and its block's outline ``plan``, and join the
         windows into whole notes."""
@@ -123,7 +123,8 @@ class LatentOps:
         ia, ib = self.read(a), self.read(b)
         w, vec = self.genre_weights(self.genre_of(ia, genre))
         pa, pb = self.block_outlines(ia.roll), self.block_outlines(ib.roll)
-        za, zb = self.encode(ia.roll, vec, pa), self.encode(ib.roll, vec, pb)
+        za = self.encode(ia.roll, vec, pa, self.bar_lines(ia))
+        zb = self.encode(ib.roll, vec, pb, self.bar_lines(ib))
         k = min(len(za), len(zb))
         za, zb = za[:k], zb[:k]
         out = []

@@ -161,10 +161,12 @@ class PieceComposer(Composer):
                                  "(use 1 or leave unset)")
         return 1.0, 1
 
-    def encode(self, roll: np.ndarray, weights: torch.Tensor, outlines=None) -> torch.Tensor:
-        """Normal latents ``(T, keys)`` of a roll under a genre (the middle of each key's bin)."""
+    def encode(self, roll: np.ndarray, weights: torch.Tensor, outlines=None,
+               bars: np.ndarray | None = None) -> torch.Tensor:
+        """Normal latents ``(T, keys)`` of a roll with bar lines ``bars`` (4/4 when ``None``) under a
+        genre (the middle of each key's bin)."""
         states = torch.from_numpy(key_states(roll)).float()[None]
-        return to_normal(self.encode_states(states, weights, self._phases(1, states.shape[1]))[0])
+        return to_normal(self.encode_states(states, weights, self._phases(1, states.shape[1], bars))[0])
 
     def grow(self, latents, weights, prefix, threshold: float = 0.5, guidance=None, choice=None,
              outline=None) -> tuple[np.ndarray, torch.Tensor]:
@@ -173,14 +175,14 @@ class PieceComposer(Composer):
 
     @torch.no_grad()
     def _recast(self, roll: np.ndarray, latents: torch.Tensor, weights: torch.Tensor, threshold: float,
-                plan) -> np.ndarray:
+                plan, bars: np.ndarray | None = None) -> np.ndarray:
         """Decode every step of ``roll`` from its latents given ``roll``'s own steps before it (what
         ``transfer`` and ``variations`` keep of the piece), all steps at once."""
         model = self.model
         states = torch.from_numpy(key_states(roll)).float()[None]
         t, k = states.shape[1:]
         u = to_uniform(latents)[None]
-        phase = self._phases(1, t)
+        phase = self._phases(1, t, bars)
         experts, share = self._genre_rows(weights, 1)
         e = len(experts)
         feats = [model.frame_features(model.states(states, g[None], phase)[0], model.history(states)[0],
@@ -195,7 +197,7 @@ class PieceComposer(Composer):
         inp = self.read(midi)
         states = torch.from_numpy(key_states(inp.roll)).float()[None]
         t = states.shape[1]
-        phase = self._phases(1, t, self._bar_lines(inp))
+        phase = self._phases(1, t, self.bar_lines(inp))
         out = {}
         for gi, g in enumerate(self.genres):
             vec = torch.zeros(1, len(self.genres))
@@ -205,7 +207,7 @@ class PieceComposer(Composer):
             out[g] = per.numpy()
         return out, inp
 
-    def _bar_lines(self, inp: Input) -> np.ndarray:
+    def bar_lines(self, inp: Input) -> np.ndarray:
         """The input's bar lines in steps (a 4/4 grid when it has none)."""
         beats = inp.piece.bar_lines if inp.piece is not None else []
         steps = np.array([round(b * self.spec.steps_per_quarter) for b in beats], dtype=np.int64)
@@ -293,7 +295,7 @@ class PieceComposer(Composer):
         inp = self.read(midi)
         seed = new_seed(seed)
         w, vec = self.genre_weights(self.genre_of(inp, genre))
-        bars = self._bar_lines(inp)
+        bars = self.bar_lines(inp)
         length = inp.roll.shape[-1]
         bar_len = int(np.diff(bars)[-1]) if len(bars) > 1 else BAR
         end = int(bars[bars <= length].max(initial=0))
