@@ -331,3 +331,19 @@ def test_a_users_piece_is_read_in_its_own_bars(composer, tmp_path):
     z3 = composer.encode(inp.roll, vec, None, composer.bar_lines(inp))
     assert not torch.equal(z3, composer.encode(inp.roll, vec, None))  # the metre is read
     np.testing.assert_array_equal(composer.transfer(waltz, to="low", source="low").roll, inp.roll)
+    # Scored bar by bar in its own bars: bits per cell of each bar, and of the whole piece.
+    scores = composer.score(waltz)
+    ll, _ = composer.log_likelihoods(waltz)
+    assert len(scores["per_window"]["low"]) == 4 == len(ll["low"])
+    whole = -ll["low"].sum() / (2 * 12 * inp.roll.shape[-1] * math.log(2))
+    assert scores["whole"]["low"] == pytest.approx(whole)
+    # A continuation keeps every step of the input, even when its last bar is cut short.
+    res = composer.continue_(waltz, "low", seed=1, bars=1)
+    np.testing.assert_array_equal(res.roll[..., : inp.roll.shape[-1]], inp.roll)
+
+
+def test_a_benchmark_checkpoint_cannot_compose_and_says_so(tmp_path):
+    path = save_checkpoint(tmp_path / "b.pt", "keyflow", KeyFlow(KeyFlowConfig(rnn_hidden=8, channels=4)),
+                           SPEC, ["chorale"], {})
+    with pytest.raises(MusicflowError, match="cannot compose"):
+        Composer.load(path)

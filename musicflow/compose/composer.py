@@ -106,7 +106,10 @@ class Composer(LatentOps):
         path = checkpoints_dir() / f"{name}-music21.pt" if name in SHIPPED else Path(model)
         ck = load_checkpoint(path, device)
         importlib.import_module("musicflow.compose.pieces")  # defines the sequence flow's Composer
-        engine = next((sub for sub in cls.__subclasses__() if sub.handles(ck.model)), cls)
+        engine = next((sub for sub in Composer.__subclasses__() if sub.handles(ck.model)), Composer)
+        if engine is Composer and not hasattr(ck.model.config, "context_steps"):
+            raise MusicflowError(f"{path}: a {ck.kind} checkpoint without genres or windows cannot compose "
+                                 f"(a benchmark model: use 'musicflow benchmark evaluate')")
         return engine(ck, decoding, progress)
 
     @property

@@ -36,14 +36,16 @@ BAR = 16
 
 
 def to_uniform(z: torch.Tensor) -> torch.Tensor:
-    """Standard normal latents to the flow's uniform base (the normal CDF), inside ``[0, 1)``."""
-    u = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
-    return u.clamp(0.0, 1.0 - 2**-24)
+    """Standard normal latents to the flow's uniform base (the normal CDF), inside ``[0, 1)``,
+    computed in double precision so that narrow bins of improbable states survive a round trip."""
+    u = 0.5 * torch.erfc(-z.double() / math.sqrt(2))  # accurate in the lower tail, where erf is not
+    return u.clamp(0.0, 1.0 - 2**-24).float()
 
 
 def to_normal(u: torch.Tensor) -> torch.Tensor:
-    """The flow's base points back to standard normal latents."""
-    return math.sqrt(2) * torch.erfinv(2 * u.clamp(1e-7, 1 - 1e-7) - 1)
+    """The flow's base points back to standard normal latents (float32)."""
+    u = u.double().clamp(1e-300, 1 - 2**-53)  # float32 u: 0 and 1 - 2**-24 are its extremes
+    return (math.sqrt(2) * torch.erfinv(2 * u - 1)).float()
 
 
 class PieceComposer(Composer):
@@ -192,20 +194,38 @@ class PieceComposer(Composer):
         return states_roll(frame.numpy().astype(np.uint8))
 
     @torch.no_grad()
+    def _segments(self, inp: Input) -> np.ndarray:
+        """Where the input's scored segments start: its bar lines (and step 0), inside the piece."""
+        t = inp.roll.shape[-1]
+        starts = np.unique(np.concatenate([[0], self.bar_lines(inp)]))
+        return starts[starts < t]
+
+    @torch.no_grad()
     def log_likelihoods(self, midi: MidiInput | Input) -> tuple[dict[str, np.ndarray], Input]:
-        """Log-likelihood (nats, exact) of each bar of the input, given all before it, per genre."""
+        """Log-likelihood (nats, exact) of each bar of the input (from its own bar lines; a pick-up
+        is a segment of its own), given all before it, per genre."""
         inp = self.read(midi)
         states = torch.from_numpy(key_states(inp.roll)).float()[None]
         t = states.shape[1]
         phase = self._phases(1, t, self.bar_lines(inp))
+        starts = self._segments(inp)
         out = {}
         for gi, g in enumerate(self.genres):
             vec = torch.zeros(1, len(self.genres))
             vec[0, gi] = 1
-            lp = self.model.sequence_log_prob(states, genre=vec, phase=phase)[0]
-            per = F.pad(lp, (0, -t % BAR)).view(-1, BAR).sum(1)
-            out[g] = per.numpy()
+            lp = self.model.sequence_log_prob(states, genre=vec, phase=phase)[0].double().numpy()
+            out[g] = np.add.reduceat(lp, starts)
         return out, inp
+
+    def score(self, midi: MidiInput | Input) -> dict:
+        """Bits per binary cell under each genre, per bar and for the whole piece (exact)."""
+        ll, inp = self.log_likelihoods(midi)
+        t = inp.roll.shape[-1]
+        steps = np.diff(np.append(self._segments(inp), t))
+        cells = 2 * self.spec.pitches * math.log(2)
+        return {"report": inp.report,
+                "per_window": {g: (-v / (cells * steps)).tolist() for g, v in ll.items()},
+                "whole": {g: float(-v.sum() / (cells * t)) for g, v in ll.items()}}
 
     def bar_lines(self, inp: Input) -> np.ndarray:
         """The input's bar lines in steps (a 4/4 grid when it has none)."""
@@ -299,7 +319,8 @@ class PieceComposer(Composer):
         length = inp.roll.shape[-1]
         bar_len = int(np.diff(bars)[-1]) if len(bars) > 1 else BAR
         end = int(bars[bars <= length].max(initial=0))
-        end = end + bar_len if end < length else end
+        while end < length:  # to the end of the input's last bar, at the last bar's length
+            end += bar_len
         prefix = np.zeros((2, self.spec.pitches, end), np.float32)
         prefix[..., :length] = inp.roll[..., :end]
         grid = np.concatenate([bars[bars < end], np.arange(end, end + (o.bars + 1) * bar_len, bar_len)])
