@@ -340,6 +340,7 @@ def test_a_users_piece_is_read_in_its_own_bars(composer, tmp_path):
     # A continuation keeps every step of the input, even when its last bar is cut short.
     res = composer.continue_(waltz, "low", seed=1, bars=1)
     np.testing.assert_array_equal(res.roll[..., : inp.roll.shape[-1]], inp.roll)
+    assert res.time_signature == "3/4" and res.midi.time_signature_changes[0].numerator == 3
 
 
 def test_a_benchmark_checkpoint_cannot_compose_and_says_so(tmp_path):

@@ -326,7 +326,10 @@ class PieceComposer(Composer):
         grid = np.concatenate([bars[bars < end], np.arange(end, end + (o.bars + 1) * bar_len, bar_len)])
         z = self._latents(seed, o.bars * bar_len)
         roll = self._grow_states(z[None], vec, prefix, o.temperature, grid)[0]
-        return Result(self.to_midi(roll, o, -inp.shift, inp.tempo), roll, z, seed, w, None)
+        sigs = inp.piece.time_signatures if inp.piece is not None else []
+        sig = tuple(sigs[-1][1:]) if sigs else (4, 4)  # the input's last signature carries on
+        return Result(self.to_midi(roll, o, -inp.shift, inp.tempo, time_signature=sig), roll, z, seed, w,
+                      None, f"{sig[0]}/{sig[1]}")
 
     @staticmethod
     def _no_outline(o: Options) -> None:
