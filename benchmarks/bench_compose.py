@@ -74,7 +74,7 @@ def peak_rss_mb(cmd: list[str]) -> float:
 
 def api_times(c: Composer, repeats: int, pieces: int) -> dict:
     """API latency with the checkpoint loaded (medians over seeds 0..repeats-1): 8 bars per genre
-    as compose samples by default and plainly, 64 bars in the default genre, and the bars per second
+    as compose samples by default, plainly and in 4/4, 64 bars in the default genre, and the bars per second
     of ``pieces`` 8-bar pieces generated in one batch (``compose_rolls``)."""
     def median(fn) -> float:
         times = []
@@ -86,6 +86,10 @@ def api_times(c: Composer, repeats: int, pieces: int) -> dict:
 
     per_genre = {g: median(lambda seed, g=g: c.compose(g, bars=8, seed=seed)) for g in c.genres}
     plain = {g: median(lambda seed, g=g: c.compose(g, bars=8, seed=seed, guidance=1.0)) for g in c.genres}
+    # Genres differ in bar length (3/4 is 12 steps, 4/2 is 32): the same 8 bars of 4/4 in every
+    # genre separate the cost of a step from the length of the music.
+    even = {g: median(lambda seed, g=g: c.compose(g, bars=8, seed=seed, time_signature="4/4"))
+            for g in c.genres}
     t = time.perf_counter()
     c.compose_rolls(c.default_genre, n=pieces, bars=8, seed=0)
     batch = time.perf_counter() - t
@@ -93,6 +97,8 @@ def api_times(c: Composer, repeats: int, pieces: int) -> dict:
            "8_bars_s_median": round(statistics.median(per_genre.values()), 3),
            "8_bars_plain_s_median": round(statistics.median(plain.values()), 3),
            "slowest_over_fastest_genre": round(max(per_genre.values()) / min(per_genre.values()), 2),
+           "8_bars_4_4_s_median_per_genre": even,
+           "slowest_over_fastest_genre_4_4": round(max(even.values()) / min(even.values()), 2),
            "64_bars_s_median": median(lambda seed: c.compose(bars=64, seed=seed)),
            f"batch_{pieces}_pieces_of_8_bars_s": round(batch, 2),
            "batch_bars_per_s": round(pieces * 8 / batch, 2)}
