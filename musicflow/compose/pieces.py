@@ -100,11 +100,12 @@ class PieceComposer(Composer):
         hist = model.config.history
         out_frames = []
         recent = rolls[:, -hist:].repeat_interleave(e, 0)
+        plan = model.decode_plan()
         for step in tqdm(range(t), desc="compose", unit="step", disable=not self.progress, leave=False):
             out, h = model.rnn(model._inputs(prev, genre, ph[:, t0 + step:t0 + step + 1]), h)
             recent = torch.cat([recent, u.new_zeros(n * e, 1, k)], dim=1)[:, -hist - 1:]
             features = model.frame_features(out[:, 0], model.history(recent)[:, -1], genre)
-            frame = model.decode_keys(features, u[:, step], temperature, None if e == 1 else share)
+            frame = model.decode_keys(features, u[:, step], temperature, None if e == 1 else share, plan)
             frame = frame.to(u.dtype).repeat_interleave(e, 0)
             recent[:, -1] = frame
             prev = frame[:, None]
