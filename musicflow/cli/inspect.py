@@ -74,14 +74,14 @@ def genres_cmd(model) -> None:
 
 @click.command("models")
 def models_cmd() -> None:
-    """The checkpoints in checkpoints/ and what they are."""
+    """The checkpoints in checkpoints/ (and those the package ships) and what they are."""
     from musicflow.checkpoint import load_checkpoint
     from musicflow.compose import DEFAULT_MODEL, SHIPPED
     from musicflow.flows.base import Flow
-    from musicflow.paths import checkpoints_dir
+    from musicflow.paths import checkpoints, checkpoints_dir
 
     found = False
-    for p in sorted(checkpoints_dir().glob("*.pt")):
+    for p in checkpoints():
         try:
             ck = load_checkpoint(p)
         except MusicflowError as e:

@@ -36,7 +36,7 @@ from musicflow.files import atomic_write
 from musicflow.flows.base import Condition
 from musicflow.flows.glow import Glow
 from musicflow.io import save_midi
-from musicflow.paths import checkpoints_dir
+from musicflow.paths import checkpoint
 from musicflow.roll import PianoRollSpec, key_shift, roll_to_midi
 from musicflow.sampling import generate, mixed_threshold, model_device
 
@@ -46,7 +46,8 @@ from musicflow.sampling import generate, mixed_threshold, model_device
 #: ``guidance=1`` samples plainly.
 DEFAULT_GUIDANCE = Glow.default_guidance
 DEFAULT_CANDIDATES = 16
-#: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt``. ``keyflow``, the default, is the
+#: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt`` (found by
+#: :func:`musicflow.paths.checkpoint`). ``keyflow``, the default, is the
 #: sequence flow (:mod:`musicflow.compose.pieces`); ``glow`` composes to an outline
 #: (:mod:`musicflow.compose.outlines`); ``glow-no-outline`` is the Glow without one.
 SHIPPED = ("keyflow", "glow", "glow-no-outline", "cnf", "vae")
@@ -54,6 +55,21 @@ SHIPPED = ("keyflow", "glow", "glow-no-outline", "cnf", "vae")
 DEFAULT_MODEL = "keyflow"
 #: Former names of shipped checkpoints: ``glow-outline`` became the default ``glow``.
 ALIASES = {"glow-outline": "glow"}
+
+
+def checkpoint_path(model: str | Path | None) -> Path:
+    """The file of a ``--model``: a shipped name, a path, or the name of a checkpoint in the home
+    folder's ``checkpoints/`` (``keyflow-mine`` for ``checkpoints/keyflow-mine.pt``).
+
+    >>> checkpoint_path("glow").name
+    'glow-music21.pt'
+    """
+    name = ALIASES.get(str(model), str(model)) if model is not None else DEFAULT_MODEL
+    if name in SHIPPED:
+        return checkpoint(f"{name}-music21.pt")
+    path = Path(name)
+    own = checkpoint(f"{name}.pt")
+    return own if not path.exists() and not path.suffix and own.is_file() else path
 
 
 class Composer(LatentOps):
@@ -97,13 +113,13 @@ class Composer(LatentOps):
              decoding: str | float = "exact", progress: bool = False) -> Composer:
         """``None`` or ``"keyflow"``: the shipped sequence flow, the default; ``"glow"``: the shipped
         Glow, which composes to outlines; ``"glow-no-outline"``: the Glow without them; ``"cnf"``:
-        the neural-ODE one; ``"vae"``: the VAE baseline; anything else is a checkpoint path.
+        the neural-ODE one; ``"vae"``: the VAE baseline; anything else is a checkpoint path or the
+        name of one in the home folder (:func:`checkpoint_path`).
         ``decoding`` is how a window flow's continuous output becomes notes: ``"exact"``
         (threshold 0.5, the dequantization cell boundary), ``"calibrated"`` (the checkpoint's
         per-genre thresholds) or a threshold; ``progress`` shows a bar over the beats (or steps) of
         each new piece."""
-        name = ALIASES.get(str(model), str(model)) if model is not None else DEFAULT_MODEL
-        path = checkpoints_dir() / f"{name}-music21.pt" if name in SHIPPED else Path(model)
+        path = checkpoint_path(model)
         ck = load_checkpoint(path, device)
         importlib.import_module("musicflow.compose.pieces")  # defines the sequence flow's Composer
         engine = next((sub for sub in Composer.__subclasses__() if sub.handles(ck.model)), Composer)

@@ -93,9 +93,9 @@ def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: b
 
 def classifier_checkpoint(classifier: str | Path | None, genres: list[str]):
     """The independent genre classifier's path and checkpoint; it must know exactly ``genres``."""
-    from musicflow.paths import checkpoints_dir
+    from musicflow.paths import checkpoint
 
-    clf_path = Path(classifier) if classifier else checkpoints_dir() / "genre-classifier.pt"
+    clf_path = Path(classifier) if classifier else checkpoint("genre-classifier.pt")
     clf_ck = load_checkpoint(clf_path)
     if not isinstance(clf_ck.model, GenreClassifier) or clf_ck.genres != genres:
         raise MusicflowError(f"{clf_path}: not a genre classifier for the genres {genres}")
