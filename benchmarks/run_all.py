@@ -30,7 +30,7 @@ RESULTS = Path(os.environ.get("MUSICFLOW_BENCH_RESULTS") or HERE / "results")
 sys.path.insert(0, str(ROOT))
 
 QUICK = {
-    "bench_data": ["--files", "40"],
+    "bench_data": ["--files", "40", "--real", "2", "--abc", "3", "--folder", "0"],
     "bench_compose": ["--repeats", "1", "--pieces", "2", "--batch", "2", "--model", "keyflow"],
     "bench_quality": ["--pieces", "6", "--bars", "8", "--genre", "celtic"],
     "bench_glow": ["--samples", "3", "--test-windows", "50"],
@@ -91,9 +91,17 @@ def _table(head: list[str], rows: list[list]) -> list[str]:
 
 def _bench_data(d: dict) -> list[str]:
     m = d.get("midi", {})
-    rows = [["MIDI files encoded per second", m.get("files_per_s")],
+    rows = [[f"MIDI files read per second, {what}: pretty_midi / symusic (same notes)",
+             f"{r['pretty_midi_files_per_s']} / {r['symusic_files_per_s']} "
+             f"({r['files_identical']} of {r['files']})"]
+            for what, r in (("generated", d.get("read_generated")), ("real", d.get("read_real"))) if r]
+    rows += [["MIDI files encoded per second", m.get("files_per_s")],
             ["cold build (s)", m.get("cold_build_s")],
             ["rebuild from cache (s)", m.get("cache_reload_s_median")]]
+    if "folder" in d:
+        f = d["folder"]
+        rows += [[f"{f['files']:,}-file folder, cold: files per second per core (peak MB)",
+                  f"{f['files_per_s_per_core']} ({f['peak_rss_mb_builder']})"]]
     if "music21" in d:
         rows += [["full music21 corpus, cold (s)", d["music21"].get("cold_build_s")]]
     return _table(["what", "value"], rows)

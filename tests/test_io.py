@@ -80,3 +80,43 @@ def test_bad_midi_gets_a_clear_error(tmp_path, content, why):
 def test_unknown_suffix(tmp_path):
     with pytest.raises(MusicflowError, match="unsupported file type"):
         read_file(tmp_path / "x.wav")
+
+
+def test_midi_reader_agrees_with_pretty_midi(tmp_path):
+    """The symusic reader gives what pretty_midi reads from the same file: notes, bar lines, time
+    signatures and tempos, across tracks, a metre change, a tempo change and off-grid times."""
+    import pretty_midi
+
+    from musicflow.io.midi import load_midi, piece_from_pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=100)
+    pm.time_signature_changes += [pretty_midi.TimeSignature(3, 4, 0.0), pretty_midi.TimeSignature(6, 8, 3.6)]
+    for program, notes in ((0, [(60, 0.0, 0.61), (64, 0.6, 1.33), (67, 2.0, 4.1)]),
+                           (40, [(72, 0.05, 0.3), (71, 3.6, 5.0)])):
+        inst = pretty_midi.Instrument(program)
+        inst.notes += [pretty_midi.Note(70 + p % 7, p, s, e) for p, s, e in notes]
+        pm.instruments.append(inst)
+    path = tmp_path / "m.mid"
+    pm.write(str(path))
+    new, old = read_midi(path), piece_from_pretty_midi(load_midi(path), name=str(path))
+    assert new.notes == old.notes and len(new.notes) == 5
+    assert new.bar_lines == old.bar_lines and new.time_signatures == old.time_signatures
+    assert len(new.tempos) == len(old.tempos)
+    assert [x for t in new.tempos for x in t] == pytest.approx([float(x) for t in old.tempos for x in t])
+
+
+def test_midi_reader_pairs_unison_notes_first_in_first_out(tmp_path):
+    """Two voices on one pitch and channel: each note keeps its own end (pretty_midi would end both
+    at the first note off)."""
+    import mido
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    track += [mido.Message("note_on", note=60, velocity=80, time=0),
+              mido.Message("note_on", note=60, velocity=70, time=480),
+              mido.Message("note_off", note=60, time=480),
+              mido.Message("note_off", note=60, time=960)]
+    mid.tracks.append(track)
+    mid.save(tmp_path / "u.mid")
+    notes = read_midi(tmp_path / "u.mid").notes
+    assert [(n.start, n.end, n.velocity) for n in notes] == [(0.0, 2.0, 80), (1.0, 4.0, 70)]

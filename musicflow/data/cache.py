@@ -11,7 +11,7 @@ from pathlib import Path
 from musicflow.files import atomic_write
 
 #: Bump when a reader's output changes, so old cache entries are not reused.
-READER_VERSION = 1
+READER_VERSION = 2
 
 
 def default_cache_dir() -> Path:

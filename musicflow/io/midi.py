@@ -1,8 +1,11 @@
-"""MIDI in and out through pretty_midi.
+"""MIDI in and out.
 
 Reading merges every pitched instrument into one note list (drums are dropped and counted), reads
-tempo and time signatures from the file, and snaps notes to the grid in beats. Writing puts tempo,
-time signature, program and velocity in the file explicitly and is atomic.
+tempo and time signatures from the file, and snaps notes to the grid in beats. A file is parsed by
+symusic (a C++ MIDI parser, tens of times faster than pretty_midi here: ``benchmarks/bench_data.py``),
+whose integer ticks give the grid exactly; a ``PrettyMIDI`` the API is handed is read as it is.
+Writing goes through pretty_midi, the type the API returns, and puts tempo, time signature, program
+and velocity in the file explicitly, atomically.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pretty_midi
+import symusic
 
 from musicflow.errors import MusicflowError
 from musicflow.files import atomic_write, existing_file
@@ -39,7 +44,57 @@ def read_midi(path: str | Path, steps_per_quarter: int = 4, keep_drums: bool = F
     >>> read_midi(f).notes
     [Note(pitch=60, start=0.0, end=1.0, velocity=80)]
     """
-    return piece_from_pretty_midi(load_midi(path), steps_per_quarter, keep_drums, name=str(path))
+    path = existing_file(path, "empty file, not a MIDI file")
+    try:
+        score = symusic.Score(str(path))
+    except Exception as e:  # symusic raises RuntimeError and others for broken files
+        raise MusicflowError(f"{path}: not a readable MIDI file ({type(e).__name__}: {e})") from None
+    return piece_from_score(score, steps_per_quarter, keep_drums, name=str(path))
+
+
+def piece_from_score(score: symusic.Score, steps_per_quarter: int = 4, keep_drums: bool = False,
+                     name: str = "<midi>") -> Piece:
+    """Convert a ``symusic.Score`` (in ticks) to a :class:`Piece`: the same notes, bar lines and
+    time signatures as :func:`piece_from_pretty_midi` reads from the same file."""
+    tpq = score.ticks_per_quarter
+
+    def grid(ticks: np.ndarray) -> np.ndarray:
+        return np.round(ticks / tpq * steps_per_quarter) / steps_per_quarter
+
+    notes: list[Note] = []
+    drums = 0
+    for track in score.tracks:
+        a = track.notes.numpy()
+        if track.is_drum and not keep_drums:
+            drums += len(a["pitch"])
+            continue
+        # A note off at its own onset's tick sounds for no time (pretty_midi drops it too).
+        a = {k: v[a["duration"] > 0] for k, v in a.items()}
+        start = grid(a["time"].astype(np.int64))
+        end = np.maximum(grid(a["time"].astype(np.int64) + a["duration"]), start + 1.0 / steps_per_quarter)
+        notes += map(Note, a["pitch"].tolist(), start.tolist(), end.tolist(), a["velocity"].tolist())
+    sigs = [(snap(ts.time / tpq, steps_per_quarter), ts.numerator, ts.denominator)
+            for ts in score.time_signatures] or [(0.0, 4, 4)]
+    tempos: list[tuple[float, float]] = [(0.0, 120.0)]  # MIDI's default until the first change
+    for t in score.tempos:  # the last of several at one tick holds; a repeat is no change
+        beat, qpm = t.time / tpq, float(t.qpm)
+        if tempos[-1][0] == beat:
+            tempos.pop()
+        if not tempos or tempos[-1][1] != qpm:
+            tempos.append((beat, qpm))
+    return _piece(notes, drums, sigs, tempos, name)
+
+
+def _piece(notes: list[Note], drums: int, sigs: list, tempos: list, name: str) -> Piece:
+    """The :class:`Piece` of a MIDI file's pitched notes (sorted by onset, then pitch); an error
+    naming the file when there are none."""
+    if not notes:
+        why = f" ({drums} drum notes dropped)" if drums else ""
+        raise MusicflowError(f"{name}: no pitched notes{why}")
+    notes.sort(key=lambda n: (n.start, n.pitch))
+    return Piece(notes, bar_lines=bar_lines_from_signatures(sigs, max(n.end for n in notes)),
+                 time_signatures=sigs, tempos=tempos, title=Path(name).stem,
+                 dropped={"drum notes": drums} if drums else {})
 
 
 def load_midi(midi: str | Path | pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
@@ -82,23 +137,11 @@ def piece_from_pretty_midi(
             end = snap(beats(n.end), steps_per_quarter)
             end = max(end, start + 1.0 / steps_per_quarter)
             notes.append(Note(int(n.pitch), start, end, int(n.velocity)))
-    if not notes:
-        why = f" ({drums} drum notes dropped)" if drums else ""
-        raise MusicflowError(f"{name}: no pitched notes{why}")
-    notes.sort(key=lambda n: (n.start, n.pitch))
     sigs = [(snap(beats(ts.time), steps_per_quarter), ts.numerator, ts.denominator)
             for ts in pm.time_signature_changes] or [(0.0, 4, 4)]
     times, bpms = pm.get_tempo_changes()
     tempos = [(beats(t), float(b)) for t, b in zip(times, bpms)] or [(0.0, 120.0)]
-    end = max(n.end for n in notes)
-    return Piece(
-        notes,
-        bar_lines=bar_lines_from_signatures(sigs, end),
-        time_signatures=sigs,
-        tempos=tempos,
-        title=Path(name).stem,
-        dropped={"drum notes": drums} if drums else {},
-    )
+    return _piece(notes, drums, sigs, tempos, name)
 
 
 def piece_to_midi(
