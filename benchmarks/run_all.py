@@ -36,6 +36,7 @@ QUICK = {
     "bench_glow": ["--samples", "3", "--test-windows", "50"],
     "bench_register": ["--windows", "50"],
     "bench_pieces": ["--pieces", "2", "--bars", "2"],
+    "bench_mix": ["--pieces", "2", "--bars", "2"],
     "bench_boulanger": ["--corpus", "jsb", "--samples", "1"],
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
@@ -169,13 +170,24 @@ def _evaluate(d: dict) -> list[str]:
     return ["#" + line if line.startswith("#") else line for line in md[1:]] + [""]
 
 
+def _bench_mix(d: dict) -> list[str]:
+    rows = [[m, f"{r['at_half']['pairs_meeting_both']} of {r['at_half']['pairs']}",
+             r["at_half"]["mean_mass_on_parents"], r["at_half"]["weakest_parent_min"],
+             r["mean_third_genre_share_at_half"], r["mean_spearman"]]
+            for m, r in d.get("methods", {}).items()]
+    head = ["mix", "pairs that blend at 50/50", "mass on parents", "weakest parent", "third genre",
+            "Spearman"]
+    return [f"Model {d.get('model')}, {d.get('pieces')} pieces of {d.get('bars')} bars per cell.", "",
+            *_table(head, rows)]
+
+
 def _generic(d: dict) -> list[str]:
     rows = [[k, v] for k, v in d.items() if isinstance(v, int | float | str) and k != "benchmark"]
     return _table(["key", "value"], rows) if rows else ["(no scalar results)", ""]
 
 
 RENDER = {"bench_data": _bench_data, "bench_compose": _bench_compose, "bench_glow": _bench_glow,
-          "bench_pieces": _bench_pieces, "bench_quality": _bench_quality}
+          "bench_pieces": _bench_pieces, "bench_quality": _bench_quality, "bench_mix": _bench_mix}
 
 
 def summary(log: list[dict] | None = None) -> Path:

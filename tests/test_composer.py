@@ -489,3 +489,11 @@ def test_cli_compose_and_continue_take_guidance(tiny_ckpt, composer, tmp_path):
     api = tmp_path / "api-c.mid"
     composer.save(composer.continue_(str(out), bars=1, genre="low", seed=1, guidance=1).midi, api)
     assert cont.read_bytes() == api.read_bytes()
+
+
+def test_the_glow_mixes_by_embedding_only(composer):
+    a = composer.compose_result({"high": 0.5, "low": 0.5}, seed=3, bars=1, guidance=1.0)
+    b = composer.compose_result({"high": 0.5, "low": 0.5}, seed=3, bars=1, guidance=1.0, mix="embed")
+    assert np.array_equal(a.roll, b.roll)
+    with pytest.raises(MusicflowError, match="embedding only"):
+        composer.compose_result("low", seed=3, bars=1, mix="product")

@@ -230,6 +230,29 @@ def test_a_mix_of_one_genre_is_that_genre_and_a_mix_differs_from_both(composer):
     assert not np.array_equal(mix, low) and not np.array_equal(mix, high)
 
 
+def test_mix_methods_agree_on_one_genre_and_differ_on_a_mix(composer, tmp_path):
+    """``embed`` conditions on the weighted genre vector, ``product`` (the default) multiplies the
+    genres' distributions: the same for one genre, different music for a mix; CLI and API agree."""
+    one = composer.compose_result("low", seed=4, bars=2).roll
+    np.testing.assert_array_equal(composer.compose_result("low", seed=4, bars=2, mix="embed").roll, one)
+    np.testing.assert_array_equal(composer.compose_result("low", seed=4, bars=2, mix="product").roll, one)
+    mix = {"low": 0.5, "high": 0.5}
+    product = composer.compose_result(mix, seed=4, bars=2)
+    embed = composer.compose_result(mix, seed=4, bars=2, mix="embed")
+    assert not np.array_equal(product.roll, embed.roll)
+    batched = composer.compose_rolls(mix, n=1, bars=2, seed=4, mix="embed")
+    np.testing.assert_array_equal(batched[0], embed.roll)
+    out = tmp_path / "e.mid"
+    args = ["-g", "low:0.5", "-g", "high:0.5", "--mix", "embed", "--bars", "2", "--seed", "4", "-o", str(out)]
+    res = CliRunner().invoke(main, ["compose", "--model", str(composer.ck.path), *args])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == composer.save(embed.midi, tmp_path / "api.mid").read_bytes()
+    with pytest.raises(MusicflowError, match="mix must be one of"):
+        composer.compose_result(mix, seed=4, mix="blend")
+    with pytest.raises(MusicflowError, match="mix"):
+        composer.transfer(composer.save(embed.midi, tmp_path / "x.mid"), to="low", mix="embed")
+
+
 def test_a_piece_encodes_and_decodes_back_and_transfer_to_its_own_genre_keeps_it(composer, tmp_path):
     piece = composer.compose_result("high", seed=2, bars=2)
     path = composer.save(piece.midi, tmp_path / "p.mid")

@@ -21,6 +21,7 @@ from musicflow.cli.options import (
     wav_option,
     write_result,
 )
+from musicflow.compose.options import MIX_METHODS
 from musicflow.errors import MusicflowError
 
 
@@ -35,6 +36,7 @@ def _settings(**given) -> dict:
                    "[default: chorale].")
 @compose_option("bars", type=int)
 @compose_option("time_signature")
+@compose_option("mix", type=click.Choice(MIX_METHODS))
 @compose_option("tempo", type=float)
 @compose_option("key")
 @program_option
@@ -49,15 +51,15 @@ def _settings(**given) -> dict:
 @wav_option
 @model_option
 @quiet_option
-def compose_cmd(genres, bars, time_signature, tempo, key, program, temperature, guidance, candidates, seed,
-                num_outputs, output, save_latent, outline, png, wav, model, quiet) -> None:
+def compose_cmd(genres, bars, time_signature, mix, tempo, key, program, temperature, guidance, candidates,
+                seed, num_outputs, output, save_latent, outline, png, wav, model, quiet) -> None:
     """Compose new music in a genre or a mix of genres."""
     from musicflow.compose import Options, new_seed
     from musicflow.compose.outlines import parse_outline
 
     options = Options(**_settings(bars=bars, tempo=tempo, key=key, program=program, temperature=temperature,
                                   guidance=guidance, candidates=candidates, outline=parse_outline(outline),
-                                  time_signature=time_signature))
+                                  time_signature=time_signature, mix=mix))
     c = composer(model, quiet)
     c.sampling(guidance, candidates)  # bad values fail before anything is written
     if num_outputs < 1:
@@ -103,6 +105,7 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
 @compose_option("bars", type=int)
 @click.option("--genre", "-g", "genres", multiple=True, help="[default: the most likely genre]")
 @compose_option("temperature", "--temperature", "-t", type=float)
+@compose_option("mix", type=click.Choice(MIX_METHODS))
 @program_option
 @guidance_options
 @seed_option
@@ -112,13 +115,13 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
 @wav_option
 @model_option
 @quiet_option
-def continue_cmd(midi, bars, genres, temperature, program, guidance, candidates, seed, output, outline,
+def continue_cmd(midi, bars, genres, temperature, mix, program, guidance, candidates, seed, output, outline,
                  png, wav, model, quiet) -> None:
     """Continue a MIDI file by BARS new bars."""
     from musicflow.compose.outlines import parse_outline
 
     settings = _settings(bars=bars, temperature=temperature, program=program, guidance=guidance,
-                         candidates=candidates, outline=parse_outline(outline))
+                         candidates=candidates, outline=parse_outline(outline), mix=mix)
     c = composer(model, quiet)
     c.sampling(guidance, candidates)
     inp = c.read(midi)

@@ -199,6 +199,13 @@ class Composer(LatentOps):
             raise MusicflowError(f"candidates must be at least 2 under guidance, got {k}")
         return guidance, k
 
+    def mixing(self, mix: str | None = None) -> str:
+        """How this model samples a genre mix (:attr:`Options.mix`): a window flow conditions on
+        the weighted genre embedding only."""
+        if mix not in (None, "embed"):
+            raise MusicflowError(f"mix {mix!r}: this model mixes genres by their embedding only (use embed)")
+        return "embed"
+
     def threshold(self, weights: dict[str, float]) -> float:
         """Decoding threshold for a genre mix: 0.5 for ``exact`` decoding, the weighted mean of the
         checkpoint's calibrated thresholds for ``calibrated`` (see :mod:`musicflow.sampling`)."""
@@ -273,6 +280,7 @@ class Composer(LatentOps):
         ``"Am"``: transposes the result), ``program`` (General MIDI number or name), ``velocity``.
         """
         o = Options.of(options, settings)
+        self.mixing(o.mix)
         if o.time_signature not in (None, "4/4"):
             raise MusicflowError(f"time_signature {o.time_signature}: this model composes in 4/4 "
                                  "(the sequence flow, --model keyflow, composes in others)")
@@ -295,14 +303,16 @@ class Composer(LatentOps):
 
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
                       temperature: float = DEFAULT_TEMPERATURE, guidance: float | None = None,
-                      candidates: int | None = None, outline: OutlineArg = None) -> np.ndarray:
+                      candidates: int | None = None, outline: OutlineArg = None,
+                      mix: str | None = None) -> np.ndarray:
         """The rolls ``(n, 2, P, steps)`` of the pieces that :meth:`compose_result` writes for seeds
         ``seed .. seed + n - 1``, generated side by side in one batch: the same latents, so the
         same pieces (up to float rounding), for a fraction of the time when decoding one window
         costs much the same for one piece as for many (the autoregressive Glow)."""
         if n < 1:
             raise MusicflowError(f"n must be at least 1, got {n}")
-        o = Options(bars=bars, temperature=temperature)
+        o = Options(bars=bars, temperature=temperature, mix=mix)
+        self.mixing(mix)
         w, vec = self.genre_weights(genre)
         steps, windows = self._span(o.bars)
         guidance, k = self.sampling(guidance, candidates)
@@ -321,7 +331,8 @@ class Composer(LatentOps):
         """Re-decode latents saved with ``--save-latent`` (edited or not), under their own genre
         or another one; ``outline``: the :attr:`Result.outline` they were composed to; ``tempo``,
         ``key``, ``program``, ``velocity`` as in :meth:`compose_result`."""
-        o = Options.of(options, settings, "decode_latents", ("tempo", "key", "program", "velocity"))
+        o = Options.of(options, settings, "decode_latents", ("tempo", "key", "program", "velocity", "mix"))
+        self.mixing(o.mix)
         latents = torch.as_tensor(latents, dtype=torch.float32)
         if latents.dim() != 2 or latents.shape[1] != self.latent_dim:
             raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
@@ -384,7 +395,9 @@ class Composer(LatentOps):
         with outlines keeps the register and density of the input's last 8 bars, with
         ``outline`` overriding parts of it."""
         o = Options.of(options, settings, "continue_",
-                       ("bars", "temperature", "guidance", "candidates", "outline", "program", "velocity"))
+                       ("bars", "temperature", "guidance", "candidates", "outline", "program", "velocity",
+                        "mix"))
+        self.mixing(o.mix)
         inp = self.read(midi)
         guidance, k = self.sampling(o.guidance, o.candidates)
         seed = new_seed(seed)

@@ -45,6 +45,10 @@ def parse_time_signature(text: str) -> tuple[int, int]:
     return int(num), int(den)
 
 
+#: How a genre mix can be sampled (:attr:`Options.mix`).
+MIX_METHODS = ("product", "embed")
+
+
 @dataclass(frozen=True)
 class Options:
     """How new music is sampled and written.
@@ -72,6 +76,11 @@ class Options:
     program: int | str | None = setting(None, (
         "General MIDI program number or name [default: 0, piano]."))
     velocity: int = setting(80, "MIDI velocity of every note (1-127).")
+    mix: str | None = setting(None, (
+        "How a mix of genres is sampled: 'product' draws each note from the product of the genres' "
+        "distributions, weighted (music every parent finds likely); 'embed' conditions on the "
+        "weighted sum of the genre vectors, a point the model never saw in training "
+        "[default: product for the KeyFlow; the Glow and the neural-ODE flow embed]."))
     time_signature: str | None = setting(None, (
         "Time signature, e.g. 3/4 or 6/8, for a model that composes in several [default: drawn by the "
         "seed from the genre's own pieces; 4/4 for the Glow]."))
@@ -89,6 +98,8 @@ class Options:
             parse_key(self.key)
         if self.time_signature is not None:
             parse_time_signature(self.time_signature)
+        if self.mix not in (None, *MIX_METHODS):
+            raise MusicflowError(f"mix must be one of {', '.join(MIX_METHODS)}, got {self.mix!r}")
         parse_program(self.program)
 
     @classmethod

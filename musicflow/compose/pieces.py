@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from musicflow.compose.composer import Composer
 from musicflow.compose.genre import GenreArg
 from musicflow.compose.latent import Result, new_seed
-from musicflow.compose.options import Options, parse_time_signature
+from musicflow.compose.options import MIX_METHODS, Options, parse_time_signature
 from musicflow.compose.reading import Input, MidiInput
 from musicflow.errors import MusicflowError
 from musicflow.flows.keyflow import KeyFlow
@@ -70,22 +70,35 @@ class PieceComposer(Composer):
         return self.model.config.keys
 
     # -- the model's two directions -------------------------------------------------------------
-    def _genre_rows(self, weights: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The genres a mix ``weights`` ``(1 or n, G)`` draws on, as one-hot rows ``(E, G)``, and
-        each piece's weight on each ``(n, E)``."""
+    def mixing(self, mix: str | None = None) -> str:
+        """How this model samples a genre mix (:attr:`Options.mix`): by default a product of the
+        genres' distributions."""
+        if mix not in (None, *MIX_METHODS):
+            raise MusicflowError(f"mix must be one of {', '.join(MIX_METHODS)}, got {mix!r}")
+        return mix or "product"
+
+    def _genre_rows(self, weights: torch.Tensor, n: int, mix: str = "product"
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The experts a mix ``weights`` ``(1 or n, G)`` draws on, as genre rows ``(E, G)``, and
+        each piece's weight on each ``(n, E)``: for ``product``, the genres it uses, one-hot; for
+        ``embed``, one expert, the mix itself (the same for every piece)."""
+        if mix == "embed":
+            if weights.shape[0] > 1 and not bool((weights == weights[:1]).all()):
+                raise MusicflowError("mix embed: every piece of a batch takes the same genre mix")
+            return weights[:1] / weights[:1].sum(), weights.new_ones(n, 1)
         weights = weights.expand(n, -1)
         used = torch.nonzero(weights.sum(0) > 0)[:, 0]
         return torch.eye(weights.shape[1])[used], weights[:, used] / weights[:, used].sum(1, keepdim=True)
 
     @torch.no_grad()
     def decode(self, u: torch.Tensor, weights: torch.Tensor, prefix: torch.Tensor | None,
-               phase: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+               phase: torch.Tensor, temperature: float = 1.0, mix: str = "product") -> torch.Tensor:
         """Key states ``(n, T, keys)`` decoded from base points ``u`` ``(n, T, keys)`` after
-        ``prefix`` ``(n, T0, keys)``, under a genre mix (a product of experts; see the module),
-        ``phase`` ``(n, T0 + T)``."""
+        ``prefix`` ``(n, T0, keys)``, under a genre mix (by ``mix``: a product of experts, see the
+        module, or the mixed embedding), ``phase`` ``(n, T0 + T)``."""
         model = self.model
         n, t, k = u.shape
-        experts, share = self._genre_rows(weights, n)
+        experts, share = self._genre_rows(weights, n, mix)
         e = len(experts)
         genre = experts.repeat(n, 1)  # piece-major: (n * e, G)
         rolls = u.new_zeros(n, 0, k) if prefix is None else prefix.float()
@@ -139,7 +152,7 @@ class PieceComposer(Composer):
 
     def _grow_states(self, z: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
                      temperature: float = 1.0, bars: np.ndarray | None = None,
-                     phase: torch.Tensor | None = None) -> np.ndarray:
+                     phase: torch.Tensor | None = None, mix: str = "product") -> np.ndarray:
         """Rolls ``(n, 2, P, T0 + T)``: normal latents ``z`` ``(n, T, keys)`` decoded after
         ``prefix`` roll ``(2, P, T0)`` (shared by the pieces), with bar lines ``bars`` (4/4 when
         ``None``) or each piece's own bar phases ``phase`` ``(n, T0 + T)``."""
@@ -149,7 +162,7 @@ class PieceComposer(Composer):
             pre = torch.from_numpy(key_states(prefix)).float()[None].expand(n, -1, -1)
         t0 = 0 if pre is None else pre.shape[1]
         phase = self._phases(n, t0 + t, bars) if phase is None else phase
-        states = self.decode(to_uniform(z), weights, pre, phase, temperature)
+        states = self.decode(to_uniform(z), weights, pre, phase, temperature, mix)
         if pre is not None:
             states = torch.cat([pre, states], dim=1)
         return np.stack([states_roll(s) for s in states.numpy().astype(np.uint8)])
@@ -269,12 +282,13 @@ class PieceComposer(Composer):
         sig = self.metre(w, seed, o.time_signature)
         steps = o.bars * self.spec.bar_steps(*sig)
         z = self._latents(seed, steps)
-        roll = self._grow_states(z[None], vec, None, o.temperature, phase=self._bar_grid(sig, steps))[0]
+        roll = self._grow_states(z[None], vec, None, o.temperature, phase=self._bar_grid(sig, steps),
+                                 mix=self.mixing(o.mix))[0]
         return Result(self.to_midi(roll, o, time_signature=sig), roll, z, seed, w, None, f"{sig[0]}/{sig[1]}")
 
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
                       temperature: float = 1.0, guidance: float | None = None,
-                      candidates: int | None = None, outline=None) -> np.ndarray:
+                      candidates: int | None = None, outline=None, mix: str | None = None) -> np.ndarray:
         """The rolls ``(n, 2, P, bars * 16)`` of the pieces that :meth:`compose_result` writes for
         seeds ``seed .. seed + n - 1``, decoded side by side in one batch, each in its own drawn
         time signature and cut to (or continued to) the length of ``bars`` bars of 4/4, so the
@@ -287,21 +301,22 @@ class PieceComposer(Composer):
         steps = o.bars * BAR
         z = torch.stack([self._latents(int(seed) + i, steps) for i in range(n)])
         phase = torch.cat([self._bar_grid(self.metre(w, int(seed) + i), steps) for i in range(n)])
-        return self._grow_states(z, vec, None, o.temperature, phase=phase)
+        return self._grow_states(z, vec, None, o.temperature, phase=phase, mix=self.mixing(mix))
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, *, outline=None,
                        options: Options | None = None, **settings) -> Result:
         """Re-decode latents ``(steps, keys)`` saved with ``--save-latent``, under their genre or
         another, in ``time_signature`` (saved with them; 4/4 when not given)."""
         o = Options.of(options, settings, "decode_latents",
-                       ("tempo", "key", "program", "velocity", "time_signature"))
+                       ("tempo", "key", "program", "velocity", "time_signature", "mix"))
         latents = torch.as_tensor(latents, dtype=torch.float32)
         if latents.dim() != 2 or latents.shape[1] != self.latent_dim:
             raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
                                  f"(steps x {self.latent_dim})")
         w, vec = self.genre_weights(genre)
         sig = parse_time_signature(o.time_signature or "4/4")
-        roll = self._grow_states(latents[None], vec, None, phase=self._bar_grid(sig, len(latents)))[0]
+        roll = self._grow_states(latents[None], vec, None, phase=self._bar_grid(sig, len(latents)),
+                                 mix=self.mixing(o.mix))[0]
         return Result(self.to_midi(roll, o, time_signature=sig), roll, latents, -1, w, None,
                       f"{sig[0]}/{sig[1]}")
 
@@ -310,7 +325,8 @@ class PieceComposer(Composer):
         """The input followed by ``bars`` new bars in its key, tempo and metre, the whole input read
         as the past; see :meth:`Composer.continue_`."""
         o = Options.of(options, settings, "continue_",
-                       ("bars", "temperature", "guidance", "candidates", "outline", "program", "velocity"))
+                       ("bars", "temperature", "guidance", "candidates", "outline", "program", "velocity",
+                        "mix"))
         self._no_outline(o)
         self.sampling(o.guidance, o.candidates)
         inp = self.read(midi)
@@ -326,7 +342,7 @@ class PieceComposer(Composer):
         prefix[..., :length] = inp.roll[..., :end]
         grid = np.concatenate([bars[bars < end], np.arange(end, end + (o.bars + 1) * bar_len, bar_len)])
         z = self._latents(seed, o.bars * bar_len)
-        roll = self._grow_states(z[None], vec, prefix, o.temperature, grid)[0]
+        roll = self._grow_states(z[None], vec, prefix, o.temperature, grid, mix=self.mixing(o.mix))[0]
         sigs = inp.piece.time_signatures if inp.piece is not None else []
         sig = tuple(sigs[-1][1:]) if sigs else (4, 4)  # the input's last signature carries on
         return Result(self.to_midi(roll, o, -inp.shift, inp.tempo, time_signature=sig), roll, z, seed, w,
