@@ -188,6 +188,27 @@ def test_train_command_trains_the_sequence_flow(tmp_path):
     assert res.exit_code != 0 and "--init applies to the window models" in res.output
 
 
+def test_two_processes_train_the_sequence_flow_with_ddp(tmp_path):
+    """Under torchrun the sequence flow trains with DistributedDataParallel (gloo on CPU), each
+    process drawing its own batches; process 0 writes the checkpoint."""
+    import os
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data, out = _corpus(tmp_path / "c.npz"), tmp_path / "ddp.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "musicflow", "train", "--model", "keyflow", "--data", data, "--out", str(out),
+           "--steps", "3", "--batch-size", "4", "--valid-every", "3", "--device", "cpu", "--quiet",
+           "--set", "rnn_hidden=8", "--set", "channels=4"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    ck = load_checkpoint(out)
+    assert ck.info["world_size"] == 2 and ck.info["ddp_backend"] == "gloo" and ck.info["step"] == 3
+
+
 # -- composing ----------------------------------------------------------------------------------
 
 @pytest.fixture

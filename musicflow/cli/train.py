@@ -67,7 +67,7 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
         return
     overrides = parse_overrides(overrides)
     if KINDS[kind].data == "pieces":
-        _train_pieces(kind, data, out, overrides, resume, quiet, command)
+        _train_pieces(kind, data, out, overrides, resume, quiet, command, device)
         return
     if objective is not None:
         if "objective" not in KINDS[kind].config().to_dict():
@@ -79,7 +79,7 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
                    f" bits/dim, {record['wall_time_s']:.0f} s")
 
 
-def _train_pieces(kind, data, out, overrides, resume, quiet, command) -> None:
+def _train_pieces(kind, data, out, overrides, resume, quiet, command, device) -> None:
     """The sequence flow's run: its own defaults (:class:`PieceTrainConfig`), overridden by the
     options given on the command line."""
     from musicflow.training.pieces import train_pieces
@@ -93,9 +93,11 @@ def _train_pieces(kind, data, out, overrides, resume, quiet, command) -> None:
         if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
             raise MusicflowError(f"--{name.replace('_', '-')} applies to the window models, "
                                  f"not --model {kind}")
-    record = train_pieces(data, out, PieceTrainConfig(**given), overrides, quiet, command, resume, kind)
-    click.echo(f"wrote {out}: step {record['step']}, valid {record['valid_nats_per_step']:.4f} nats/step, "
-               f"{record['wall_time_s']:.0f} s")
+    record = train_pieces(data, out, PieceTrainConfig(**given), overrides, quiet, command, resume, kind,
+                          device)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"wrote {out}: step {record['step']}, valid {record['valid_nats_per_step']:.4f} "
+                   f"nats/step, {record['wall_time_s']:.0f} s")
 
 
 def _train_classifier(data, out, steps, batch_size, lr, seed, quiet, command) -> None:

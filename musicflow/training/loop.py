@@ -212,17 +212,18 @@ def current_state(model: nn.Module, rng) -> Callable[[], dict]:
 
 
 def run_seeded(loop: Loop, model: nn.Module, rng, seed: int, resume: bool,
-               draw: Callable[[], tuple], validate: Callable[[Loop], None]) -> None:
+               draw: Callable[[], tuple], validate: Callable[[Loop], None], rank: int = 0) -> None:
     """Run ``loop`` with dropout drawn from the global generator seeded with ``seed`` (the caller's
     generator left as it was). With ``resume``, restore what :func:`current_state` saved, so the
     run continues as an uninterrupted one would; a resume file without the batch stream (an older
-    run) reseeds the batches from ``seed`` and the step."""
+    run) reseeds the batches from ``seed`` and the step, as does every process but the first of a
+    distributed run (the resume file holds the first process's streams)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         if resume:
             state = loop.resume()
             model.load_state_dict(state["model"])
-            if "batches" in state:
+            if "batches" in state and rank == 0:
                 rng.bit_generator.state = state["batches"]
                 torch.set_rng_state(state["torch_rng"])
             else:

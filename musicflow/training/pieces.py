@@ -26,7 +26,7 @@ from musicflow.checkpoint import load_checkpoint, new_model, require_resume, sav
 from musicflow.data.dataset import Dataset
 from musicflow.errors import MusicflowError
 from musicflow.roll import bar_phases, key_states
-from musicflow.training.loop import Loop, current_state, run_seeded
+from musicflow.training.loop import Loop, current_state, dist_info, distributed, process_group, run_seeded
 from musicflow.training.settings import PieceTrainConfig
 
 #: The learning rate decays to this share of its peak.
@@ -135,10 +135,12 @@ def window_nll(model, pieces: CorpusPieces, picks: list[tuple[int, int]], crop: 
     """Nats per step of the picked windows, overall (every window's steps alike) and per genre."""
     was = model.training
     model.eval()
+    dev = next(model.parameters()).device
     total = np.zeros(len(pieces.genres)), np.zeros(len(pieces.genres))
     for a in range(0, len(picks), batch):
         rolls, lengths, genre, phase = pieces.batch(picks[a:a + batch], crop)
-        lp = model.sequence_log_prob(rolls, lengths, genre=genre, phase=phase).sum(1).double().numpy()
+        lp = model.sequence_log_prob(rolls.to(dev), lengths.to(dev), genre=genre.to(dev), phase=phase.to(dev))
+        lp = lp.sum(1).double().cpu().numpy()
         g = genre.argmax(1).numpy()
         np.add.at(total[0], g, -lp)
         np.add.at(total[1], g, lengths.numpy())
@@ -150,23 +152,40 @@ def window_nll(model, pieces: CorpusPieces, picks: list[tuple[int, int]], crop: 
 
 
 def train_pieces(data: str | Path, out: str | Path, cfg: PieceTrainConfig, overrides: dict | None = None,
-                 quiet: bool = False, command: str = "", resume: bool = False, kind: str = "keyflow") -> dict:
+                 quiet: bool = False, command: str = "", resume: bool = False, kind: str = "keyflow",
+                 device: str = "cpu") -> dict:
     """Train a genre-conditioned ``kind`` sequence flow on the ``train`` split of a corpus (a
     ``musicflow data build`` file), keep the weights with the best validation NLL, and write the
     checkpoint to ``out`` (atomically, at every validation), with ``out + '.resume'`` holding
-    the current state until the run completes. Returns the training record."""
+    the current state until the run completes. Returns the training record.
+
+    On ``device`` (``auto``, ``cpu``, ``cuda``); under ``torchrun`` with DistributedDataParallel,
+    each process drawing its own batches (process 0 draws what a single process would)."""
+    from musicflow.training.windows import pick_device
+
+    rank, world, ddp = dist_info()
+    with process_group(pick_device(device), ddp) as dev:
+        return _train_pieces(data, out, cfg, overrides, quiet or rank != 0, command, resume, kind, dev,
+                             rank, world)
+
+
+def _train_pieces(data, out, cfg: PieceTrainConfig, overrides, quiet, command, resume, kind, dev,
+                  rank: int, world: int) -> dict:
     ds = Dataset.load(data)
     train, valid = CorpusPieces.load(ds, "train"), CorpusPieces.load(ds, "valid")
     overrides = {"keys": ds.spec.pitches, "states": 3, "genres": len(ds.genres), "metre": METRE,
                  **(overrides or {})}
     model, record, best = _start(ds, data, out, cfg, kind, overrides, resume, command)
+    model.to(dev)
+    record.update(world_size=world, ddp_backend=torch.distributed.get_backend() if distributed() else None)
     picks = valid_picks(valid, cfg.valid_windows, cfg.crop)
     steps = train.steps_per_genre()
     genre_p = np.sqrt(steps) / np.sqrt(steps).sum()
     members = [np.flatnonzero(train.genre == g) for g in range(len(ds.genres))]
     weights = [np.array([len(train.states[i]) for i in m], float) for m in members]
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    seed = cfg.seed if rank == 0 else cfg.seed * 1000 + rank
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
 
     def draw():
         picks_ = []
@@ -176,7 +195,7 @@ def train_pieces(data: str | Path, out: str | Path, cfg: PieceTrainConfig, overr
             start = 0 if rng.random() < cfg.start_share or not len(starts) else int(rng.choice(starts))
             picks_.append((i, start))
         shift = int(rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
-        return train.batch(picks_, cfg.crop, shift)
+        return tuple(x.to(dev) for x in train.batch(picks_, cfg.crop, shift))
 
     def write() -> None:
         best_model = copy.deepcopy(model)
@@ -198,8 +217,8 @@ def train_pieces(data: str | Path, out: str | Path, cfg: PieceTrainConfig, overr
 
     model.train()
     loop = Loop(_WindowNLL(model), cfg, out, gen, record, write, floor=FLOOR, ema=EMA, label=f"train {kind}",
-                loss_name="nats", quiet=quiet, resume_extra=current_state(model, rng))
-    run_seeded(loop, model, rng, cfg.seed, resume, draw, validate)
+                loss_name="nats", quiet=quiet, rank=rank, resume_extra=current_state(model, rng))
+    run_seeded(loop, model, rng, seed, resume, draw, validate, rank)
     return record
 
 
