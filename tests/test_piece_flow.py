@@ -274,6 +274,32 @@ def test_mix_methods_agree_on_one_genre_and_differ_on_a_mix(composer, tmp_path):
         composer.transfer(composer.save(embed.midi, tmp_path / "x.mid"), to="low", mix="embed")
 
 
+def test_infill_keeps_the_bars_outside_the_span_and_weighs_what_follows(composer, tmp_path):
+    src = composer.save(composer.compose_result("high", seed=2, bars=4).midi, tmp_path / "p.mid")
+    inp = composer.read(src)
+    r = composer.infill(src, (2, 3), seed=7, candidates=6)
+    assert r.roll.shape == inp.roll.shape and r.latents.shape[0] == 32
+    np.testing.assert_array_equal(r.roll[..., :16], inp.roll[..., :16])
+    np.testing.assert_array_equal(r.roll[..., 49:], inp.roll[..., 49:])
+    assert not np.array_equal(r.roll[..., 16:48], inp.roll[..., 16:48])
+    np.testing.assert_array_equal(composer.infill(src, "2-3", seed=7, candidates=6).roll, r.roll)
+    last = composer.infill(src, "4", seed=1, candidates=3)  # nothing after: a continuation of bars 1-3
+    np.testing.assert_array_equal(last.roll[..., :48], inp.roll[..., :48])
+    for bars, why in (((3, 9), "the piece has 4 bars"), ((0, 1), "at least 1"), ((3, 2), "not after")):
+        with pytest.raises(MusicflowError, match=why):
+            composer.infill(src, bars, seed=1)
+    with pytest.raises(MusicflowError, match="candidates"):
+        composer.infill(src, (2, 2), candidates=0)
+    out = tmp_path / "i.mid"
+    args = ["--bars", "2-3", "-k", "6", "--seed", "7", "-o", str(out), "--model", str(composer.ck.path),
+            "--quiet"]
+    res = CliRunner().invoke(main, ["infill", str(src), *args])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == composer.save(r.midi, tmp_path / "api.mid").read_bytes()
+    res = CliRunner().invoke(main, ["infill", str(src), "--bars", "five", "--model", str(composer.ck.path)])
+    assert res.exit_code == 2 and "use FIRST-LAST" in res.output and "Traceback" not in res.output
+
+
 def test_a_piece_encodes_and_decodes_back_and_transfer_to_its_own_genre_keeps_it(composer, tmp_path):
     piece = composer.compose_result("high", seed=2, bars=2)
     path = composer.save(piece.midi, tmp_path / "p.mid")

@@ -23,9 +23,9 @@ def main() -> None:
 
 
 for command in (data, train.train_cmd, train.calibrate_cmd, evaluate.evaluate_cmd, compose.compose_cmd,
-                compose.decode_cmd, compose.continue_cmd, compose.variations_cmd, compose.transfer_cmd,
-                compose.interpolate_cmd, inspect.score_cmd, inspect.classify_cmd, inspect.render_cmd,
-                inspect.genres_cmd, inspect.models_cmd, benchmark, jsb):
+                compose.decode_cmd, compose.continue_cmd, compose.infill_cmd, compose.variations_cmd,
+                compose.transfer_cmd, compose.interpolate_cmd, inspect.score_cmd, inspect.classify_cmd,
+                inspect.render_cmd, inspect.genres_cmd, inspect.models_cmd, benchmark, jsb):
     main.add_command(command)
 
 

@@ -131,6 +131,43 @@ def continue_cmd(midi, bars, genres, temperature, mix, program, guidance, candid
     click.echo(f"seed {r.seed}")
 
 
+@click.command("infill")
+@click.argument("midi", type=click.Path(dir_okay=False))
+@click.option("--bars", "span", required=True,
+              help="The bars to compose anew, FIRST-LAST (1-based), e.g. 5-8.")
+@click.option("--genre", "-g", "genres", multiple=True, help="[default: the most likely genre]")
+@click.option("--candidates", "-k", type=int, default=16, show_default=True,
+              help="Spans drawn given the past; one is kept by the likelihood of the bars after it.")
+@compose_option("temperature", "--temperature", "-t", type=float)
+@compose_option("mix", type=click.Choice(MIX_METHODS))
+@program_option
+@seed_option
+@click.option("--num-outputs", "-n", type=int, default=1, show_default=True)
+@click.option("--output", "-o", default=None, help="MIDI file, or a folder for several.")
+@png_option
+@model_option
+@quiet_option
+def infill_cmd(midi, span, genres, candidates, temperature, mix, program, seed, num_outputs, output, png,
+               model, quiet) -> None:
+    """Compose bars of a MIDI file anew, given the music before and after them."""
+    from musicflow.compose import new_seed
+    from musicflow.compose.infill import parse_span
+
+    bars = parse_span(span)
+    if num_outputs < 1:
+        raise MusicflowError(f"--num-outputs {num_outputs}: must be at least 1")
+    c = composer(model, quiet)
+    inp = c.read(midi)
+    click.echo(inp.report, err=True)
+    base = new_seed(seed)
+    settings = _settings(temperature=temperature, program=program, mix=mix)
+    for i, path in enumerate(out_paths(output, Path(midi).stem + "-infilled", num_outputs)):
+        r = c.infill(inp, bars, list(genres) or None, seed=base + i, candidates=candidates, **settings)
+        write_result(c, r, path, png=side_path(png, i, num_outputs))
+    more = f" (outputs use {base}..{base + num_outputs - 1})" if num_outputs > 1 else ""
+    click.echo(f"seed {base}{more}")
+
+
 @click.command("variations")
 @click.argument("midi", type=click.Path(dir_okay=False))
 @click.option("--num-outputs", "-n", type=int, default=4, show_default=True)

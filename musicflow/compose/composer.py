@@ -199,6 +199,12 @@ class Composer(LatentOps):
             raise MusicflowError(f"candidates must be at least 2 under guidance, got {k}")
         return guidance, k
 
+    def infill(self, midi: MidiInput | Input, bars, genre: GenreArg | None = None, **kw) -> Result:
+        """Bars of a piece composed anew given the music before and after them: a sequence flow's
+        (the default KeyFlow's, :meth:`musicflow.compose.pieces.PieceComposer.infill`)."""
+        raise MusicflowError("infill: this model cannot weigh what follows a span; use the default "
+                             "sequence flow (--model keyflow)")
+
     def mixing(self, mix: str | None = None) -> str:
         """How this model samples a genre mix (:attr:`Options.mix`): a window flow conditions on
         the weighted genre embedding only."""

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from musicflow.compose.composer import Composer
 from musicflow.compose.genre import GenreArg
+from musicflow.compose.infill import infill, parse_span
 from musicflow.compose.latent import Result, new_seed
 from musicflow.compose.options import MIX_METHODS, Options, parse_time_signature
 from musicflow.compose.reading import Input, MidiInput
@@ -319,6 +320,18 @@ class PieceComposer(Composer):
                                  mix=self.mixing(o.mix))[0]
         return Result(self.to_midi(roll, o, time_signature=sig), roll, latents, -1, w, None,
                       f"{sig[0]}/{sig[1]}")
+
+    def infill(self, midi: MidiInput | Input, bars: tuple[int, int] | str, genre: GenreArg | None = None, *,
+               seed: int | None = None, candidates: int = 16, options: Options | None = None,
+               **settings) -> Result:
+        """The input with bars ``bars`` (1-based and inclusive, ``(5, 8)`` or ``"5-8"``, counted
+        in the input's own bar lines) composed anew given the music before and after them:
+        ``candidates`` spans drawn given the past, one kept with probability proportional to the
+        exact likelihood of the bars after the span given it (:mod:`musicflow.compose.infill`).
+        Outside the span the roll is the input's. ``genre`` defaults to the most likely one;
+        ``temperature``, ``mix``, ``program`` and ``velocity`` as in :meth:`compose_result`."""
+        span = parse_span(bars) if isinstance(bars, str) else tuple(bars)
+        return infill(self, midi, span, genre, seed, candidates, options, **settings)
 
     def continue_(self, midi: MidiInput | Input, genre: GenreArg | None = None, *, seed: int | None = None,
                   options: Options | None = None, **settings) -> Result:
