@@ -37,6 +37,7 @@ QUICK = {
     "bench_register": ["--windows", "50"],
     "bench_pieces": ["--pieces", "2", "--bars", "2"],
     "bench_mix": ["--pieces", "2", "--bars", "2"],
+    "bench_infill": ["--per-genre", "1", "--candidates", "2"],
     "bench_boulanger": ["--corpus", "jsb", "--samples", "1"],
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",

@@ -92,6 +92,7 @@ def _seam(last: np.ndarray, first: np.ndarray) -> np.ndarray:
     return out
 
 
+@torch.no_grad()
 def _after_log_likelihood(c, rolls: np.ndarray, weights: dict[str, float], grid: np.ndarray,
                           end: int) -> torch.Tensor:
     """Each candidate's exact log-likelihood of the steps from ``end`` on, given all before them,
