@@ -38,7 +38,7 @@ def excerpts(ds: Dataset, genre: str, n: int) -> list[tuple[np.ndarray, tuple[in
     out = []
     for i in ds.indices("test", genre):
         bars = ds.piece_bars(i)
-        if len(bars) < 9:
+        if len(bars) < 9 or not ds.roll(i)[..., bars[0]:bars[8]].any():
             continue
         sig = tuple(ds.pieces[i].get("time_signature") or (4, 4))
         out.append((ds.roll(i)[..., bars[0]:bars[8]], sig))
@@ -68,6 +68,8 @@ def main() -> None:
             inp = c.read(midi)
             grid = c.bar_lines(inp)
             start, end = span_steps(grid, inp.roll.shape[-1], (3, 4))
+            if end >= inp.roll.shape[-1]:  # silent closing bars do not survive the MIDI file
+                continue
             seed = args.seed + k
             results = {"real": inp.roll,
                        "past_only": c.infill(inp, (3, 4), g, seed=seed, candidates=1).roll,
