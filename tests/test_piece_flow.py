@@ -384,6 +384,12 @@ def test_a_saved_latent_decodes_to_the_same_file_in_its_time_signature(composer,
     res = runner.invoke(main, ["decode", str(tmp_path / "a.latent.pt"), "--model", model, "-o", str(b)])
     assert res.exit_code == 0, res.output
     assert a.read_bytes() == b.read_bytes()
+    mix = ["-g", "low:0.5", "-g", "high:0.5", "--mix", "embed", "--bars", "2", "--seed", "4"]
+    res = runner.invoke(main, ["compose", "--model", model, *mix, "-o", str(a), "--save-latent", "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["decode", str(tmp_path / "a.latent.pt"), "--model", model, "--mix", "embed",
+                               "-o", str(b)])
+    assert res.exit_code == 0 and a.read_bytes() == b.read_bytes(), res.output
     res = runner.invoke(main, ["compose", "--model", model, "--time-signature", "7/3", "-o", str(a)])
     assert res.exit_code == 2 and "time_signature '7/3'" in res.output
 

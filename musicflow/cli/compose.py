@@ -79,12 +79,13 @@ def compose_cmd(genres, bars, time_signature, mix, tempo, key, program, temperat
 @click.command("decode")
 @click.argument("latent", type=click.Path(dir_okay=False))
 @click.option("--genre", "-g", "genres", multiple=True, help="[default: the genre it was composed in]")
+@compose_option("mix", type=click.Choice(MIX_METHODS))
 @compose_option("tempo", type=float)
 @compose_option("key")
 @program_option
 @click.option("--output", "-o", default=None)
 @model_option
-def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
+def decode_cmd(latent, genres, mix, tempo, key, program, output, model) -> None:
     """Re-decode a latent saved by 'compose --save-latent' (optionally under another genre)."""
     import torch
 
@@ -95,7 +96,7 @@ def decode_cmd(latent, genres, tempo, key, program, output, model) -> None:
         raise MusicflowError(f"{latent}: not a musicflow latent file ({type(e).__name__})") from None
     c = composer(model)
     r = c.decode_latents(z, list(genres) or saved, outline=payload.get("outline"),
-                         **_settings(tempo=tempo, key=key, program=program,
+                         **_settings(tempo=tempo, key=key, program=program, mix=mix,
                                      time_signature=payload.get("time_signature")))
     write_result(c, r, out_paths(output, Path(latent).name.split(".")[0] + "-decoded", 1)[0])
 
