@@ -26,7 +26,7 @@ from musicflow.compose.composer import Composer
 from musicflow.compose.genre import GenreArg
 from musicflow.compose.infill import infill, parse_span
 from musicflow.compose.latent import Result, new_seed
-from musicflow.compose.options import MIX_METHODS, Options, parse_time_signature
+from musicflow.compose.options import Options, parse_time_signature
 from musicflow.compose.reading import Input, MidiInput
 from musicflow.errors import MusicflowError
 from musicflow.flows.keyflow import KeyFlow
@@ -72,10 +72,8 @@ class PieceComposer(Composer):
 
     # -- the model's two directions -------------------------------------------------------------
     def mixing(self, mix: str | None = None) -> str:
-        """How this model samples a genre mix (:attr:`Options.mix`): by default a product of the
-        genres' distributions."""
-        if mix not in (None, *MIX_METHODS):
-            raise MusicflowError(f"mix must be one of {', '.join(MIX_METHODS)}, got {mix!r}")
+        """How this model samples a genre mix (:attr:`Options.mix`, which checks the name): by
+        default a product of the genres' distributions."""
         return mix or "product"
 
     def _genre_rows(self, weights: torch.Tensor, n: int, mix: str = "product"
@@ -296,13 +294,13 @@ class PieceComposer(Composer):
         pieces of every metre stack and compare with real excerpts of that length."""
         if n < 1:
             raise MusicflowError(f"n must be at least 1, got {n}")
-        o = Options(bars=bars, temperature=temperature)
+        o = Options(bars=bars, temperature=temperature, mix=mix)
         self.sampling(guidance, candidates)
         w, vec = self.genre_weights(genre)
         steps = o.bars * BAR
         z = torch.stack([self._latents(int(seed) + i, steps) for i in range(n)])
         phase = torch.cat([self._bar_grid(self.metre(w, int(seed) + i), steps) for i in range(n)])
-        return self._grow_states(z, vec, None, o.temperature, phase=phase, mix=self.mixing(mix))
+        return self._grow_states(z, vec, None, o.temperature, phase=phase, mix=self.mixing(o.mix))
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, *, outline=None,
                        options: Options | None = None, **settings) -> Result:
