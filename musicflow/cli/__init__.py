@@ -14,6 +14,7 @@ from musicflow.cli import compose, evaluate, inspect, train
 from musicflow.cli.boulanger import benchmark, jsb
 from musicflow.cli.data import data
 from musicflow.cli.options import Group
+from musicflow.cli.style import style
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,7 +26,7 @@ def main() -> None:
 for command in (data, train.train_cmd, train.calibrate_cmd, evaluate.evaluate_cmd, compose.compose_cmd,
                 compose.decode_cmd, compose.continue_cmd, compose.infill_cmd, compose.variations_cmd,
                 compose.transfer_cmd, compose.interpolate_cmd, inspect.score_cmd, inspect.classify_cmd,
-                inspect.render_cmd, inspect.genres_cmd, inspect.models_cmd, benchmark, jsb):
+                inspect.render_cmd, inspect.genres_cmd, inspect.models_cmd, style, benchmark, jsb):
     main.add_command(command)
 
 

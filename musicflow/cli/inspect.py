@@ -67,9 +67,13 @@ def render_cmd(midi, output, png, engine, sample_rate) -> None:
 @click.command("genres")
 @model_option
 def genres_cmd(model) -> None:
-    """The genres a checkpoint knows."""
-    for g in composer(model).genres:
-        click.echo(g)
+    """The genres a checkpoint knows; a style learnt from a user's files says where it came from."""
+    c = composer(model)
+    for g in c.genres:
+        s = c.styles.get(g)
+        click.echo(g if s is None else f"{g:<14} learnt {s['learned']} from {s['files']} files "
+                                       f"(content {s['content_hash']}), held-out "
+                                       f"{s['held_out_bits_per_dim']:.4f} bits/dim")
 
 
 @click.command("models")

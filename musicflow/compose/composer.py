@@ -39,6 +39,7 @@ from musicflow.io import save_midi
 from musicflow.paths import checkpoint
 from musicflow.roll import PianoRollSpec, key_shift, roll_to_midi
 from musicflow.sampling import generate, mixed_threshold, model_device
+from musicflow.training.settings import StyleConfig
 
 #: Genre guidance of the Glow by default (see :func:`musicflow.sampling.generate`): ``DEFAULT_CANDIDATES``
 #: candidate pieces grow side by side and are resampled after each window by how much it raised
@@ -391,6 +392,26 @@ class Composer(LatentOps):
         ll, _ = self.log_likelihoods(midi)
         total = torch.tensor([float(v.sum()) for v in ll.values()])
         return dict(zip(ll, total.softmax(0).tolist()))
+
+    # -- a user's own style -------------------------------------------------------------------
+    def learn_style(self, files, name: str, *, replace: bool = False, **settings) -> Composer:
+        """A new Composer whose model knows a new genre ``name`` learnt from ``files`` (paths of
+        files, folders or ``.csv`` manifests; :mod:`musicflow.compose.style`); ``settings`` as in
+        :class:`~musicflow.training.settings.StyleConfig`. What it learnt from and reached is in
+        ``styles[name]``; :meth:`save_model` keeps it."""
+        from musicflow.compose.style import learn_style
+
+        return learn_style(self, files, name, StyleConfig(**settings), replace=replace,
+                           quiet=not self.progress).composer
+
+    @property
+    def styles(self) -> dict[str, dict]:
+        """The genres learnt from users' music and where each came from (``musicflow style learn``)."""
+        return dict(self.ck.info.get("styles") or {})
+
+    def save_model(self, path: str | Path) -> Path:
+        """Write the model (with any styles learnt into it) as a checkpoint, atomically."""
+        return self.ck.save(path)
 
     # -- new music from a user's music ---------------------------------------------------------
     def continue_(self, midi: MidiInput | Input, genre: GenreArg | None = None, *, seed: int | None = None,

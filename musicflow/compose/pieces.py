@@ -107,14 +107,14 @@ class PieceComposer(Composer):
         t0 = rolls.shape[1]
         if t0:
             past = torch.cat([prev, rolls[:, :-1].repeat_interleave(e, 0)], dim=1)
-            _, h = model.rnn(model._inputs(past, genre, ph[:, :t0]), h)
+            _, h = model.recur(past, genre, ph[:, :t0], h)
             prev = rolls[:, -1:].repeat_interleave(e, 0)
         hist = model.config.history
         out_frames = []
         recent = rolls[:, -hist:].repeat_interleave(e, 0)
         plan = model.decode_plan()
         for step in tqdm(range(t), desc="compose", unit="step", disable=not self.progress, leave=False):
-            out, h = model.rnn(model._inputs(prev, genre, ph[:, t0 + step:t0 + step + 1]), h)
+            out, h = model.recur(prev, genre, ph[:, t0 + step:t0 + step + 1], h)
             recent = torch.cat([recent, u.new_zeros(n * e, 1, k)], dim=1)[:, -hist - 1:]
             features = model.frame_features(out[:, 0], model.history(recent)[:, -1], genre)
             frame = model.decode_keys(features, u[:, step], temperature, None if e == 1 else share, plan)

@@ -58,6 +58,7 @@ from musicflow.flows.base import Condition, ConfigDict
 from musicflow.flows.checks import positive_ints
 from musicflow.flows.rng import draw
 from musicflow.flows.sequence import ALL_KEYS, SequenceFlow
+from musicflow.flows.styles import StyleColumns
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,17 @@ class KeyFlowConfig(ConfigDict):
     states: int = 2  # states per key: 2 = off/on (the benchmark), 3 = off/held/struck (a corpus)
     genres: int = 0  # genres the flow is conditioned on (0: none)
     metre: int = 0  # phases of a step in its bar the flow reads (0: none)
+    styles: int = 0  # genres learned after training (flows/styles.py), after the ``genres``
 
     def __post_init__(self) -> None:
         positive_ints(self, ("rnn_hidden", "rnn_layers", "channels", "history", "reach", "blocks", "keys"))
         if not 0 <= self.dropout < 1:
             raise MusicflowError(f"KeyFlowConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.states < 2 or self.genres < 0 or self.metre < 0:
-            raise MusicflowError(f"KeyFlowConfig: states must be >= 2 and genres, metre >= 0, got "
-                                 f"{self.states}, {self.genres}, {self.metre}")
+        bad_styles = self.styles < 0 or (self.styles and not self.genres)
+        if self.states < 2 or self.genres < 0 or self.metre < 0 or bad_styles:
+            raise MusicflowError(f"KeyFlowConfig: states must be >= 2, genres, metre, styles >= 0 and styles "
+                                 f"only with genres, got {self.states}, {self.genres}, {self.metre}, "
+                                 f"{self.styles}")
 
 
 class _Block(nn.Module):
@@ -130,6 +134,7 @@ class KeyFlow(SequenceFlow):
         self.from_history = nn.Conv1d(cfg.history * s, c, 2 * cfg.reach + 1, padding=cfg.reach)
         self.from_below = nn.Conv1d(s, c, k, bias=False)  # fed `keys` pads on the left
         self.from_genre = nn.Linear(cfg.genres, c, bias=False) if cfg.genres else None
+        self.styles = StyleColumns(cfg.styles, 4 * cfg.rnn_hidden, c) if cfg.styles else None
         self.position = nn.Parameter(torch.zeros(k, c))
         self.blocks = nn.Sequential(*(_Block(c, cfg.dropout) for _ in range(cfg.blocks)))
         self.to_logit = nn.Linear(c, s)
@@ -160,10 +165,38 @@ class KeyFlow(SequenceFlow):
             parts.append(F.one_hot(phase.long().clamp(0, metre - 1), metre).to(frames.dtype))
         if self.config.genres:
             if genre is None or genre.shape[-1] != self.config.genres:
-                raise MusicflowError(f"this KeyFlow is conditioned on {self.config.genres} genres: give "
-                                     f"genre weights (B, {self.config.genres})")
+                raise MusicflowError(f"this KeyFlow is conditioned on {self.genres} genres: give "
+                                     f"genre weights (B, {self.genres})")
             parts.append(genre.to(frames.dtype)[:, None, :].expand(b, t, -1))
         return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+    @property
+    def genres(self) -> int:
+        """Genre slots the flow reads: its trained genres, then its learned styles."""
+        return self.config.genres + self.config.styles
+
+    def _split(self, genre: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self.styles is None:
+            return genre, None
+        return self.styles.split(genre, self.config.genres)
+
+    def recur(self, frames: torch.Tensor, genre: torch.Tensor | None, phase: torch.Tensor | None, h,
+              drop: bool = False):
+        """The LSTM over the steps whose previous frames are ``frames`` ``(B, T, keys)``, from
+        state ``h``: its outputs and last state."""
+        base, extra = self._split(genre)
+        x = self._inputs(frames, base, phase)
+        x = self.drop(x) if drop else x
+        return self.rnn(x, h) if extra is None else self.styles.recur(self.rnn, x, extra, h)
+
+    def genre_columns(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each genre slot adds to the LSTM's gate inputs ``(4 * rnn_hidden, genres)`` and to
+        every key's features ``(channels, genres)``: the trained genres' columns, then the styles'."""
+        g = self.config.genres
+        rnn, feat = self.rnn.weight_ih_l0[:, -g:], self.from_genre.weight
+        if self.styles is not None:
+            rnn, feat = torch.cat([rnn, self.styles.input], 1), torch.cat([feat, self.styles.features], 1)
+        return rnn, feat
 
     def _initial(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.h0.expand(-1, b, -1).contiguous(), self.c0.expand(-1, b, -1).contiguous()
@@ -172,7 +205,7 @@ class KeyFlow(SequenceFlow):
                phase: torch.Tensor | None = None) -> torch.Tensor:
         """The LSTM state ``h_t`` ``(B, T, rnn_hidden)`` for every frame, from the frames before it."""
         shifted = F.pad(rolls, (0, 0, 1, 0))[:, :-1]
-        out, _ = self.rnn(self.drop(self._inputs(shifted, genre, phase)), self._initial(rolls.shape[0]))
+        out, _ = self.recur(shifted, genre, phase, self._initial(rolls.shape[0]), drop=True)
         return self.drop(out)
 
     def history(self, rolls: torch.Tensor) -> torch.Tensor:
@@ -199,7 +232,10 @@ class KeyFlow(SequenceFlow):
         h = self.from_state(state).view(state.shape[0], self.keys, self.config.channels)
         h = h + self.from_history(past).transpose(1, 2) + self.position
         if self.from_genre is not None:
-            h = h + self.from_genre(genre.to(h.dtype))[:, None, :]
+            base, extra = self._split(genre)
+            h = h + self.from_genre(base.to(h.dtype))[:, None, :]
+            if extra is not None:
+                h = h + self.styles.feature_term(extra)[:, None, :]
         return h
 
     def key_logit(self, features: torch.Tensor, frame: torch.Tensor, key: int) -> torch.Tensor:
@@ -318,11 +354,11 @@ class KeyFlow(SequenceFlow):
         h = self._initial(b)
         prev = z.new_zeros(b, 1, k)
         if n_ctx:
-            _, h = self.rnn(self._inputs(torch.cat([prev, rolls[:, :-1]], dim=1), genre, ph(0, n_ctx)), h)
+            _, h = self.recur(torch.cat([prev, rolls[:, :-1]], dim=1), genre, ph(0, n_ctx), h)
             prev = rolls[:, -1:]
         y = torch.zeros_like(z)
         for step in range(t):
-            out, h = self.rnn(self._inputs(prev, genre, ph(n_ctx + step, n_ctx + step + 1)), h)
+            out, h = self.recur(prev, genre, ph(n_ctx + step, n_ctx + step + 1), h)
             rolls = torch.cat([rolls, z.new_zeros(b, 1, k)], dim=1)
             recent = rolls[:, -self.config.history - 1:]
             features = self.frame_features(out[:, 0], self.history(recent)[:, -1], genre)

@@ -84,3 +84,28 @@ class PieceTrainConfig(Optimisation):
         require(self.crop >= 1, f"crop must be at least 1, got {self.crop}")
         require(0.0 <= self.start_share <= 1.0, f"start_share must be in [0, 1], got {self.start_share}")
         require(self.valid_windows >= 1, f"valid_windows must be at least 1, got {self.valid_windows}")
+
+
+@dataclass(frozen=True)
+class StyleConfig:
+    """Settings of learning a style (``musicflow style learn``): a new genre slot of a trained flow
+    fitted to a user's pieces, every other weight frozen; saved with the style."""
+
+    steps: int = setting(500, "Most optimiser steps (learning stops earlier when the held-out pieces stop "
+                              "improving).")
+    batch_size: int = setting(16, "Windows of --crop steps per step.")
+    crop: int = setting(128, "Steps per training window.")
+    lr: float = setting(0.02, "Learning rate (Adam) of the style's weights.")
+    valid_every: int = setting(15, "Steps between scores of the held-out pieces.")
+    patience: int = setting(6, "Stop after this many scores of the held-out pieces without a better one.")
+    held_out: float = setting(0.2, "Share kept aside to stop on: whole files from 5 files on, else the last "
+                                   "bars of every piece.")
+    minutes: float = setting(2.0, "Stop after this wall time.")
+    seed: int = setting(0, "Seed of the held-out choice and the batches.")
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "crop", "valid_every", "patience"):
+            require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+        require(self.lr > 0, f"lr must be positive, got {self.lr}")
+        require(0 < self.held_out < 1, f"held_out must be in (0, 1), got {self.held_out}")
+        require(self.minutes > 0, f"minutes must be positive, got {self.minutes}")
