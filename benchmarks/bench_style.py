@@ -11,9 +11,9 @@ from the first N pieces of the corpus's train split (file order, no choosing) an
 - the unseen pieces' bits/dim (every step of every piece alike) under the learned style and under
   every built-in genre, and how often ``classify`` names the learned style for an unseen piece;
 - the musical-metric overlap (``evaluate.fidelity.STATS``; mean over metrics of the overlap of
-  their histograms) between ``--pieces`` pieces composed in the style (8 bars, seeds 100..) and
-  8-bar windows of the unseen pieces, beside the same overlap for pieces the model composes in the
-  nearest built-in genre (the one the learner started from);
+  their histograms) between ``--pieces`` pieces composed in the style (8 bars, seeds 100..,
+  ``Composer.compose_rolls``) and 8-bar windows of the unseen pieces, beside the same overlap for
+  pieces the model composes in the nearest built-in genre (the one the learner started from);
 - copying: the share of the composed pieces' 4-bar windows found in the style's files (any offset
   and transposition) and the longest copied run of beats.
 
@@ -22,7 +22,7 @@ genre-mixing benchmark reads mixes: the flow's own ``classify`` over all its gen
 mean probability, share of pieces read as a parent) and the independent genre classifier's
 probability of the built-in parent (it does not know the style), beside the pure pieces of each.
 
-    python benchmarks/bench_style.py [--sizes 3 10 30] [--unseen 20] [--pieces 20]
+    python benchmarks/bench_style.py [--sizes 3 10 30] [--unseen 20] [--pieces 60] [--mix-pieces 24]
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def main() -> None:
     ap.add_argument("--styles", nargs="+", default=list(STYLES), choices=list(STYLES))
     ap.add_argument("--sizes", nargs="+", type=int, default=[3, 10, 30])
     ap.add_argument("--unseen", type=int, default=20, help="valid pieces per style to judge on")
-    ap.add_argument("--pieces", type=int, default=20, help="pieces composed per style and size")
+    ap.add_argument("--pieces", type=int, default=60, help="pieces composed per style and size")
+    ap.add_argument("--mix-pieces", type=int, default=24, help="pieces per mix and parent")
     ap.add_argument("--max-bars", type=int, default=64, help="bars kept of each corpus piece")
     ap.add_argument("--seed", type=int, default=100, help="first seed of the composed pieces")
     ap.add_argument("--name", default="bench_style")
@@ -144,6 +145,7 @@ def main() -> None:
     clf = clf_ck.model.eval()
     low = base.spec.low
     result = {"model": args.model, "sizes": args.sizes, "unseen_pieces": args.unseen, "pieces": args.pieces,
+              "mix_pieces": args.mix_pieces,
               "bars": BARS, "seeds": f"{args.seed}..{args.seed + args.pieces - 1}", "max_bars": args.max_bars,
               "data": {s: f"../shared/data/boulanger/{STYLES[s]} (train: first N pieces; valid: unseen)"
                        for s in args.styles}, "styles": {}}
@@ -163,14 +165,11 @@ def main() -> None:
                 info = c.styles[style]
                 scores = unseen_scores(c, unseen, style)
                 builtin = {g: v for g, v in scores["bits_per_dim"].items() if g != style}
-                composed = [c.compose_result(style, seed=args.seed + i, bars=BARS)
-                            for i in range(args.pieces)]
-                steps = BARS * c.spec.bar_steps()
-                rolls = np.stack([r.roll[..., :steps] for r in composed]).astype(np.float32)
+                rolls = c.compose_rolls(style, args.pieces, BARS, args.seed)
                 near = info["start"]
                 near_rolls = base.compose_rolls(near, args.pieces, BARS, args.seed)
-                cp = copying([key_states(r.roll) for r in composed],
-                             [key_states(r) for r in file_rolls(c, files)], c.spec.bar_steps())
+                cp = copying([key_states(r) for r in rolls], [key_states(r) for r in file_rolls(c, files)],
+                             c.spec.bar_steps())
                 cell = {
                     "learn_seconds": round(seconds, 1), "steps": info["steps"], "held_out": info["held_out"],
                     "nearest_builtin": near,
@@ -191,7 +190,7 @@ def main() -> None:
                       f"{cell['overlap_nearest_builtin_pieces']}, copied {cell['copied_4bar_share']}",
                       flush=True)
                 if n == 10:
-                    row["mix_10"] = {g: mix_result(c, clf, style, g, args.pieces, args.seed)
+                    row["mix_10"] = {g: mix_result(c, clf, style, g, args.mix_pieces, args.seed)
                                      for g in dict.fromkeys([near, "celtic"])}
             result["styles"][style] = row
     cells = [cell for row in result["styles"].values() for n, cell in row["by_size"].items() if n == "10"]

@@ -30,8 +30,8 @@ CELL_TIMEOUT = 300  # seconds; small settings need a few, a shared CPU may need 
 # notebook -> (PNG names, WAV names; every WAV has a MIDI file of the same name beside it)
 EXPECTED = {
     "01_corpus_tour": (["genres", "pitch", "rhythm", "examples"], ["example-celtic", "example-chorale"]),
-    "02_compose_and_mix": (["samples", "mix_sweep", "mix_rolls"],
-                           ["sample-celtic", "sample-chorale", "mix-middle"]),
+    "02_compose_and_mix": (["samples", "mix_sweep", "mix_rolls", "style_rolls"],
+                           ["sample-celtic", "sample-chorale", "mix-middle", "style-schumann"]),
     "03_latent_space": (["roundtrip", "interpolation", "transfer", "variations"],
                         ["piece-a", "interpolation-path", "transfer-chorale", "variation"]),
     "04_likelihood": (["score", "likelihood_matrix"], []),
@@ -94,6 +94,14 @@ def check_results(name: str, out: Path) -> None:
         assert len(res["sweep"]) == 3
         for probs in res["sweep"].values():
             assert sum(probs.values()) == pytest.approx(1.0, abs=1e-4)
+        style = res["style"]
+        assert style["files"] == 3 and style["builtin_unchanged"]
+        assert style["held_out_bits_per_dim"] <= style["start_bits_per_dim"]
+        assert all(len(p) == 8 for p in style["heard"].values())
+        style = res["style"]
+        assert style["files"] == 3 and style["builtin_unchanged"]
+        assert style["held_out_bits_per_dim"] <= style["start_bits_per_dim"]
+        assert all(len(p) == 8 for p in style["heard"].values())
     elif name == "03_latent_space":
         assert res["roundtrip_exact"] and res["interpolation_ends_exact"]  # a flow inverts exactly
         assert res["roundtrip_max_error"] < 1e-4

@@ -74,14 +74,15 @@ def test_a_style_slot_leaves_the_built_in_genres_bit_for_bit_and_starts_as_its_c
     low = model.sequence_log_prob(rolls, genre=torch.eye(2)[[1, 1]], phase=phase)
     torch.testing.assert_close(as_low, low)
     with torch.no_grad():
-        styled.styles.input.add_(1.0)
+        styled.styles.columns[0].add_(1.0)
     moved = styled.sequence_log_prob(rolls, genre=torch.tensor([[0.0, 0.0, 1.0]] * 2), phase=phase)
     assert (moved - as_low).abs().max() > 1e-3  # the style's own columns are read
     two = add_style(styled, torch.tensor([1.0, 0.0, 0.0]))
-    assert torch.equal(two.styles.input[:, 0], styled.styles.input[:, 0])
-    assert torch.equal(remove_style(two, 1).styles.input, styled.styles.input)
+    assert torch.equal(two.styles.columns[0][:, 0], styled.styles.columns[0][:, 0])
+    assert torch.equal(remove_style(two, 1).styles.columns[0], styled.styles.columns[0])
+    torch.testing.assert_close(styled.sequence_log_prob(rolls, genre=genre, phase=phase), before)  # no style
     with pytest.raises(MusicflowError, match="3 columns"):
-        styled.sequence_log_prob(rolls, genre=genre, phase=phase)
+        styled.sequence_log_prob(rolls, genre=torch.ones(2, 4) / 4, phase=phase)
 
 
 def test_learning_fits_only_the_new_genre_and_lowers_held_out_bits(checkpoint, tunes):
@@ -90,7 +91,7 @@ def test_learning_fits_only_the_new_genre_and_lowers_held_out_bits(checkpoint, t
     assert new.genres == ["high", "low", "mine"] and report.held_out == "1 of 6 files"
     old = ck.model.state_dict()
     state = new.model.state_dict()
-    assert set(state) - set(old) == {"styles.input", "styles.features"}
+    assert set(state) - set(old) == {"styles.columns.0", "styles.columns.1"}
     assert all(torch.equal(old[k], state[k]) for k in old)  # the flow itself, bit for bit
     start = report.bits_per_dim[report.start]
     assert report.learned_bits_per_dim < 0.9 * start
@@ -135,7 +136,7 @@ def test_cli_and_api_agree_for_one_seed_and_styles_add_up(checkpoint, tunes, tmp
     assert "held-out bits/dim" in res.output and "copying:" in res.output
     api = Composer.load(checkpoint).learn_style([tunes], "mine", steps=40, lr=0.05, seed=2)
     cli = Composer.load(out)
-    assert torch.equal(cli.model.styles.input, api.model.styles.input)
+    assert torch.equal(cli.model.styles.columns[0], api.model.styles.columns[0])
     res = runner.invoke(main, ["genres", "--model", str(out)])
     assert res.output.splitlines()[:2] == ["high", "low"] and "from 6 files" in res.output.splitlines()[2]
     # a second style into the same file; the first keeps its weights
@@ -144,7 +145,7 @@ def test_cli_and_api_agree_for_one_seed_and_styles_add_up(checkpoint, tunes, tmp
     assert res.exit_code == 0, res.output
     both = Composer.load(out)
     assert both.genres == ["high", "low", "mine", "other"]
-    assert torch.equal(both.model.styles.input[:, 0], cli.model.styles.input[:, 0])
+    assert torch.equal(both.model.styles.columns[0][:, 0], cli.model.styles.columns[0][:, 0])
     assert both.styles["other"]["held_out"] == "the last bars of every piece"
 
 
@@ -211,3 +212,40 @@ def test_style_learn_runs_as_a_subprocess(checkpoint, tunes, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert out.is_file() and "wrote" in res.stdout
+
+
+WINDOW_FLOWS = {
+    "glow": {"pitches": 12, "steps": 16, "n_genres": 2, "context_steps": 64, "levels": 1, "depth": 1,
+             "hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4},
+    "cnf": {"pitches": 12, "steps": 16, "n_genres": 2, "context_steps": 64, "hidden": 8,
+            "context_channels": 4, "cond_dim": 8, "embed_dim": 4},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WINDOW_FLOWS))
+def test_the_window_flows_learn_a_style_through_their_genre_table(kind, tunes, tmp_path):
+    """The Glow (guided by its own genre posterior) and the neural ODE take a style as a new row
+    of their genre embedding: the rest frozen, held-out bits/dim lower, built-ins unchanged."""
+    from musicflow.checkpoint import new_model
+
+    torch.manual_seed(0)
+    model = new_model(kind, WINDOW_FLOWS[kind])
+    with torch.no_grad():  # away from the zero-initialised layers that ignore the condition
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    c = Composer.load(save_checkpoint(tmp_path / f"{kind}.pt", kind, model, SPEC, ["high", "low"], {}))
+    before = c.compose_result("low", seed=3, bars=2)
+    new = c.learn_style([tunes], "mine", steps=30, valid_every=5)
+    info = new.styles["mine"]
+    assert info["held_out_bits_per_dim"] < info["start_bits_per_dim"]
+    assert np.array_equal(new.compose_result("low", seed=3, bars=2).roll, before.roll)
+    old = c.model.state_dict()
+    assert all(torch.equal(v, new.model.state_dict()[k]) for k, v in old.items())
+    assert new.model.styles.columns[0].shape == (4, 1)
+    assert max(new.classify(str(tunes / "t0.mid")), key=new.classify(str(tunes / "t0.mid")).get) == "mine"
+    assert new.compose_result({"mine": 0.5, "low": 0.5}, seed=3, bars=2).roll.shape == before.roll.shape
+
+
+def test_a_model_without_style_slots_refuses_in_one_line(tunes):
+    with pytest.raises(MusicflowError, match="cannot learn a style"):
+        Composer.load("vae").learn_style([tunes], "mine")

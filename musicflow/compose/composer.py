@@ -142,7 +142,11 @@ class Composer(LatentOps):
     def genre_weights(self, genre: GenreArg | None) -> tuple[dict[str, float], torch.Tensor]:
         """A genre argument as weights by name and as the model's vector ``(1, G)``."""
         w = parse_genre(self.default_genre if genre is None else genre, self.genres)
-        return w, genre_vector(w, self.genres)
+        vec = genre_vector(w, self.genres)
+        builtin = len(self.genres) - len(self.styles)
+        # A mix of built-in genres only takes the model's computation without styles (guidance
+        # weighs the built-in genres alone), so it composes as before any style was learnt.
+        return w, vec[:, :builtin] if not vec[:, builtin:].any() else vec
 
     def condition(self, weights: torch.Tensor, ctx: torch.Tensor, outline: torch.Tensor | None = None
                   ) -> Condition:

@@ -45,6 +45,7 @@ from musicflow.flows.dequantize import Logit, UniformDequantizer, VariationalDeq
 from musicflow.flows.nets import CondFeatures, ContextEncoder
 from musicflow.flows.odefunc import Solver, VectorField, flow, flow_with_logdet
 from musicflow.flows.rng import draw
+from musicflow.flows.styles import StyleColumns, embed_genre, genre_width
 
 OBJECTIVES = ("fm", "ml")
 
@@ -68,6 +69,7 @@ class CNFConfig(ConfigDict):
     pitches: int = 48  # rows of a window
     steps: int = 4  # one beat of 16ths
     n_genres: int = 8
+    styles: int = 0  # genres learned after training (flows/styles.py), after the n_genres
     context_steps: int = 64  # context the data pipeline supplies; the encoder takes any length
     context_channels: int = 16  # channels of the context's per-pitch map
     embed_dim: int = 16  # genre embedding size
@@ -99,6 +101,8 @@ class CNFConfig(ConfigDict):
         positive_ints(self, ("pitches", "steps", "n_genres", "context_steps", "context_channels", "embed_dim",
                              "cond_dim", "hidden", "blocks", "dequant_hidden", "dequant_steps", "probes",
                              "likelihood_steps"))
+        if self.styles < 0:
+            raise MusicflowError(f"styles must be >= 0, got {self.styles}")
         if self.objective not in OBJECTIVES:
             raise MusicflowError(f"CNFConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.dequantization not in ("uniform", "variational"):
@@ -163,6 +167,7 @@ class CNF(Flow):
         cfg = config if config is not None else CNFConfig()
         self.config = cfg
         self.genre_table = nn.Parameter(torch.randn(cfg.n_genres, cfg.embed_dim))
+        self.styles = StyleColumns(cfg.styles, cfg.embed_dim) if cfg.styles else None
         self.genre_null = nn.Parameter(torch.zeros(cfg.embed_dim))
         self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim)
         self.cond_mlp = nn.Sequential(nn.Linear(cfg.embed_dim + cfg.cond_dim, cfg.cond_dim), nn.SiLU(),
@@ -177,16 +182,22 @@ class CNF(Flow):
 
     # -- conditioning -------------------------------------------------------------------------
 
+    def genre_columns(self) -> tuple[torch.Tensor]:
+        """Each genre slot's embedding as a column, ``(embed_dim, genres)``: the trained genres',
+        then the styles' (:mod:`musicflow.flows.styles`)."""
+        cols = self.genre_table.t()
+        return (cols if self.styles is None else torch.cat([cols, self.styles.columns[0]], 1),)
+
     def features(self, cond: Condition, drop: bool = False, null_genre: bool = False) -> CondFeatures:
         """Condition to features; ``drop`` applies genre and context dropout (training),
         ``null_genre`` replaces every genre by the null embedding (guidance)."""
         cfg = self.config
-        batch = cond.validate(cfg.n_genres, cfg.pitches)
+        batch = cond.validate(genre_width(cond.genre, cfg.n_genres, cfg.styles), cfg.pitches)
         genre, ctx = cond.genre, cond.context
         dev = genre.device
         drop_ctx = torch.rand(batch, device=dev) < cfg.context_dropout if drop and ctx is not None else None
         ctx_vec, pitch_map = self.context_encoder(ctx, batch, drop_ctx)
-        emb = genre.to(self.genre_table.dtype) @ self.genre_table
+        emb = embed_genre(self.genre_table, self.styles, genre)
         if null_genre:
             emb = self.genre_null.expand(batch, -1)
         elif drop and cfg.genre_dropout > 0:

@@ -36,6 +36,7 @@ from musicflow.flows.dequantize import Logit, UniformDequantizer, VariationalDeq
 from musicflow.flows.layers import ActNorm, AffineCoupling, ConditionalPrior, InvConv1x1, Split, Squeeze
 from musicflow.flows.nets import CondFeatures, ContextEncoder, OutlineEncoder, encode_with_dropout
 from musicflow.flows.splines import SplineCoupling
+from musicflow.flows.styles import StyleColumns, embed_genre, genre_width
 
 DEQUANTIZERS = ("uniform", "variational")
 
@@ -55,6 +56,7 @@ class GlowConfig(ConfigDict):
     pitches: int = 48
     steps: int = 16
     n_genres: int = 8
+    styles: int = 0  # genres learned after training (flows/styles.py), after the n_genres
     levels: int = 2
     depth: int = 4  # flow steps (ActNorm, 1x1 conv, coupling) per level
     hidden: int = 32  # channels of the coupling and prior nets
@@ -87,6 +89,8 @@ class GlowConfig(ConfigDict):
         positive_ints(self, ("pitches", "steps", "n_genres", "levels", "depth", "hidden", "cond_dim",
                              "context_steps", "context_channels", "embed_dim", "dequant_hidden",
                              "ar_hidden", "ar_blocks"))
+        if self.styles < 0:
+            raise MusicflowError(f"styles must be >= 0, got {self.styles}")
         scale = 2**self.levels
         if self.pitches % scale or self.steps % scale:
             raise MusicflowError(
@@ -145,6 +149,7 @@ class Glow(Flow):
         cfg = config if config is not None else GlowConfig()
         self.config = cfg
         self.genre_table = nn.Parameter(torch.randn(cfg.n_genres, cfg.embed_dim))
+        self.styles = StyleColumns(cfg.styles, cfg.embed_dim) if cfg.styles else None
         self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim, cfg.chroma,
                                               cfg.reach, cfg.echo)
         self.outline_encoder = (OutlineEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim)
@@ -198,16 +203,23 @@ class Glow(Flow):
 
     # -- conditioning -------------------------------------------------------------------------
 
+    def genre_columns(self) -> tuple[torch.Tensor]:
+        """Each genre slot's embedding as a column, ``(embed_dim, genres)``: the trained genres',
+        then the styles' (:mod:`musicflow.flows.styles`)."""
+        cols = self.genre_table.t()
+        return (cols if self.styles is None else torch.cat([cols, self.styles.columns[0]], 1),)
+
     def features(self, cond: Condition, drop_context: bool = False) -> CondFeatures:
         """The :class:`CondFeatures` every layer receives; ``drop_context`` applies dropout."""
         cfg = self.config
-        batch, dev = cond.validate(cfg.n_genres, cfg.pitches), cond.genre.device
+        batch = cond.validate(genre_width(cond.genre, cfg.n_genres, cfg.styles), cfg.pitches)
+        dev = cond.genre.device
         ctx_rate, out_rate = (cfg.context_dropout, cfg.outline_dropout) if drop_context else (0.0, 0.0)
         ctx_vec, pitch_map = encode_with_dropout(self.context_encoder, cond.context, batch, ctx_rate, dev)
         if self.outline_encoder is not None:
             plan_vec, plan_map = encode_with_dropout(self.outline_encoder, cond.outline, batch, out_rate, dev)
             ctx_vec, pitch_map = ctx_vec + plan_vec, pitch_map + plan_map
-        emb = cond.genre.to(self.genre_table.dtype) @ self.genre_table
+        emb = embed_genre(self.genre_table, self.styles, cond.genre)
         vec = self.cond_mlp(torch.cat([emb, ctx_vec], dim=1))
         return CondFeatures(vec, pitch_map)
 

@@ -134,6 +134,7 @@ class KeyFlow(SequenceFlow):
         self.from_history = nn.Conv1d(cfg.history * s, c, 2 * cfg.reach + 1, padding=cfg.reach)
         self.from_below = nn.Conv1d(s, c, k, bias=False)  # fed `keys` pads on the left
         self.from_genre = nn.Linear(cfg.genres, c, bias=False) if cfg.genres else None
+        # A learned style's columns: what it adds to the LSTM's gate inputs, and to every key.
         self.styles = StyleColumns(cfg.styles, 4 * cfg.rnn_hidden, c) if cfg.styles else None
         self.position = nn.Parameter(torch.zeros(k, c))
         self.blocks = nn.Sequential(*(_Block(c, cfg.dropout) for _ in range(cfg.blocks)))
@@ -195,7 +196,8 @@ class KeyFlow(SequenceFlow):
         g = self.config.genres
         rnn, feat = self.rnn.weight_ih_l0[:, -g:], self.from_genre.weight
         if self.styles is not None:
-            rnn, feat = torch.cat([rnn, self.styles.input], 1), torch.cat([feat, self.styles.features], 1)
+            rnn = torch.cat([rnn, self.styles.columns[0]], 1)
+            feat = torch.cat([feat, self.styles.columns[1]], 1)
         return rnn, feat
 
     def _initial(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,7 +237,7 @@ class KeyFlow(SequenceFlow):
             base, extra = self._split(genre)
             h = h + self.from_genre(base.to(h.dtype))[:, None, :]
             if extra is not None:
-                h = h + self.styles.feature_term(extra)[:, None, :]
+                h = h + self.styles.term(extra, 1)[:, None, :]
         return h
 
     def key_logit(self, features: torch.Tensor, frame: torch.Tensor, key: int) -> torch.Tensor:

@@ -32,7 +32,8 @@ from musicflow.checkpoint import Checkpoint
 from musicflow.data.build import SourceFile, parse_files, resolve_source
 from musicflow.data.dataset import Dataset
 from musicflow.errors import MusicflowError
-from musicflow.flows.styles import add_style, remove_style
+from musicflow.flows.base import Condition
+from musicflow.flows.styles import add_style, remove_style, style_capable
 from musicflow.io import READABLE_SUFFIXES
 from musicflow.roll import key_states
 from musicflow.training.pieces import METRE, CorpusPieces, metres
@@ -42,6 +43,8 @@ from musicflow.training.settings import StyleConfig
 MIN_NOTES = 64
 #: Steps of each held-out window, and the most windows scored per piece.
 HELD_WINDOW, HELD_PER_PIECE = 256, 8
+#: The most held-out windows a window flow (Glow, neural ODE) is scored on.
+HELD_WINDOWS = 96
 
 
 @dataclass
@@ -89,25 +92,6 @@ def style_files(paths: list[str | Path], name: str) -> list[SourceFile]:
     return out
 
 
-def _pieces(ds: Dataset, idx: list[int], name: str) -> CorpusPieces:
-    sub = Dataset.from_records([{**ds.pieces[i], "notes": ds.piece_notes(i), "bars": ds.piece_bars(i),
-                                 "split": "train", "genre": name} for i in idx], ds.spec)
-    return CorpusPieces.load(sub, "train", METRE)
-
-
-def _tail_split(pieces: CorpusPieces, share: float) -> tuple[CorpusPieces, CorpusPieces]:
-    """Each piece cut at the bar line nearest ``1 - share`` of its length: the heads to learn
-    from, the tails to stop on."""
-    heads, tails = copy.deepcopy(pieces), copy.deepcopy(pieces)
-    for j, (s, bars) in enumerate(zip(pieces.states, pieces.bars)):
-        inner = bars[(bars > 0) & (bars < len(s))]
-        cut = int(inner[np.argmin(np.abs(inner - (1 - share) * len(s)))]) if len(inner) else len(s) // 2
-        heads.states[j], heads.phases[j], heads.bars[j] = s[:cut], pieces.phases[j][:cut], bars[bars < cut]
-        tails.states[j], tails.phases[j] = s[cut:], pieces.phases[j][cut:]
-        tails.bars[j] = bars[bars >= cut] - cut
-    return heads, tails
-
-
 def held_picks(pieces: CorpusPieces, seed: int) -> list[tuple[int, int]]:
     """Held-out windows: from each piece's start and up to ``HELD_PER_PIECE - 1`` bar lines
     spread through it, ``HELD_WINDOW`` steps each."""
@@ -121,12 +105,102 @@ def held_picks(pieces: CorpusPieces, seed: int) -> list[tuple[int, int]]:
     return picks
 
 
-def _nats(model, pieces: CorpusPieces, picks, slot: int, slots: int) -> torch.Tensor:
-    """Nats per step of the picked windows under genre slot ``slot`` (differentiable)."""
-    rolls, lengths, _, phase = pieces.batch(picks, HELD_WINDOW)
-    genre = torch.zeros(len(picks), slots)
-    genre[:, slot] = 1
-    return -model.sequence_log_prob(rolls, lengths, genre=genre, phase=phase).sum() / lengths.sum()
+def split_records(records: list[dict], share: float, seed: int) -> str:
+    """Mark each piece record ``train`` or ``valid`` (the music kept aside to stop on), in place:
+    whole files from 5 files on (``share`` of them, at least one), else every piece cut at the bar
+    line nearest ``1 - share`` of its length into a head to learn from and a tail to stop on.
+    Returns how, in words."""
+    by_file = [r["id"].split("#")[0] for r in records]
+    names = sorted(set(by_file))
+    if len(names) >= 5:
+        held = set(np.random.default_rng(seed).choice(names, size=max(1, round(share * len(names))),
+                                                       replace=False))
+        for r, f in zip(records, by_file):
+            r["split"] = "valid" if f in held else "train"
+        return f"{len(held)} of {len(names)} files"
+    for r in list(records):
+        notes = np.asarray(r["notes"], dtype=np.int64).reshape(-1, 4)
+        length = int(notes[:, 2].max())
+        bars = np.asarray(r["bars"], dtype=np.int64)
+        inner = bars[(bars > 0) & (bars < length)]
+        cut = int(inner[np.argmin(np.abs(inner - (1 - share) * length))]) if len(inner) else length // 2
+        head, tail = notes[notes[:, 1] < cut].copy(), notes[notes[:, 1] >= cut].copy()
+        head[:, 2] = np.minimum(head[:, 2], cut)
+        tail[:, 1:3] -= cut
+        r.update(notes=head.tolist(), bars=bars[bars < cut].tolist(), split="train")
+        if len(tail):
+            records.append({**r, "id": r["id"] + "#tail", "notes": tail.tolist(),
+                            "bars": (bars[bars >= cut] - cut).tolist(), "split": "valid"})
+    return "the last bars of every piece"
+
+
+class _Sequences:
+    """A sequence flow's view of the user's pieces: windows of ``crop`` steps to learn from (each
+    piece drawn equally often, a quarter from its start, the rest from a bar line) and fixed
+    held-out windows, scored in bits/dim."""
+
+    def __init__(self, ds: Dataset, cfg: StyleConfig):
+        self.train, self.held = CorpusPieces.load(ds, "train", METRE), CorpusPieces.load(ds, "valid", METRE)
+        self.picks, self.crop = held_picks(self.held, cfg.seed), cfg.crop
+        self.per_nat = 1 / (2 * ds.spec.pitches * math.log(2))
+        self.weight = np.full(len(self.train.states), 1.0 / len(self.train.states))  # not by length
+
+    def _bits(self, model, pieces: CorpusPieces, picks, crop: int, slot: int) -> torch.Tensor:
+        rolls, lengths, _, phase = pieces.batch(picks, crop)
+        genre = torch.zeros(len(picks), model.genres)
+        genre[:, slot] = 1
+        lp = model.sequence_log_prob(rolls, lengths, genre=genre, phase=phase)
+        return -lp.sum() / lengths.sum() * self.per_nat
+
+    def loss(self, model, slot: int, batch: int, rng: np.random.Generator, gen: torch.Generator):
+        picks = []
+        for i in rng.choice(len(self.train.states), size=batch, p=self.weight):
+            starts = self.train.bars[i][self.train.bars[i] < len(self.train.states[i]) - 1]
+            picks.append((int(i), int(rng.choice(starts)) if len(starts) and rng.random() > 0.25 else 0))
+        return self._bits(model, self.train, picks, self.crop, slot)
+
+    @torch.no_grad()
+    def held_bits(self, model, slot: int) -> float:
+        return float(self._bits(model, self.held, self.picks, HELD_WINDOW, slot))
+
+
+class _Windows:
+    """A window flow's view (the Glow, the neural ODE): its training windows of the user's pieces
+    (each piece's windows together drawn as often as another piece's) and up to ``HELD_WINDOWS``
+    fixed held-out windows, scored by the model's validation bits/dim with fixed noise."""
+
+    def __init__(self, ds: Dataset, cfg: StyleConfig, model, genres: list[str]):
+        from musicflow.training.windows import model_windows
+
+        self.outlines = model.takes_outline
+        self.train = model_windows(ds, "train", model.config, genres, self.outlines)
+        self.held = model_windows(ds, "valid", model.config, genres, self.outlines)
+        if not len(self.train) or not len(self.held):
+            raise MusicflowError("style learn: the pieces are too short to cut into the model's windows")
+        _, inverse, counts = np.unique(self.train.piece_starts, return_inverse=True, return_counts=True)
+        self.weight = 1.0 / counts[inverse]
+        self.weight /= self.weight.sum()
+        rng = np.random.default_rng([cfg.seed, 7])
+        self.idx = np.sort(rng.choice(len(self.held), min(len(self.held), HELD_WINDOWS), replace=False))
+        self.seed = cfg.seed
+
+    def _bits(self, model, windows, idx, slot: int, gen: torch.Generator, score) -> torch.Tensor:
+        x, ctx, _ = windows.batch(idx)
+        genre = torch.zeros(len(idx), model.genre_columns()[0].shape[1])
+        genre[:, slot] = 1
+        outline = windows.outlines(idx) if self.outlines else None
+        return score(x, Condition(genre, ctx, outline), generator=gen).mean()
+
+    def loss(self, model, slot: int, batch: int, rng: np.random.Generator, gen: torch.Generator):
+        idx = rng.choice(len(self.train), size=batch, p=self.weight)
+        return self._bits(model, self.train, idx, slot, gen, model.loss)
+
+    @torch.no_grad()
+    def held_bits(self, model, slot: int) -> float:
+        gen = torch.Generator().manual_seed(self.seed)
+        parts = [self._bits(model, self.held, self.idx[a:a + 32], slot, gen, model.valid_bits_per_dim)
+                 * len(self.idx[a:a + 32]) for a in range(0, len(self.idx), 32)]
+        return float(sum(parts) / len(self.idx))
 
 
 def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleConfig | None = None, *,
@@ -135,18 +209,18 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
     and the report of the learning. ``replace`` re-learns a style the checkpoint already has."""
     cfg = cfg or StyleConfig()
     model = ck.model
-    if "styles" not in type(model.config).__dataclass_fields__ or not model.config.genres:
-        raise MusicflowError(f"{ck.kind}: this model cannot learn a style (the sequence flow, keyflow, can)")
+    if not style_capable(model):
+        raise MusicflowError(f"{ck.kind}: this model cannot learn a style (keyflow, glow and cnf can)")
     name = name.strip()
     if not name or ":" in name or "," in name:
         raise MusicflowError(f"name {name!r}: give a genre name without ':' or ','")
-    builtin = ck.genres[:model.config.genres]
+    builtin = ck.genres[:len(ck.genres) - model.config.styles]
     if name in builtin:
         raise MusicflowError(f"name {name}: a built-in genre of this model; choose another name")
     if name in ck.genres and not replace:
         raise MusicflowError(f"name {name}: this model already has that style (--replace to learn it again)")
     if name in ck.genres:
-        model = remove_style(model, ck.genres.index(name) - model.config.genres)
+        model = remove_style(model, ck.genres.index(name) - len(builtin))
     genres = [g for g in ck.genres if g != name]
 
     files = style_files(paths, name)
@@ -156,33 +230,18 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
         bad = "".join(f"; skipped {p}: {why}" for p, why in report.skipped[:3])
         raise MusicflowError(f"style learn: {notes} notes in {len(files)} file(s), at least {MIN_NOTES} "
                              f"are needed{bad}")
-    for r in records:
-        r["split"] = "train"
+    whole = Dataset.from_records([dict(r, split="train") for r in records], ck.spec)
+    how = split_records(records, cfg.held_out, cfg.seed)
     ds = Dataset.from_records(records, ck.spec)
-    by_file = [r["id"].split("#")[0] for r in records]
-    names = sorted(set(by_file))
-    rng = np.random.default_rng(cfg.seed)
-    if len(names) >= 5:
-        held_files = set(rng.choice(names, size=max(1, round(cfg.held_out * len(names))), replace=False))
-        train = _pieces(ds, [i for i, f in enumerate(by_file) if f not in held_files], name)
-        held = _pieces(ds, [i for i, f in enumerate(by_file) if f in held_files], name)
-        how = f"{len(held_files)} of {len(names)} files"
-    else:
-        train, held = _tail_split(_pieces(ds, list(range(len(records))), name), cfg.held_out)
-        how = "the last bars of every piece"
-    picks = held_picks(held, cfg.seed)
-
     model = copy.deepcopy(model).eval()
-    slots = model.genres
-    with torch.no_grad():
-        before = {g: float(_nats(model, held, picks, j, slots)) for j, g in enumerate(genres)}
+    sequence = hasattr(model, "sequence_log_prob")
+    data = _Sequences(ds, cfg) if sequence else _Windows(ds, cfg, model, genres + [name])
+    before = {g: data.held_bits(model, j) for j, g in enumerate(genres)}
     start = min(before, key=before.get)
-    model = add_style(model, torch.eye(slots)[genres.index(start)]).eval()
-    bits = 1 / (2 * ck.spec.pitches * math.log(2))
-    out = StyleReport(name, len(files), len(records), report.skipped, how, start,
-                      {g: v * bits for g, v in before.items()},
-                      sources=[key_states(ds.roll(i)) for i in range(len(ds))])
-    _fit(model, train, held, picks, cfg, out, bits, quiet)
+    model = add_style(model, torch.eye(len(genres))[genres.index(start)]).eval()
+    out = StyleReport(name, len(files), len(whole), report.skipped, how, start, before,
+                      sources=[key_states(whole.roll(i)) for i in range(len(whole))])
+    _fit(model, data, cfg, out, quiet)
 
     info = copy.deepcopy(ck.info)
     content = hashlib.sha1()
@@ -190,55 +249,50 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
         if f.path.is_file():
             content.update(f.path.read_bytes())
     info.setdefault("styles", {})[name] = {
-        "files": len(files), "pieces": len(records), "skipped": len(report.skipped),
+        "files": len(files), "pieces": len(whole), "skipped": len(report.skipped),
         "content_hash": content.hexdigest()[:16], "learned": datetime.date.today().isoformat(),
         "held_out": how, "start": start, "held_out_bits_per_dim": round(out.learned_bits_per_dim, 6),
         "start_bits_per_dim": round(out.bits_per_dim[start], 6), "steps": out.steps,
         "seconds": round(out.seconds, 1), "settings": asdict(cfg)}
-    info.setdefault("metres", {})[name] = metres(ds)[name]
+    info.setdefault("metres", {})[name] = metres(whole)[name]
+    if not sequence and model.takes_outline:
+        from musicflow.training.windows import model_windows, outline_bank
+
+        info.setdefault("outlines", {})[name] = outline_bank(
+            model_windows(whole, "train", model.config, genres + [name], True), cfg.seed)[name]
     return Checkpoint(ck.kind, model, ck.spec, genres + [name], info), out
 
 
-def _fit(model, train: CorpusPieces, held: CorpusPieces, picks, cfg: StyleConfig, out: StyleReport,
-         bits: float, quiet: bool) -> None:
-    """Fit the model's last style slot in place, keeping its best columns on the held-out windows."""
-    slots, t0 = model.genres, time.monotonic()
-    params = [model.styles.input, model.styles.features]
+def _fit(model, data, cfg: StyleConfig, out: StyleReport, quiet: bool) -> None:
+    """Fit the model's last style slot in place, keeping its best columns on the held-out music."""
+    slot, t0 = model.genre_columns()[0].shape[1] - 1, time.monotonic()
+    params = list(model.styles.columns)
     for p in model.parameters():
         p.requires_grad_(False)
-    mask = torch.zeros(slots - model.config.genres)
+    mask = torch.zeros(model.config.styles)
     mask[-1] = 1
     # Earlier styles keep their columns bit for bit: zero gradient, so a zero Adam step.
     hooks = [p.requires_grad_(True).register_hook(lambda g: g * mask) for p in params]
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    rng = np.random.default_rng([cfg.seed, 1])
-    weight = np.array([1.0 / len(s) for s in train.states])  # windows by piece, not by length
-    best = (float(_nats(model, held, picks, slots - 1, slots).detach()), [p.detach().clone() for p in params])
-    out.learned_bits_per_dim, since, step = best[0] * bits, 0, 0
+    rng, gen = np.random.default_rng([cfg.seed, 1]), torch.Generator().manual_seed(cfg.seed)
+    best = (data.held_bits(model, slot), [p.detach().clone() for p in params])
+    since, step = 0, 0
     bar = tqdm(total=cfg.steps, desc=f"learn {out.name}", unit="step", disable=quiet, leave=False)
     for step in range(1, cfg.steps + 1):
-        picks_ = []
-        for i in rng.choice(len(train.states), size=cfg.batch_size, p=weight / weight.sum()):
-            starts = train.bars[i][train.bars[i] < len(train.states[i]) - 1]
-            picks_.append((int(i), int(rng.choice(starts)) if len(starts) and rng.random() > 0.25 else 0))
-        rolls, lengths, _, phase = train.batch(picks_, cfg.crop)
-        genre = torch.zeros(len(picks_), slots)
-        genre[:, -1] = 1
-        loss = -model.sequence_log_prob(rolls, lengths, genre=genre, phase=phase).sum() / lengths.sum()
+        loss = data.loss(model, slot, cfg.batch_size, rng, gen)
         opt.zero_grad()
         loss.backward()
         opt.step()
         bar.update(1)
         if step % cfg.valid_every and step < cfg.steps:
             continue
-        with torch.no_grad():
-            v = float(_nats(model, held, picks, slots - 1, slots))
-        out.history.append({"step": step, "train_nats": round(float(loss.detach()), 4),
-                            "held_out_nats": round(v, 4)})
+        v = data.held_bits(model, slot)
+        out.history.append({"step": step, "train_loss": round(float(loss.detach()), 6),
+                            "held_out_bits_per_dim": round(v, 6)})
         since += 1
         if v < best[0]:
             best, since = (v, [p.detach().clone() for p in params]), 0
-        bar.set_postfix_str(f"held-out {v * bits:.5f} bits/dim (best {best[0] * bits:.5f})")
+        bar.set_postfix_str(f"held-out {v:.5f} bits/dim (best {best[0]:.5f})")
         if since >= cfg.patience or time.monotonic() - t0 > 60 * cfg.minutes:
             break
     bar.close()
@@ -248,4 +302,4 @@ def _fit(model, train: CorpusPieces, held: CorpusPieces, picks, cfg: StyleConfig
             p.requires_grad_(False)
     for h in hooks:
         h.remove()
-    out.learned_bits_per_dim, out.steps, out.seconds = best[0] * bits, step, time.monotonic() - t0
+    out.learned_bits_per_dim, out.steps, out.seconds = best[0], step, time.monotonic() - t0
