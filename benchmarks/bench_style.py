@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", type=int, default=[3, 10, 30])
     ap.add_argument("--unseen", type=int, default=20, help="valid pieces per style to judge on")
     ap.add_argument("--pieces", type=int, default=60, help="pieces composed per style and size")
-    ap.add_argument("--mix-pieces", type=int, default=24, help="pieces per mix and parent")
+    ap.add_argument("--mix-pieces", type=int, default=24, help="pieces per mix and parent (0: no mixes)")
     ap.add_argument("--max-bars", type=int, default=64, help="bars kept of each corpus piece")
     ap.add_argument("--seed", type=int, default=100, help="first seed of the composed pieces")
     ap.add_argument("--name", default="bench_style")
@@ -189,12 +189,12 @@ def main() -> None:
                       f"{cell['classified_as_style']}, overlap {cell['overlap_style_pieces']} vs {near} "
                       f"{cell['overlap_nearest_builtin_pieces']}, copied {cell['copied_4bar_share']}",
                       flush=True)
-                if n == 10:
+                if n == 10 and args.mix_pieces:
                     row["mix_10"] = {g: mix_result(c, clf, style, g, args.mix_pieces, args.seed)
                                      for g in dict.fromkeys([near, "celtic"])}
             result["styles"][style] = row
     cells = [cell for row in result["styles"].values() for n, cell in row["by_size"].items() if n == "10"]
-    result["at_10"] = {
+    result["at_10"] = {} if not cells else {
         "every_style_beats_every_builtin": all(c["style_beats_every_builtin"] for c in cells),
         "slowest_learn_seconds": max(c["learn_seconds"] for c in cells),
         "overlap_above_nearest_builtin": int(sum(

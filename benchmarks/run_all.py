@@ -38,6 +38,8 @@ QUICK = {
     "bench_pieces": ["--pieces", "2", "--bars", "2"],
     "bench_mix": ["--pieces", "2", "--bars", "2"],
     "bench_infill": ["--per-genre", "1", "--candidates", "2"],
+    "bench_style": ["--styles", "nottingham", "--sizes", "3", "--unseen", "2", "--pieces", "2",
+                    "--mix-pieces", "0"],
     "bench_boulanger": ["--corpus", "jsb", "--samples", "1"],
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
@@ -182,13 +184,25 @@ def _bench_mix(d: dict) -> list[str]:
             *_table(head, rows)]
 
 
+def _bench_style(d: dict) -> list[str]:
+    rows = [[s, n, c["learn_seconds"], c["unseen_bits_per_dim_style"], c["unseen_bits_per_dim_best_builtin"],
+             c["classified_as_style"], c["overlap_style_pieces"], c["overlap_nearest_builtin_pieces"],
+             c["copied_4bar_share"]]
+            for s, row in d.get("styles", {}).items() for n, c in row["by_size"].items()]
+    head = ["style", "files", "learn s", "unseen bits/dim", "best built-in", "classified as style",
+            "overlap", "nearest built-in overlap", "copied 4-bar share"]
+    return [f"Model {d.get('model')}; unseen pieces per style {d.get('unseen_pieces')}, "
+            f"{d.get('pieces')} composed pieces per cell.", "", *_table(head, rows)]
+
+
 def _generic(d: dict) -> list[str]:
     rows = [[k, v] for k, v in d.items() if isinstance(v, int | float | str) and k != "benchmark"]
     return _table(["key", "value"], rows) if rows else ["(no scalar results)", ""]
 
 
 RENDER = {"bench_data": _bench_data, "bench_compose": _bench_compose, "bench_glow": _bench_glow,
-          "bench_pieces": _bench_pieces, "bench_quality": _bench_quality, "bench_mix": _bench_mix}
+          "bench_pieces": _bench_pieces, "bench_quality": _bench_quality, "bench_mix": _bench_mix,
+          "bench_style": _bench_style}
 
 
 def summary(log: list[dict] | None = None) -> Path:

@@ -9,24 +9,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-_HOME = {"ALIASES": "composer", "DEFAULT_MODEL": "composer", "DEFAULT_CANDIDATES": "composer",
+_HOME = {"ALIASES": "models", "DEFAULT_MODEL": "models", "DEFAULT_CANDIDATES": "composer",
          "DEFAULT_GUIDANCE": "composer",
-         "SHIPPED": "composer", "Composer": "composer", "Result": "latent", "draw_latents": "latent",
+         "SHIPPED": "models", "Composer": "composer", "Result": "latent", "draw_latents": "latent",
          "new_seed": "latent", "parse_key": "keys", "parse_program": "keys",
          "DEFAULT_TEMPERATURE": "options", "Options": "options", "Input": "reading",
          "MidiInput": "reading", "cut_windows": "reading", "read_input": "reading"}
 
 if TYPE_CHECKING:
-    from musicflow.compose.composer import (
-        ALIASES,
-        DEFAULT_CANDIDATES,
-        DEFAULT_GUIDANCE,
-        DEFAULT_MODEL,
-        SHIPPED,
-        Composer,
-    )
+    from musicflow.compose.composer import DEFAULT_CANDIDATES, DEFAULT_GUIDANCE, Composer
     from musicflow.compose.keys import parse_key, parse_program
     from musicflow.compose.latent import Result, draw_latents, new_seed
+    from musicflow.compose.models import ALIASES, DEFAULT_MODEL, SHIPPED
     from musicflow.compose.options import DEFAULT_TEMPERATURE, Options
     from musicflow.compose.reading import Input, MidiInput, cut_windows, read_input
 

@@ -28,6 +28,7 @@ from musicflow.checkpoint import Checkpoint, load_checkpoint
 from musicflow.compose.genre import GenreArg, genre_vector, parse_genre
 from musicflow.compose.keys import parse_key, parse_program
 from musicflow.compose.latent import LatentOps, Result, draw_latents, new_seed
+from musicflow.compose.models import checkpoint_path
 from musicflow.compose.options import DEFAULT_TEMPERATURE, Options
 from musicflow.compose.outlines import OutlineArg, block_outlines, draw_outline, input_outline, outline_for
 from musicflow.compose.reading import Input, MidiInput, cut_windows, read_input
@@ -36,7 +37,6 @@ from musicflow.files import atomic_write
 from musicflow.flows.base import Condition
 from musicflow.flows.glow import Glow
 from musicflow.io import save_midi
-from musicflow.paths import checkpoint
 from musicflow.roll import PianoRollSpec, key_shift, roll_to_midi
 from musicflow.sampling import generate, mixed_threshold, model_device
 from musicflow.training.settings import StyleConfig
@@ -47,32 +47,6 @@ from musicflow.training.settings import StyleConfig
 #: ``guidance=1`` samples plainly.
 DEFAULT_GUIDANCE = Glow.default_guidance
 DEFAULT_CANDIDATES = 16
-#: Names of the shipped checkpoints: ``checkpoints/NAME-music21.pt`` (found by
-#: :func:`musicflow.paths.checkpoint`). ``keyflow``, the default, is the
-#: sequence flow (:mod:`musicflow.compose.pieces`); ``glow`` composes to an outline
-#: (:mod:`musicflow.compose.outlines`); ``glow-no-outline`` is the Glow without one.
-SHIPPED = ("keyflow", "glow", "glow-no-outline", "cnf", "vae")
-#: The checkpoint ``Composer.load()`` and every command use when none is named.
-DEFAULT_MODEL = "keyflow"
-#: Former names of shipped checkpoints: ``glow-outline`` became the default ``glow``.
-ALIASES = {"glow-outline": "glow"}
-
-
-def checkpoint_path(model: str | Path | None) -> Path:
-    """The file of a ``--model``: a shipped name, a path, or the name of a checkpoint in the home
-    folder's ``checkpoints/`` (``keyflow-mine`` for ``checkpoints/keyflow-mine.pt``).
-
-    >>> checkpoint_path("glow").name
-    'glow-music21.pt'
-    """
-    name = ALIASES.get(str(model), str(model)) if model is not None else DEFAULT_MODEL
-    if name in SHIPPED:
-        return checkpoint(f"{name}-music21.pt")
-    path = Path(name)
-    own = checkpoint(f"{name}.pt")
-    return own if not path.exists() and not path.suffix and own.is_file() else path
-
-
 class Composer(LatentOps):
     """Composes with a trained flow. Load once, call many times; no global state."""
 

@@ -142,6 +142,7 @@ class _Sequences:
     def __init__(self, ds: Dataset, cfg: StyleConfig):
         self.train, self.held = CorpusPieces.load(ds, "train", METRE), CorpusPieces.load(ds, "valid", METRE)
         self.picks, self.crop = held_picks(self.held, cfg.seed), cfg.crop
+        self.train_picks = held_picks(self.train, cfg.seed)
         self.per_nat = 1 / (2 * ds.spec.pitches * math.log(2))
         self.weight = np.full(len(self.train.states), 1.0 / len(self.train.states))  # not by length
 
@@ -163,6 +164,10 @@ class _Sequences:
     def held_bits(self, model, slot: int) -> float:
         return float(self._bits(model, self.held, self.picks, HELD_WINDOW, slot))
 
+    @torch.no_grad()
+    def train_bits(self, model, slot: int) -> float:
+        return float(self._bits(model, self.train, self.train_picks, HELD_WINDOW, slot))
+
 
 class _Windows:
     """A window flow's view (the Glow, the neural ODE): its training windows of the user's pieces
@@ -182,6 +187,8 @@ class _Windows:
         self.weight /= self.weight.sum()
         rng = np.random.default_rng([cfg.seed, 7])
         self.idx = np.sort(rng.choice(len(self.held), min(len(self.held), HELD_WINDOWS), replace=False))
+        n = min(len(self.train), HELD_WINDOWS)
+        self.train_idx = np.sort(rng.choice(len(self.train), n, replace=False))
         self.seed = cfg.seed
 
     def _bits(self, model, windows, idx, slot: int, gen: torch.Generator, score) -> torch.Tensor:
@@ -196,11 +203,15 @@ class _Windows:
         return self._bits(model, self.train, idx, slot, gen, model.loss)
 
     @torch.no_grad()
-    def held_bits(self, model, slot: int) -> float:
+    def held_bits(self, model, slot: int, train: bool = False) -> float:
+        windows, idx = (self.train, self.train_idx) if train else (self.held, self.idx)
         gen = torch.Generator().manual_seed(self.seed)
-        parts = [self._bits(model, self.held, self.idx[a:a + 32], slot, gen, model.valid_bits_per_dim)
-                 * len(self.idx[a:a + 32]) for a in range(0, len(self.idx), 32)]
-        return float(sum(parts) / len(self.idx))
+        parts = [self._bits(model, windows, idx[a:a + 32], slot, gen, model.valid_bits_per_dim)
+                 * len(idx[a:a + 32]) for a in range(0, len(idx), 32)]
+        return float(sum(parts) / len(idx))
+
+    def train_bits(self, model, slot: int) -> float:
+        return self.held_bits(model, slot, train=True)
 
 
 def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleConfig | None = None, *,
@@ -237,7 +248,10 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
     sequence = hasattr(model, "sequence_log_prob")
     data = _Sequences(ds, cfg) if sequence else _Windows(ds, cfg, model, genres + [name])
     before = {g: data.held_bits(model, j) for j, g in enumerate(genres)}
-    start = min(before, key=before.get)
+    # The start: the genre under which all the user's music (not only the few files kept aside)
+    # scores best; stopping is judged on the kept-aside music alone.
+    fits = {g: before[g] + data.train_bits(model, j) for j, g in enumerate(genres)}
+    start = min(fits, key=fits.get)
     model = add_style(model, torch.eye(len(genres))[genres.index(start)]).eval()
     out = StyleReport(name, len(files), len(whole), report.skipped, how, start, before,
                       sources=[key_states(whole.roll(i)) for i in range(len(whole))])
