@@ -41,6 +41,7 @@ QUICK = {
     "bench_style": ["--styles", "nottingham", "--sizes", "3", "--unseen", "2", "--pieces", "2",
                     "--mix-pieces", "0"],
     "bench_boulanger": ["--corpus", "jsb", "--samples", "1"],
+    "bench_serve": ["--repeats", "1"],
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
                   "--classify-pieces", "2"]

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from musicflow.cli import compose, evaluate, inspect, train
+from musicflow.cli import compose, evaluate, inspect, serve, train
 from musicflow.cli.boulanger import benchmark, jsb
 from musicflow.cli.data import data
 from musicflow.cli.options import Group
@@ -26,7 +26,8 @@ def main() -> None:
 for command in (data, train.train_cmd, train.calibrate_cmd, evaluate.evaluate_cmd, compose.compose_cmd,
                 compose.decode_cmd, compose.continue_cmd, compose.infill_cmd, compose.variations_cmd,
                 compose.transfer_cmd, compose.interpolate_cmd, inspect.score_cmd, inspect.classify_cmd,
-                inspect.render_cmd, inspect.genres_cmd, inspect.models_cmd, style, benchmark, jsb):
+                inspect.render_cmd, inspect.genres_cmd, inspect.models_cmd, style, serve.serve_cmd, benchmark,
+                jsb):
     main.add_command(command)
 
 
