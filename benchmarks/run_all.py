@@ -42,6 +42,7 @@ QUICK = {
                     "--mix-pieces", "0"],
     "bench_boulanger": ["--corpus", "jsb", "--samples", "1"],
     "bench_serve": ["--repeats", "1"],
+    "bench_parts": ["--chorales", "3"],
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
                   "--classify-pieces", "2"]

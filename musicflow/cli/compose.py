@@ -13,6 +13,7 @@ from musicflow.cli.options import (
     model_option,
     out_paths,
     outline_option,
+    parts_option,
     png_option,
     program_option,
     quiet_option,
@@ -40,6 +41,7 @@ def _settings(**given) -> dict:
 @compose_option("tempo", type=float)
 @compose_option("key")
 @program_option
+@parts_option
 @compose_option("temperature", "--temperature", "-t", type=float)
 @guidance_options
 @seed_option
@@ -51,15 +53,15 @@ def _settings(**given) -> dict:
 @wav_option
 @model_option
 @quiet_option
-def compose_cmd(genres, bars, time_signature, mix, tempo, key, program, temperature, guidance, candidates,
-                seed, num_outputs, output, save_latent, outline, png, wav, model, quiet) -> None:
+def compose_cmd(genres, bars, time_signature, mix, tempo, key, program, parts, temperature, guidance,
+                candidates, seed, num_outputs, output, save_latent, outline, png, wav, model, quiet) -> None:
     """Compose new music in a genre or a mix of genres."""
     from musicflow.compose import Options, new_seed
     from musicflow.compose.outlines import parse_outline
 
-    options = Options(**_settings(bars=bars, tempo=tempo, key=key, program=program, temperature=temperature,
-                                  guidance=guidance, candidates=candidates, outline=parse_outline(outline),
-                                  time_signature=time_signature, mix=mix))
+    options = Options(**_settings(bars=bars, tempo=tempo, key=key, program=program, parts=parts,
+                                  temperature=temperature, guidance=guidance, candidates=candidates,
+                                  outline=parse_outline(outline), time_signature=time_signature, mix=mix))
     c = composer(model, quiet)
     c.sampling(guidance, candidates)  # bad values fail before anything is written
     if num_outputs < 1:
@@ -83,9 +85,10 @@ def compose_cmd(genres, bars, time_signature, mix, tempo, key, program, temperat
 @compose_option("tempo", type=float)
 @compose_option("key")
 @program_option
+@parts_option
 @click.option("--output", "-o", default=None)
 @model_option
-def decode_cmd(latent, genres, mix, tempo, key, program, output, model) -> None:
+def decode_cmd(latent, genres, mix, tempo, key, program, parts, output, model) -> None:
     """Re-decode a latent saved by 'compose --save-latent' (optionally under another genre)."""
     import torch
 
@@ -96,7 +99,7 @@ def decode_cmd(latent, genres, mix, tempo, key, program, output, model) -> None:
         raise MusicflowError(f"{latent}: not a musicflow latent file ({type(e).__name__})") from None
     c = composer(model)
     r = c.decode_latents(z, list(genres) or saved, outline=payload.get("outline"),
-                         **_settings(tempo=tempo, key=key, program=program, mix=mix,
+                         **_settings(tempo=tempo, key=key, program=program, parts=parts, mix=mix,
                                      time_signature=payload.get("time_signature")))
     write_result(c, r, out_paths(output, Path(latent).name.split(".")[0] + "-decoded", 1)[0])
 
@@ -108,6 +111,7 @@ def decode_cmd(latent, genres, mix, tempo, key, program, output, model) -> None:
 @compose_option("temperature", "--temperature", "-t", type=float)
 @compose_option("mix", type=click.Choice(MIX_METHODS))
 @program_option
+@parts_option
 @guidance_options
 @seed_option
 @click.option("--output", "-o", default=None)
@@ -116,12 +120,12 @@ def decode_cmd(latent, genres, mix, tempo, key, program, output, model) -> None:
 @wav_option
 @model_option
 @quiet_option
-def continue_cmd(midi, bars, genres, temperature, mix, program, guidance, candidates, seed, output, outline,
-                 png, wav, model, quiet) -> None:
+def continue_cmd(midi, bars, genres, temperature, mix, program, parts, guidance, candidates, seed, output,
+                 outline, png, wav, model, quiet) -> None:
     """Continue a MIDI file by BARS new bars."""
     from musicflow.compose.outlines import parse_outline
 
-    settings = _settings(bars=bars, temperature=temperature, program=program, guidance=guidance,
+    settings = _settings(bars=bars, temperature=temperature, program=program, parts=parts, guidance=guidance,
                          candidates=candidates, outline=parse_outline(outline), mix=mix)
     c = composer(model, quiet)
     c.sampling(guidance, candidates)
@@ -142,14 +146,15 @@ def continue_cmd(midi, bars, genres, temperature, mix, program, guidance, candid
 @compose_option("temperature", "--temperature", "-t", type=float)
 @compose_option("mix", type=click.Choice(MIX_METHODS))
 @program_option
+@parts_option
 @seed_option
 @click.option("--num-outputs", "-n", type=int, default=1, show_default=True)
 @click.option("--output", "-o", default=None, help="MIDI file, or a folder for several.")
 @png_option
 @model_option
 @quiet_option
-def infill_cmd(midi, span, genres, candidates, temperature, mix, program, seed, num_outputs, output, png,
-               model, quiet) -> None:
+def infill_cmd(midi, span, genres, candidates, temperature, mix, program, parts, seed, num_outputs, output,
+               png, model, quiet) -> None:
     """Compose bars of a MIDI file anew, given the music before and after them."""
     from musicflow.compose import new_seed
     from musicflow.compose.infill import parse_span
@@ -161,7 +166,7 @@ def infill_cmd(midi, span, genres, candidates, temperature, mix, program, seed, 
     inp = c.read(midi)
     click.echo(inp.report, err=True)
     base = new_seed(seed)
-    settings = _settings(temperature=temperature, program=program, mix=mix)
+    settings = _settings(temperature=temperature, program=program, parts=parts, mix=mix)
     for i, path in enumerate(out_paths(output, Path(midi).stem + "-infilled", num_outputs)):
         r = c.infill(inp, bars, list(genres) or None, seed=base + i, candidates=candidates, **settings)
         write_result(c, r, path, png=side_path(png, i, num_outputs))
@@ -176,19 +181,21 @@ def infill_cmd(midi, span, genres, candidates, temperature, mix, program, seed, 
               help="0 = the input, 1 = every beat drawn afresh.")
 @click.option("--genre", "-g", "genres", multiple=True, help="[default: the most likely genre]")
 @program_option
+@parts_option
 @seed_option
 @click.option("--output", "-o", default=None)
 @png_option
 @wav_option
 @model_option
 @quiet_option
-def variations_cmd(midi, num_outputs, amount, genres, program, seed, output, png, wav, model,
+def variations_cmd(midi, num_outputs, amount, genres, program, parts, seed, output, png, wav, model,
                    quiet) -> None:
     """Variations of a MIDI file (its latent perturbed)."""
     c = composer(model)
     inp = c.read(midi)
     click.echo(inp.report, err=True)
-    results = c.variations(inp, num_outputs, amount, list(genres) or None, seed, **_settings(program=program))
+    results = c.variations(inp, num_outputs, amount, list(genres) or None, seed,
+                           **_settings(program=program, parts=parts))
     n = len(results)
     for i, (r, path) in enumerate(zip(results, out_paths(output, Path(midi).stem + "-var", n))):
         write_result(c, r, path, png=side_path(png, i, n), wav=side_path(wav, i, n))
@@ -200,17 +207,18 @@ def variations_cmd(midi, num_outputs, amount, genres, program, seed, output, png
 @click.option("--to", "to", multiple=True, required=True, help="Target GENRE[:WEIGHT], repeatable.")
 @click.option("--from", "source", multiple=True, help="The piece's genre [default: most likely].")
 @program_option
+@parts_option
 @click.option("--output", "-o", default=None)
 @png_option
 @wav_option
 @model_option
 @quiet_option
-def transfer_cmd(midi, to, source, program, output, png, wav, model, quiet) -> None:
+def transfer_cmd(midi, to, source, program, parts, output, png, wav, model, quiet) -> None:
     """Re-decode a MIDI file under another genre."""
     c = composer(model)
     inp = c.read(midi)
     click.echo(inp.report, err=True)
-    r = c.transfer(inp, list(to), list(source) or None, **_settings(program=program))
+    r = c.transfer(inp, list(to), list(source) or None, **_settings(program=program, parts=parts))
     name = "-".join(t.split(":")[0] for t in to)
     write_result(c, r, out_paths(output, f"{Path(midi).stem}-to-{name}", 1)[0], png=png, wav=wav)
 
@@ -221,12 +229,13 @@ def transfer_cmd(midi, to, source, program, output, png, wav, model, quiet) -> N
 @click.option("--steps", type=int, default=5, show_default=True)
 @click.option("--genre", "-g", "genres", multiple=True, help="[default: A's most likely genre]")
 @program_option
+@parts_option
 @click.option("--output", "-o", default=None)
 @model_option
 @quiet_option
-def interpolate_cmd(a, b, steps, genres, program, output, model, quiet) -> None:
+def interpolate_cmd(a, b, steps, genres, program, parts, output, model, quiet) -> None:
     """Pieces on the latent path from A to B."""
     c = composer(model)
-    results = c.interpolate(a, b, steps, list(genres) or None, **_settings(program=program))
+    results = c.interpolate(a, b, steps, list(genres) or None, **_settings(program=program, parts=parts))
     for r, path in zip(results, out_paths(output, "interpolation", len(results))):
         write_result(c, r, path)

@@ -11,6 +11,7 @@ import click
 
 from musicflow.compose.options import Options
 from musicflow.errors import MusicflowError
+from musicflow.io.parts import PARTS
 from musicflow.settings import default_of, help_of
 
 
@@ -105,6 +106,7 @@ def guidance_options(f):
 model_option = click.option("--model", "model", default=None,
                             help="keyflow (default), glow, glow-no-outline, cnf, vae, or a checkpoint path.")
 program_option = compose_option("program")
+parts_option = compose_option("parts", type=click.Choice(PARTS))
 seed_option = click.option("--seed", type=int, default=None, help="Random seed [default: random, printed].")
 
 

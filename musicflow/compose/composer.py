@@ -37,6 +37,7 @@ from musicflow.files import atomic_write
 from musicflow.flows.base import Condition
 from musicflow.flows.glow import Glow
 from musicflow.io import save_midi
+from musicflow.io.parts import split_parts
 from musicflow.roll import PianoRollSpec, key_shift, roll_to_midi
 from musicflow.sampling import generate, mixed_threshold, model_device
 from musicflow.training.settings import StyleConfig
@@ -221,9 +222,10 @@ class Composer(LatentOps):
         signature."""
         if o.key is not None:
             shift = -key_shift(parse_key(o.key))  # the model writes in C; move C to the tonic
-        return roll_to_midi(roll, self.spec, tempo=float(o.tempo or tempo or 100.0),
-                            program=parse_program(o.program), velocity=o.velocity,
-                            time_signature=time_signature, transpose=shift)
+        pm = roll_to_midi(roll, self.spec, tempo=float(o.tempo or tempo or 100.0),
+                          program=parse_program(o.program), velocity=o.velocity,
+                          time_signature=time_signature, transpose=shift)
+        return split_parts(pm, o.parts)
 
     def grow(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
              threshold: float = 0.5, guidance: float | None = None,
@@ -316,7 +318,8 @@ class Composer(LatentOps):
         """Re-decode latents saved with ``--save-latent`` (edited or not), under their own genre
         or another one; ``outline``: the :attr:`Result.outline` they were composed to; ``tempo``,
         ``key``, ``program``, ``velocity`` as in :meth:`compose_result`."""
-        o = Options.of(options, settings, "decode_latents", ("tempo", "key", "program", "velocity", "mix"))
+        o = Options.of(options, settings, "decode_latents",
+                       ("tempo", "key", "program", "velocity", "mix", "parts"))
         self.mixing(o.mix)
         latents = torch.as_tensor(latents, dtype=torch.float32)
         if latents.dim() != 2 or latents.shape[1] != self.latent_dim:
@@ -401,7 +404,7 @@ class Composer(LatentOps):
         ``outline`` overriding parts of it."""
         o = Options.of(options, settings, "continue_",
                        ("bars", "temperature", "guidance", "candidates", "outline", "program", "velocity",
-                        "mix"))
+                        "mix", "parts"))
         self.mixing(o.mix)
         inp = self.read(midi)
         guidance, k = self.sampling(o.guidance, o.candidates)

@@ -54,7 +54,7 @@ def span_steps(bar_lines: np.ndarray, length: int, bars: tuple[int, int]) -> tup
 def infill(c, midi, bars: tuple[int, int], genre=None, seed: int | None = None, candidates: int = 16,
            options: Options | None = None, **settings) -> Result:
     """See :meth:`musicflow.compose.pieces.PieceComposer.infill`."""
-    o = Options.of(options, settings, "infill", ("temperature", "program", "velocity", "mix"))
+    o = Options.of(options, settings, "infill", ("temperature", "program", "velocity", "mix", "parts"))
     if int(candidates) < 1:
         raise MusicflowError(f"candidates must be at least 1, got {candidates}")
     inp = c.read(midi)

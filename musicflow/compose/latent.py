@@ -53,7 +53,7 @@ class Result:
 
 
 #: The settings a recast of the user's own piece takes: it keeps the piece's key, tempo and length.
-_RECAST = ("program", "velocity")
+_RECAST = ("program", "velocity", "parts")
 
 
 class LatentOps:

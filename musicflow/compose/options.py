@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields, replace
 
 from musicflow.compose.keys import parse_key, parse_program
 from musicflow.errors import MusicflowError
+from musicflow.io.parts import PARTS
 from musicflow.settings import setting
 
 #: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
@@ -84,6 +85,10 @@ class Options:
     time_signature: str | None = setting(None, (
         "Time signature, e.g. 3/4 or 6/8, for a model that composes in several [default: drawn by the "
         "seed from the genre's own pieces; 4/4 for the Glow]."))
+    parts: str = setting("one", (
+        "Tracks of the MIDI file: 'one' merged track; 'satb' soprano, alto, tenor and bass; "
+        "'melody-bass' melody, accompaniment and bass; 'auto' by how many notes sound at once. "
+        "Voices are separated by voice leading."))
 
     def __post_init__(self) -> None:
         if not _integer(self.bars) or self.bars < 1:
@@ -101,6 +106,8 @@ class Options:
         if self.mix not in (None, *MIX_METHODS):
             raise MusicflowError(f"mix must be one of {', '.join(MIX_METHODS)}, got {self.mix!r}")
         parse_program(self.program)
+        if self.parts not in PARTS:
+            raise MusicflowError(f"parts must be one of {', '.join(PARTS)}, got {self.parts!r}")
 
     @classmethod
     def of(cls, options: Options | None, settings: Mapping[str, object], entry: str = "compose",

@@ -307,7 +307,7 @@ class PieceComposer(Composer):
         """Re-decode latents ``(steps, keys)`` saved with ``--save-latent``, under their genre or
         another, in ``time_signature`` (saved with them; 4/4 when not given)."""
         o = Options.of(options, settings, "decode_latents",
-                       ("tempo", "key", "program", "velocity", "time_signature", "mix"))
+                       ("tempo", "key", "program", "velocity", "time_signature", "mix", "parts"))
         latents = torch.as_tensor(latents, dtype=torch.float32)
         if latents.dim() != 2 or latents.shape[1] != self.latent_dim:
             raise MusicflowError(f"latents of shape {tuple(latents.shape)} do not fit this model "
@@ -337,7 +337,7 @@ class PieceComposer(Composer):
         as the past; see :meth:`Composer.continue_`."""
         o = Options.of(options, settings, "continue_",
                        ("bars", "temperature", "guidance", "candidates", "outline", "program", "velocity",
-                        "mix"))
+                        "mix", "parts"))
         self._no_outline(o)
         self.sampling(o.guidance, o.candidates)
         inp = self.read(midi)
