@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pretty_midi
 import pytest
 from click.testing import CliRunner
@@ -14,24 +16,15 @@ from musicflow.io.parts import auto_layout, separate, split_parts
 
 
 def _chorale_parts(n: int):
-    """The first ``n`` four-part Bach chorales of music21's corpus as (notes, true voice) pairs."""
-    from music21 import corpus
+    """The first ``n`` four-part Bach chorales of music21's corpus as (notes, true voice) pairs, read
+    as ``benchmarks/bench_parts.py`` reads them."""
+    import importlib.util
 
-    out = []
-    for path in sorted(p for p in corpus.getComposer("bach") if p.suffix in (".mxl", ".xml", ".krn")):
-        score = corpus.parse(path).stripTies()
-        if len(score.parts) != 4:
-            continue
-        notes, truth = [], []
-        for v, part in enumerate(score.parts):
-            for x in part.flatten().notes:
-                if not x.isChord:
-                    notes.append((x.pitch.midi, float(x.offset), float(x.offset + x.quarterLength)))
-                    truth.append(v)
-        out.append((notes, truth))
-        if len(out) == n:
-            return out
-    return out
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_parts.py"
+    spec = importlib.util.spec_from_file_location("bench_parts", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return [(notes, truth) for _, notes, truth in bench.chorales(n)]
 
 
 def test_real_chorales_merged_then_separated_come_back_as_their_voices():
