@@ -79,3 +79,17 @@ def test_compose_writes_parts_from_the_api_and_the_cli_alike(tmp_path):
     assert len(c.variations(str(out), n=1, amount=0.2, seed=1, parts="satb")[0].midi.instruments) >= 3
     with pytest.raises(MusicflowError, match="parts must be one of"):
         Options(parts="quartet")
+
+
+def test_a_program_per_part(tmp_path):
+    c = Composer.load()
+    r = c.compose_result("chorale", seed=2, bars=1, parts="satb",
+                         program="soprano=oboe, alto=clarinet, tenor=french horn, bass=bassoon")
+    assert [(i.name, i.program) for i in r.midi.instruments] == [
+        ("soprano", 68), ("alto", 71), ("tenor", 60), ("bass", 70)]
+    for program, parts, message in (("soprano=oboe", "one", "needs parts"), ("lead=oboe", "satb", "no part"),
+                                    ("soprano=kazoo", "satb", "not a General MIDI")):
+        with pytest.raises(MusicflowError, match=message):
+            Options(program=program, parts=parts)
+    res = CliRunner().invoke(main, ["compose", "-g", "chorale", "--program", "lead=oboe", "--parts", "satb"])
+    assert res.exit_code == 2 and "no part named lead" in res.output

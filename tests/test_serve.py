@@ -192,3 +192,19 @@ def test_the_example_client_talks_to_the_server(server, tmp_path):
     assert (server.out / reply["files"][0]).is_file()
     assert set(client.main(["classify", str(made), "--url", server.url])["probabilities"]) == {"high", "low"}
     assert "error" in client.main(["compose", "--url", server.url, "--genre", "jazz"])
+
+
+def test_the_reaper_script_inserts_what_the_server_wrote(server):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "reaper_compose.py"
+    spec = importlib.util.spec_from_file_location("reaper_compose", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    inserted = []
+    clip = script.compose_clip(genre="low", bars=2, seed=5, url=server.url, out=str(server.out),
+                               insert=lambda p, mode: inserted.append((p, mode)))
+    assert inserted == [(clip, 0)] and Path(clip).is_file() and "seed5" in clip
+    with pytest.raises(RuntimeError, match="unknown genre"):
+        script.compose_clip(genre="jazz", url=server.url, out=str(server.out))

@@ -26,7 +26,7 @@ import torch
 
 from musicflow.checkpoint import Checkpoint, load_checkpoint
 from musicflow.compose.genre import GenreArg, genre_vector, parse_genre
-from musicflow.compose.keys import parse_key, parse_program
+from musicflow.compose.keys import parse_key, parse_program, part_programs
 from musicflow.compose.latent import LatentOps, Result, draw_latents, new_seed
 from musicflow.compose.models import checkpoint_path
 from musicflow.compose.options import DEFAULT_TEMPERATURE, Options
@@ -225,7 +225,7 @@ class Composer(LatentOps):
         pm = roll_to_midi(roll, self.spec, tempo=float(o.tempo or tempo or 100.0),
                           program=parse_program(o.program), velocity=o.velocity,
                           time_signature=time_signature, transpose=shift)
-        return split_parts(pm, o.parts)
+        return split_parts(pm, o.parts, part_programs(o.program))
 
     def grow(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
              threshold: float = 0.5, guidance: float | None = None,

@@ -28,13 +28,32 @@ def parse_key(key: str) -> int:
     return pc % 12
 
 
+def part_programs(program: int | str | None) -> dict[str, int] | None:
+    """Programs per part from ``"soprano=oboe,bass=74"`` (part names of
+    :data:`musicflow.io.parts.LAYOUTS`), or ``None`` for one program for every track.
+
+    >>> part_programs("melody=violin, bass=cello")
+    {'melody': 40, 'bass': 42}
+    """
+    if not isinstance(program, str) or "=" not in program:
+        return None
+    out = {}
+    for item in program.split(","):
+        part, sep, name = item.partition("=")
+        if not sep or not part.strip():
+            raise MusicflowError(f"program {program!r}: give PART=PROGRAM pairs, e.g. "
+                                 "soprano=oboe,bass=bassoon")
+        out[part.strip().lower()] = int(parse_program(name.strip()))
+    return out
+
+
 def parse_program(program: int | str | None) -> int:
     """General MIDI program from a number (0-127) or a name (``"Violin"``).
 
     >>> parse_program("violin"), parse_program(19)
     (40, 19)
     """
-    if program is None:
+    if program is None or part_programs(program) is not None:  # per part: tracks start as piano
         return 0
     if isinstance(program, int) or str(program).isdigit():
         p = int(program)
@@ -42,6 +61,6 @@ def parse_program(program: int | str | None) -> int:
             raise MusicflowError(f"program {program}: General MIDI programs are 0..127")
         return p
     try:
-        return pretty_midi.instrument_name_to_program(str(program).strip().title())
+        return int(pretty_midi.instrument_name_to_program(str(program).strip().title()))
     except ValueError:
         raise MusicflowError(f"program {program!r}: not a General MIDI instrument name") from None

@@ -16,9 +16,9 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
-from musicflow.compose.keys import parse_key, parse_program
+from musicflow.compose.keys import parse_key, parse_program, part_programs
 from musicflow.errors import MusicflowError
-from musicflow.io.parts import PARTS
+from musicflow.io.parts import LAYOUTS, PARTS
 from musicflow.settings import setting
 
 #: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
@@ -75,7 +75,8 @@ class Options:
     tempo: float | None = setting(None, "Quarter notes per minute [default: 100].")
     key: str | None = setting(None, "Transpose into this key (C, F#, Bb, Am, ...).")
     program: int | str | None = setting(None, (
-        "General MIDI program number or name [default: 0, piano]."))
+        "General MIDI program number or name, or one per part with parts: "
+        "'soprano=oboe,alto=clarinet,tenor=horn,bass=bassoon' [default: 0, piano]."))
     velocity: int = setting(80, "MIDI velocity of every note (1-127).")
     mix: str | None = setting(None, (
         "How a mix of genres is sampled: 'product' draws each note from the product of the genres' "
@@ -108,6 +109,13 @@ class Options:
         parse_program(self.program)
         if self.parts not in PARTS:
             raise MusicflowError(f"parts must be one of {', '.join(PARTS)}, got {self.parts!r}")
+        per_part = part_programs(self.program)
+        if per_part is not None and self.parts == "one":
+            raise MusicflowError("program: a program per part needs parts (satb, melody-bass or auto)")
+        known = {name for names in LAYOUTS.values() for name in names}
+        if per_part is not None and set(per_part) - known:
+            raise MusicflowError(f"program: no part named {', '.join(sorted(set(per_part) - known))} "
+                                 f"(parts: {', '.join(sorted(known))})")
 
     @classmethod
     def of(cls, options: Options | None, settings: Mapping[str, object], entry: str = "compose",

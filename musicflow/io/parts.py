@@ -78,12 +78,20 @@ def auto_layout(notes) -> str:
     return "satb" if mean >= 2.5 else "melody-bass" if mean >= 1.3 else "one"
 
 
-def split_parts(pm: pretty_midi.PrettyMIDI, layout: str = "auto") -> pretty_midi.PrettyMIDI:
+def split_parts(pm: pretty_midi.PrettyMIDI, layout: str = "auto",
+                programs: dict[str, int] | None = None) -> pretty_midi.PrettyMIDI:
     """``pm`` with its notes (all tracks but drums, merged) on one named track per part of
-    ``layout`` (:data:`PARTS`; ``one`` returns ``pm`` unchanged), each with the first track's
-    program; empty parts are left out."""
+    ``layout`` (:data:`PARTS`; ``one`` returns ``pm`` unchanged), each with its program in
+    ``programs`` (by part name) or the first track's; empty parts are left out."""
     if layout not in PARTS:
         raise MusicflowError(f"parts {layout!r}: use one of {', '.join(PARTS)}")
+    known = {name for names in LAYOUTS.values() for name in names}
+    unknown = sorted(set(programs or {}) - known)
+    if unknown:
+        raise MusicflowError(f"program: no part named {', '.join(unknown)} "
+                             f"(parts: {', '.join(sorted(known))})")
+    if programs and layout == "one":
+        raise MusicflowError("program: a program per part needs parts (satb, melody-bass or auto)")
     if layout == "one":
         return pm
     tracks = [inst for inst in pm.instruments if not inst.is_drum]
@@ -103,7 +111,7 @@ def split_parts(pm: pretty_midi.PrettyMIDI, layout: str = "auto") -> pretty_midi
     out.time_signature_changes = list(pm.time_signature_changes)
     out.key_signature_changes = list(pm.key_signature_changes)
     for v, name in enumerate(names):
-        inst = pretty_midi.Instrument(program=program, name=name)
+        inst = pretty_midi.Instrument(program=(programs or {}).get(name, program), name=name)
         inst.notes = [n for n, w in zip(notes, voice) if w == v]
         if inst.notes:
             out.instruments.append(inst)
