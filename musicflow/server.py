@@ -61,13 +61,11 @@ class ServeConfig:
     wait_s: float = 120.0  # the longest a request waits for the model
 
 
-class ComposeServer(ThreadingHTTPServer):
-    """The HTTP server: one thread per connection, one model call at a time."""
+class ComposeService:
+    """What every front end (HTTP, OSC) shares: the Composer, the output folder, the model lock and
+    the bound on waiting requests. :meth:`handle` answers one request as ``(status, reply)``."""
 
-    daemon_threads = True
-    request_queue_size = 128  # connections the OS holds before accept (the default 5 drops a burst)
-
-    def __init__(self, composer, out: str | Path, cfg: ServeConfig | None = None, log=None):
+    def __init__(self, composer, out: str | Path, cfg: ServeConfig | None = None):
         self.cfg = cfg or ServeConfig()
         self.composer, self.out = composer, Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -75,22 +73,39 @@ class ComposeServer(ThreadingHTTPServer):
         self.pending = threading.BoundedSemaphore(self.cfg.max_pending)
         self.counter = itertools.count(1)
         self.served = 0
-        self.log = log
-        super().__init__((self.cfg.host, self.cfg.port), _Handler)
 
-    def close(self) -> None:
-        """Stop listening, then wait for the request the model is answering (its files are
-        written under the model lock), so that nothing is left half-written."""
-        self.server_close()
+    def handle(self, endpoint: str, req: dict) -> tuple[int, dict]:
+        """``(HTTP status, reply)`` for one request: 200 and the reply, 400 for bad arguments, 503
+        when too many wait or the model stays busy, 500 for a fault of ours."""
+        if endpoint not in ENDPOINTS:
+            return 404, {"error": f"no such endpoint {endpoint!r}; use {', '.join(ENDPOINTS)}"}
+        if not isinstance(req, dict):
+            return 400, {"error": "body: give a JSON object"}
+        if not self.pending.acquire(blocking=False):
+            return 503, {"error": f"busy: {self.cfg.max_pending} requests already wait"}
+        try:
+            if not self.model_lock.acquire(timeout=self.cfg.wait_s):
+                return 503, {"error": f"busy: waited {self.cfg.wait_s:.0f} s for the model"}
+            try:
+                reply = self.answer(endpoint, req)
+                self.served += 1
+                return 200, reply
+            finally:
+                self.model_lock.release()
+        except MusicflowError as e:
+            return 400, {"error": str(e)}
+        except (TypeError, ValueError) as e:  # a setting of the wrong type, say
+            return 400, {"error": f"{type(e).__name__}: {e}"}
+        except Exception as e:  # a fault of ours: say so, and keep serving
+            return 500, {"error": f"internal error: {type(e).__name__}: {e}"}
+        finally:
+            self.pending.release()
+
+    def wait_idle(self) -> None:
+        """Wait for the request the model is answering (its files are written under the lock)."""
         if self.model_lock.acquire(timeout=self.cfg.wait_s):
             self.model_lock.release()
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    # -- the requests -------------------------------------------------------------------------
     def answer(self, endpoint: str, req: dict) -> dict:
         """The reply to one request (called with the model lock held); bad arguments raise
         :class:`MusicflowError`."""
@@ -126,6 +141,39 @@ class ComposeServer(ThreadingHTTPServer):
         if want_bytes:
             out["midi"] = [base64.b64encode(p.read_bytes()).decode() for p in files]
         return out
+
+
+
+class ComposeServer(ThreadingHTTPServer):
+    """The HTTP front end: one thread per connection, answers from a :class:`ComposeService`."""
+
+    daemon_threads = True
+    request_queue_size = 128  # connections the OS holds before accept (the default 5 drops a burst)
+
+    def __init__(self, composer, out: str | Path, cfg: ServeConfig | None = None, log=None,
+                 service: ComposeService | None = None):
+        self.service = service or ComposeService(composer, out, cfg)
+        self.cfg, self.composer, self.out = self.service.cfg, self.service.composer, self.service.out
+        self.log = log
+        super().__init__((self.cfg.host, self.cfg.port), _Handler)
+
+    @property
+    def served(self) -> int:
+        return self.service.served
+
+    @property
+    def model_lock(self) -> threading.Lock:
+        return self.service.model_lock
+
+    def close(self) -> None:
+        """Stop listening, then wait for the request in hand, so nothing is left half-written."""
+        self.server_close()
+        self.service.wait_idle()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
 
 
 def _midi(data) -> pretty_midi.PrettyMIDI:
@@ -200,31 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(endpoint, req)
 
     def _serve(self, endpoint: str, req: dict) -> None:
-        srv = self.server
-        if not srv.pending.acquire(blocking=False):
-            self._reply(503, {"error": f"busy: {srv.cfg.max_pending} requests already wait"})
-            return
-        try:
-            if not srv.model_lock.acquire(timeout=srv.cfg.wait_s):
-                self._reply(503, {"error": f"busy: waited {srv.cfg.wait_s:.0f} s for the model"})
-                return
-            try:
-                reply = srv.answer(endpoint, req)
-                srv.served += 1
-            finally:
-                srv.model_lock.release()
-        except MusicflowError as e:
-            self._reply(400, {"error": str(e)})
-            return
-        except (TypeError, ValueError) as e:  # a setting of the wrong type, say
-            self._reply(400, {"error": f"{type(e).__name__}: {e}"})
-            return
-        except Exception as e:  # a fault of ours: say so, and keep serving
-            self._reply(500, {"error": f"internal error: {type(e).__name__}: {e}"})
-            return
-        finally:
-            srv.pending.release()
-        self._reply(200, reply)
+        self._reply(*self.server.service.handle(endpoint, req))
 
     def _discard(self) -> None:
         try:

@@ -13,6 +13,7 @@ import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -208,3 +209,49 @@ def test_the_reaper_script_inserts_what_the_server_wrote(server):
     assert inserted == [(clip, 0)] and Path(clip).is_file() and "seed5" in clip
     with pytest.raises(RuntimeError, match="unknown genre"):
         script.compose_clip(genre="jazz", url=server.url, out=str(server.out))
+
+
+def test_osc_messages_are_answered_to_the_sender(server, tune):
+    pytest.importorskip("pythonosc", reason="pip install -e '.[dev]' brings python-osc")
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from musicflow.osc import OSCFrontEnd
+
+    osc = OSCFrontEnd(server.service, port=0).start()
+    replies, arrived = [], threading.Event()
+
+    def got(address, text):
+        replies.append((address, json.loads(text)))
+        arrived.set()
+
+    dispatcher = Dispatcher()
+    dispatcher.map("/musicflow/reply", got)
+    inbox = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    threading.Thread(target=inbox.serve_forever, daemon=True).start()
+    client = SimpleUDPClient(*osc.address)
+    reply_port = inbox.server_address[1]
+
+    def ask(address, *args):
+        arrived.clear()
+        client.send_message(address, [*args, reply_port] if args else [reply_port])
+        assert arrived.wait(60), address
+        return replies[-1][1]
+
+    try:
+        r = ask("/musicflow/compose", json.dumps({"genre": "low", "bars": 2, "seed": 9}))
+        assert r["status"] == 200 and r["seeds"] == [9] and Path(r["paths"][0]).is_file()
+        assert Path(r["paths"][0]).parent == server.out.resolve()
+        r = ask("/musicflow/classify", json.dumps({"midi": tune}))
+        assert r["status"] == 200 and set(r["probabilities"]) == {"high", "low"}
+        bad = (("/musicflow/compose", ('{"genre": "jazz"}',)), ("/musicflow/compose", ("{oops",)),
+               ("/musicflow/nowhere", ("{}",)), ("/musicflow/compose", ()))
+        for address, args in bad:
+            r = ask(address, *args)
+            assert r["status"] >= 400 and r["error"], (address, r)
+        assert ask("/musicflow/compose", json.dumps({"bars": 1, "seed": 1}))["status"] == 200
+    finally:
+        osc.close()
+        inbox.shutdown()
+        inbox.server_close()
