@@ -6,7 +6,9 @@ bars 3-4 are replaced three ways: the real bars (the reference), a span drawn fr
 spans, one kept by the likelihood of the bars after). Reported per way: the model's exact
 log-likelihood of the real bars 5-8 given everything before them, in nats per step (higher: the
 span leads into what follows), and the share of the 8-bar results the independent classifier
-assigns to the piece's genre. Seeds ``--seed`` + piece index. Results go to
+assigns to the piece's genre. And how the seams join, against the real bars: the leap of the top
+line across each seam (semitones from the last sounding step before it to the first after it) and
+the onsets per beat in the beat either side of it. Seeds ``--seed`` + piece index. Results go to
 ``benchmarks/results/bench_infill.json``.
 
     python benchmarks/bench_infill.py [--per-genre 5] [--candidates 16] [--seed 0]
@@ -47,6 +49,22 @@ def excerpts(ds: Dataset, genre: str, n: int) -> list[tuple[np.ndarray, tuple[in
     return out
 
 
+def top_line(roll: np.ndarray) -> np.ndarray:
+    """The highest sounding key of each step, ``(T,)``, -1 where nothing sounds."""
+    sounding = roll[1] > 0
+    top = sounding.shape[0] - 1 - np.argmax(sounding[::-1], axis=0)
+    return np.where(sounding.any(axis=0), top, -1)
+
+
+def seam(roll: np.ndarray, at: int, beat: int = 4) -> tuple[float, float]:
+    """The top line's leap across step ``at`` (nan when either side is silent) and the onsets per
+    beat in the beat before and the beat after it."""
+    top = top_line(roll)
+    before, after = top[:at][top[:at] >= 0], top[at:][top[at:] >= 0]
+    leap = float(abs(int(after[0]) - int(before[-1]))) if len(before) and len(after) else float("nan")
+    return leap, float(roll[0][:, max(at - beat, 0):at + beat].sum()) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="keyflow")
@@ -60,6 +78,7 @@ def main() -> None:
     clf = clf_ck.model.eval()
     ways = {"real": [], "past_only": [], "infill": []}
     right = {w: [] for w in ways}
+    seams = {w: [] for w in ways}  # (entry leap, exit leap, entry density, exit density) per piece
     t0 = time.perf_counter()
     k = 0
     for gi, g in enumerate(c.genres):
@@ -78,6 +97,8 @@ def main() -> None:
                 ll = float(_after_log_likelihood(c, r[None], {g: 1.0}, grid, end)[0])
                 ways[w].append(ll / (r.shape[-1] - end))
                 right[w].append(int(classify_rolls(clf, r[None, ..., :128])[0].argmax() == gi))
+                (a, da), (b, db) = seam(r, start), seam(r, end)
+                seams[w].append((a, b, da, db))
             k += 1
     result = {"model": args.model, "pieces": k, "span": "bars 3-4 of the first 8",
               "candidates": args.candidates,
@@ -86,6 +107,12 @@ def main() -> None:
               "infill_beats_past_only_share": round(float(np.mean(np.array(ways["infill"])
                                                                   > np.array(ways["past_only"]))), 3),
               "classifier_right_share": {w: round(float(np.mean(v)), 3) for w, v in right.items()},
+              "seam": {w: dict(zip(("entry_leap_semitones", "exit_leap_semitones", "entry_onsets_per_beat",
+                                    "exit_onsets_per_beat"),
+                                   [round(float(x), 2) for x in np.nanmean(np.array(v), axis=0)]))
+                       for w, v in seams.items()},
+              "seam_note": "mean over pieces: the top line's leap across the seam into the span (entry) "
+                           "and out of it (exit), and onsets per beat in the beat either side",
               "seconds": round(time.perf_counter() - t0, 1)}
     print(result, flush=True)
     save("bench_infill", result)
