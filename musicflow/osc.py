@@ -73,7 +73,7 @@ class OSCFrontEnd:
         else:
             try:
                 req = json.loads(args[0] or "{}")
-            except ValueError:
+            except (ValueError, RecursionError):
                 status, reply = 400, {"error": "request: not JSON"}
             else:
                 status, reply = self.service.handle(endpoint, req)

@@ -35,6 +35,7 @@ import base64
 import io
 import itertools
 import json
+import re
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,8 +47,9 @@ from musicflow.errors import MusicflowError
 
 #: What each endpoint takes besides the composing settings, and its defaults.
 ENDPOINTS = ("compose", "continue", "infill", "variations", "classify")
-#: The most pieces one request may ask for, and the most bars of each.
-MAX_PIECES, MAX_BARS = 16, 128
+#: The most pieces one request may ask for, the most bars of each (and of a piece sent in), and the
+#: most candidates a guided or infilling request may grow.
+MAX_PIECES, MAX_BARS, MAX_CANDIDATES = 16, 128, 64
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,9 @@ class ComposeService:
         self.out.mkdir(parents=True, exist_ok=True)
         self.model_lock = threading.Lock()
         self.pending = threading.BoundedSemaphore(self.cfg.max_pending)
-        self.counter = itertools.count(1)
+        # Numbering goes on from the files already in the folder, so a restart overwrites nothing.
+        taken = [int(m.group(1)) for f in self.out.glob("*.mid") if (m := re.match(r"[a-z]+-(\d+)-", f.name))]
+        self.counter = itertools.count(max(taken, default=0) + 1)
         self.served = 0
 
     def handle(self, endpoint: str, req: dict) -> tuple[int, dict]:
@@ -102,9 +106,9 @@ class ComposeService:
             self.pending.release()
 
     def wait_idle(self) -> None:
-        """Wait for the request the model is answering (its files are written under the lock)."""
-        if self.model_lock.acquire(timeout=self.cfg.wait_s):
-            self.model_lock.release()
+        """Wait for the request the model is answering (its files are written under the lock) and
+        keep the lock, so that no waiting request starts once the server is closing."""
+        self.model_lock.acquire(timeout=self.cfg.wait_s)
 
     def answer(self, endpoint: str, req: dict) -> dict:
         """The reply to one request (called with the model lock held); bad arguments raise
@@ -112,6 +116,9 @@ class ComposeService:
         c = self.composer
         req = dict(req)
         want_bytes = bool(req.pop("return_midi", False))
+        k = req.get("candidates")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_CANDIDATES):
+            raise MusicflowError(f"candidates must be an integer from 1 to {MAX_CANDIDATES}, got {k!r}")
         if endpoint == "classify":
             return {"probabilities": c.classify(_midi(req.pop("midi", None)))}
         if endpoint == "compose":
@@ -135,6 +142,8 @@ class ComposeService:
         files, out = [], {"seeds": [r.seed for r in results], "files": [], "genre": results[0].genre}
         for r in results:
             path = self.out / f"{endpoint}-{next(self.counter):05d}-seed{r.seed}.mid"
+            while path.exists():  # another server writing into the same folder
+                path = self.out / f"{endpoint}-{next(self.counter):05d}-seed{r.seed}.mid"
             c.save(r.midi, path)
             files.append(path)
         out["files"] = [p.name for p in files]
@@ -181,9 +190,13 @@ def _midi(data) -> pretty_midi.PrettyMIDI:
         raise MusicflowError("midi: give the MIDI file's bytes, base64-encoded")
     try:
         raw = base64.b64decode(data, validate=True)
-        return pretty_midi.PrettyMIDI(io.BytesIO(raw))
+        pm = pretty_midi.PrettyMIDI(io.BytesIO(raw))
+        beats = pm.time_to_tick(pm.get_end_time()) / pm.resolution
     except Exception as e:  # any decoding or parsing failure is the client's file
         raise MusicflowError(f"midi: not a readable MIDI file ({type(e).__name__})") from None
+    if beats > 8 * MAX_BARS:
+        raise MusicflowError(f"midi: {beats:.0f} beats long; at most {8 * MAX_BARS} here")
+    return pm
 
 
 def _count(n, name: str) -> int:
@@ -201,6 +214,7 @@ def _bars(req: dict) -> None:
 class _Handler(BaseHTTPRequestHandler):
     server: ComposeServer
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a stalled or idle connection may hold its thread
 
     def log_message(self, fmt, *args) -> None:  # the server's own log, not stderr per request
         if self.server.log:
@@ -239,7 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             req = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             self._reply(400, {"error": "body: not JSON"})
             return
         if not isinstance(req, dict):

@@ -90,18 +90,22 @@ def test_every_request_type_answers_with_files_in_its_folder(server, tune):
     assert sorted(f.name for f in server.out.iterdir()) == sorted(written)  # its own folder, nothing else
 
 
-def test_a_hundred_bad_requests_each_get_an_error_and_the_server_goes_on(server, tune):
+def test_a_hundred_bad_requests_each_get_an_error_and_the_server_goes_on(server, tune, tmp_path):
+    long_path = make_midi(tmp_path / "long.mid", [(60, 0, 1), (62, 5000, 5001)])  # 5,000 beats
+    long_tune = base64.b64encode(long_path.read_bytes()).decode()
     bad = [("/compose", {"genre": "jazz"}), ("/compose", {"bars": -1}), ("/compose", {"bars": 10**6}),
            ("/compose", {"n": 0}), ("/compose", {"n": "x"}), ("/compose", {"wobble": 1}),
            ("/compose", {"genre": {"low": -1}}), ("/continue", {"midi": "not base64!"}),
            ("/continue", {"midi": base64.b64encode(b"garbage").decode()}), ("/infill", {"midi": tune}),
            ("/infill", {"midi": tune, "span": "9-2"}), ("/classify", {}), ("/nowhere", {}),
-           ("/variations", {"midi": tune, "amount": 3}), ("/compose", [1, 2])]
-    raws = [b"{not json", b"\xff\xfe", b"null"]
+           ("/variations", {"midi": tune, "amount": 3}), ("/compose", [1, 2]),
+           ("/infill", {"midi": tune, "span": "1-1", "candidates": 10**7}),
+           ("/continue", {"midi": long_tune})]
+    raws = [b"{not json", b"\xff\xfe", b"null", b"[" * 100000]
     codes = []
     for i in range(100):
         if i % 6 == 5:
-            status, r = call(server, "/compose", raw=raws[i % 3])
+            status, r = call(server, "/compose", raw=raws[i % 4])
         else:
             path, body = bad[i % len(bad)]
             status, r = call(server, path, body)
@@ -110,6 +114,11 @@ def test_a_hundred_bad_requests_each_get_an_error_and_the_server_goes_on(server,
     status, r = call(server, "/compose", {"genre": "high", "bars": 1, "seed": 1})
     assert status == 200 and len(r["files"]) == 1
     assert not list(server.out.glob("*.tmp")) and not list(server.out.glob(".*"))
+    again = ComposeServer(server.composer, server.out, ServeConfig(port=0))  # a restart: nothing overwritten
+    try:
+        assert again.service.answer("compose", {"genre": "high", "bars": 1, "seed": 1})["files"] != r["files"]
+    finally:
+        again.server_close()
 
 
 def test_a_body_over_the_limit_is_refused(checkpoint, tmp_path):

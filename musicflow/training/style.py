@@ -79,12 +79,12 @@ def style_files(paths: list[str | Path], name: str) -> list[SourceFile]:
     out: list[SourceFile] = []
     for p in map(Path, paths):
         if p.is_dir() or p.suffix.lower() == ".csv":
-            out += [SourceFile(f.path, name, f.path.name) for f in resolve_source(str(p), genre=name)]
+            out += [SourceFile(f.path, name, str(f.path)) for f in resolve_source(str(p), genre=name)]
         elif p.is_file():
             if p.suffix.lower() not in READABLE_SUFFIXES:
                 known = ", ".join(sorted(READABLE_SUFFIXES))
                 raise MusicflowError(f"{p}: not a file musicflow reads ({known})")
-            out.append(SourceFile(p, name, p.name))
+            out.append(SourceFile(p, name, str(p)))
         else:
             raise MusicflowError(f"{p}: no such file or folder")
     if not out:
@@ -113,8 +113,8 @@ def split_records(records: list[dict], share: float, seed: int) -> str:
     by_file = [r["id"].split("#")[0] for r in records]
     names = sorted(set(by_file))
     if len(names) >= 5:
-        held = set(np.random.default_rng(seed).choice(names, size=max(1, round(share * len(names))),
-                                                       replace=False))
+        size = min(max(1, round(share * len(names))), len(names) - 1)
+        held = set(np.random.default_rng(seed).choice(names, size=size, replace=False))
         for r, f in zip(records, by_file):
             r["split"] = "valid" if f in held else "train"
         return f"{len(held)} of {len(names)} files"
@@ -243,6 +243,9 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
                              f"are needed{bad}")
     whole = Dataset.from_records([dict(r, split="train") for r in records], ck.spec)
     how = split_records(records, cfg.held_out, cfg.seed)
+    if not any(r["split"] == "valid" for r in records) or not any(r["split"] == "train" for r in records):
+        raise MusicflowError("style learn: the pieces are too short to keep music aside to stop on; "
+                             "give more or longer files")
     ds = Dataset.from_records(records, ck.spec)
     model = copy.deepcopy(model).eval()
     sequence = hasattr(model, "sequence_log_prob")
@@ -283,7 +286,7 @@ def _fit(model, data, cfg: StyleConfig, out: StyleReport, quiet: bool) -> None:
     params = list(model.styles.columns)
     for p in model.parameters():
         p.requires_grad_(False)
-    mask = torch.zeros(model.config.styles)
+    mask = torch.zeros(model.config.styles, device=params[0].device)
     mask[-1] = 1
     # Earlier styles keep their columns bit for bit: zero gradient, so a zero Adam step.
     hooks = [p.requires_grad_(True).register_hook(lambda g: g * mask) for p in params]
