@@ -147,6 +147,11 @@ def test_cli_and_api_agree_for_one_seed_and_styles_add_up(checkpoint, tunes, tmp
     assert both.genres == ["high", "low", "mine", "other"]
     assert torch.equal(both.model.styles.columns[0][:, 0], cli.model.styles.columns[0][:, 0])
     assert both.styles["other"]["held_out"] == "the last bars of every piece"
+    home = tmp_path / "home"
+    (home / "checkpoints").mkdir(parents=True)
+    out.rename(home / "checkpoints" / "mine.pt")
+    res = runner.invoke(main, ["models"], env={"MUSICFLOW_HOME": str(home)})
+    assert "mine.pt: keyflow, 4 genres" in res.output and "learnt styles: mine, other" in res.output
 
 
 def test_bad_input_is_one_line_and_leaves_no_checkpoint(checkpoint, tunes, tmp_path, monkeypatch):

@@ -101,6 +101,8 @@ def models_cmd() -> None:
             extra += f", {ck.info.get('corpus') or 'jsb'} valid {nats:.3f} nats/step (musicflow benchmark)"
         if isinstance(ck.model, Flow) and ck.model.takes_outline:
             extra += ", composes to outlines"
+        if ck.info.get("styles"):
+            extra += ", learnt styles: " + ", ".join(ck.info["styles"])
         name = p.name.removesuffix("-music21.pt")
         use = (" (the default)" if name == DEFAULT_MODEL else f" (--model {name})") if name in SHIPPED else ""
         click.echo(f"{p.name}{use}: {ck.kind}, {len(ck.genres)} genres, step {ck.info.get('step', '?')}"
