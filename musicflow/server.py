@@ -116,9 +116,8 @@ class ComposeService:
         c = self.composer
         req = dict(req)
         want_bytes = bool(req.pop("return_midi", False))
-        k = req.get("candidates")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_CANDIDATES):
-            raise MusicflowError(f"candidates must be an integer from 1 to {MAX_CANDIDATES}, got {k!r}")
+        if req.get("candidates") is not None:
+            _count(req["candidates"], "candidates", MAX_CANDIDATES)
         if endpoint == "classify":
             return {"probabilities": c.classify(_midi(req.pop("midi", None)))}
         if endpoint == "compose":
@@ -199,9 +198,9 @@ def _midi(data) -> pretty_midi.PrettyMIDI:
     return pm
 
 
-def _count(n, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_PIECES:
-        raise MusicflowError(f"{name} must be an integer from 1 to {MAX_PIECES}, got {n!r}")
+def _count(n, name: str, most: int = MAX_PIECES) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most:
+        raise MusicflowError(f"{name} must be an integer from 1 to {most}, got {n!r}")
     return n
 
 

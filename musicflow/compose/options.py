@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields, replace
 
 from musicflow.compose.keys import parse_key, parse_program, part_programs
 from musicflow.errors import MusicflowError
-from musicflow.io.parts import LAYOUTS, PARTS
+from musicflow.io.parts import PARTS, check_programs
 from musicflow.settings import setting
 
 #: Latent temperature 1 with the 0.5 threshold samples the model's own distribution over rolls exactly
@@ -109,13 +109,7 @@ class Options:
         parse_program(self.program)
         if self.parts not in PARTS:
             raise MusicflowError(f"parts must be one of {', '.join(PARTS)}, got {self.parts!r}")
-        per_part = part_programs(self.program)
-        if per_part is not None and self.parts == "one":
-            raise MusicflowError("program: a program per part needs parts (satb, melody-bass or auto)")
-        known = {name for names in LAYOUTS.values() for name in names}
-        if per_part is not None and set(per_part) - known:
-            raise MusicflowError(f"program: no part named {', '.join(sorted(set(per_part) - known))} "
-                                 f"(parts: {', '.join(sorted(known))})")
+        check_programs(part_programs(self.program), self.parts)
 
     @classmethod
     def of(cls, options: Options | None, settings: Mapping[str, object], entry: str = "compose",

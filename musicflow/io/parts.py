@@ -78,6 +78,20 @@ def auto_layout(notes) -> str:
     return "satb" if mean >= 2.5 else "melody-bass" if mean >= 1.3 else "one"
 
 
+def check_programs(programs: dict[str, int] | None, layout: str) -> None:
+    """A one-line error unless ``programs`` (by part name, or ``None``) fit ``layout``: programs
+    per part need parts, and name parts of :data:`LAYOUTS`."""
+    if programs is None:
+        return
+    if layout == "one":
+        raise MusicflowError("program: a program per part needs parts (satb, melody-bass or auto)")
+    known = {name for names in LAYOUTS.values() for name in names}
+    unknown = sorted(set(programs) - known)
+    if unknown:
+        raise MusicflowError(f"program: no part named {', '.join(unknown)} "
+                             f"(parts: {', '.join(sorted(known))})")
+
+
 def split_parts(pm: pretty_midi.PrettyMIDI, layout: str = "auto",
                 programs: dict[str, int] | None = None) -> pretty_midi.PrettyMIDI:
     """``pm`` with its notes (all tracks but drums, merged) on one named track per part of
@@ -85,13 +99,7 @@ def split_parts(pm: pretty_midi.PrettyMIDI, layout: str = "auto",
     ``programs`` (by part name) or the first track's; empty parts are left out."""
     if layout not in PARTS:
         raise MusicflowError(f"parts {layout!r}: use one of {', '.join(PARTS)}")
-    known = {name for names in LAYOUTS.values() for name in names}
-    unknown = sorted(set(programs or {}) - known)
-    if unknown:
-        raise MusicflowError(f"program: no part named {', '.join(unknown)} "
-                             f"(parts: {', '.join(sorted(known))})")
-    if programs and layout == "one":
-        raise MusicflowError("program: a program per part needs parts (satb, melody-bass or auto)")
+    check_programs(programs, layout)
     if layout == "one":
         return pm
     tracks = [inst for inst in pm.instruments if not inst.is_drum]
