@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny files in every format the readers take."""
+"""Shared fixtures: tiny files in every format the readers take, and a tiny sequence flow."""
 
 from __future__ import annotations
 
@@ -53,6 +53,26 @@ def make_midi(path: Path, notes, tempo: float = 120.0, drums=(), program: int = 
         pm.instruments.append(d)
     pm.write(str(path))
     return path
+
+
+#: A sequence flow small enough to build in milliseconds: 12 keys, 3 key states, 2 genres, 16 phases.
+TINY_KEYFLOW = {"rnn_hidden": 8, "channels": 4, "history": 2, "reach": 3, "blocks": 1, "dropout": 0.0,
+                "keys": 12, "states": 3, "genres": 2, "metre": 16}
+
+
+def tiny_keyflow(seed: int = 0, **over):
+    """A :data:`TINY_KEYFLOW` (fields in ``over`` changed) with weights drawn from N(0, 0.3) under
+    ``seed``: away from the near-uniform start, so every dependence shows. In eval mode."""
+    import torch
+
+    from musicflow.flows.keyflow import KeyFlow, KeyFlowConfig
+
+    torch.manual_seed(seed)
+    model = KeyFlow(KeyFlowConfig(**{**TINY_KEYFLOW, **over}))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return model.eval()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pretty_midi
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import tiny_keyflow
 
 from musicflow.checkpoint import load_checkpoint, save_checkpoint
 from musicflow.cli import main
@@ -26,18 +27,11 @@ from musicflow.roll import PianoRollSpec, key_states, states_roll
 from musicflow.training.pieces import train_pieces
 from musicflow.training.settings import PieceTrainConfig
 
-TINY = {"rnn_hidden": 8, "channels": 4, "history": 2, "reach": 3, "blocks": 1, "dropout": 0.0,
-        "keys": 12, "states": 3, "genres": 3, "metre": 16}
 SPEC = PianoRollSpec(low=60, pitches=12)
 
 
 def _model(seed: int = 0, **over) -> KeyFlow:
-    torch.manual_seed(seed)
-    model = KeyFlow(KeyFlowConfig(**{**TINY, **over}))
-    with torch.no_grad():  # away from the near-uniform start, so every dependence shows
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-    return model.eval()
+    return tiny_keyflow(seed, **{"genres": 3, **over})
 
 
 def _genre(n: int, g: int = 0, genres: int = 3) -> torch.Tensor:

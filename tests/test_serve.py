@@ -17,29 +17,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
-from conftest import make_midi
+from conftest import make_midi, tiny_keyflow
 
 from musicflow.checkpoint import save_checkpoint
 from musicflow.compose import Composer
-from musicflow.flows.keyflow import KeyFlow, KeyFlowConfig
 from musicflow.roll import PianoRollSpec
 from musicflow.server import ComposeServer, ServeConfig
-
-TINY = {"rnn_hidden": 8, "channels": 4, "history": 2, "reach": 3, "blocks": 1, "dropout": 0.0,
-        "keys": 12, "states": 3, "genres": 2, "metre": 16}
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = KeyFlow(KeyFlowConfig(**TINY))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
     path = tmp_path_factory.mktemp("serve") / "tiny.pt"
     spec = PianoRollSpec(low=60, pitches=12)
-    return save_checkpoint(path, "keyflow", model.eval(), spec, ["high", "low"], {})
+    return save_checkpoint(path, "keyflow", tiny_keyflow(0), spec, ["high", "low"], {})
 
 
 @pytest.fixture

@@ -10,32 +10,27 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_midi
+from conftest import make_midi, tiny_keyflow
 
 from musicflow.checkpoint import load_checkpoint, save_checkpoint
 from musicflow.cli import main
 from musicflow.compose import Composer
 from musicflow.compose.style import copying, learn_style
 from musicflow.errors import MusicflowError
-from musicflow.flows.keyflow import KeyFlow, KeyFlowConfig
+from musicflow.flows.keyflow import KeyFlow
 from musicflow.flows.styles import add_style, remove_style
 from musicflow.roll import PianoRollSpec
 from musicflow.training.settings import StyleConfig
 
-TINY = {"rnn_hidden": 8, "channels": 4, "history": 2, "reach": 3, "blocks": 1, "dropout": 0.0,
-        "keys": 12, "states": 3, "genres": 2, "metre": 16}
 SPEC = PianoRollSpec(low=60, pitches=12)
 FAST = {"steps": 40, "valid_every": 5, "patience": 4, "lr": 0.05}
 
 
 def _model(seed: int = 0) -> KeyFlow:
-    torch.manual_seed(seed)
-    model = KeyFlow(KeyFlowConfig(**TINY))
+    model = tiny_keyflow(seed)
     with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
         model.from_genre.weight.mul_(10)
-    return model.eval()
+    return model
 
 
 @pytest.fixture

@@ -32,15 +32,14 @@ from musicflow.compose.models import checkpoint_path
 from musicflow.compose.options import DEFAULT_TEMPERATURE, Options
 from musicflow.compose.outlines import OutlineArg, block_outlines, draw_outline, input_outline, outline_for
 from musicflow.compose.reading import Input, MidiInput, cut_windows, read_input
+from musicflow.compose.style import StyleOps
 from musicflow.errors import MusicflowError
-from musicflow.files import atomic_write
 from musicflow.flows.base import Condition
 from musicflow.flows.glow import Glow
 from musicflow.io import save_midi
 from musicflow.io.parts import split_parts
 from musicflow.roll import PianoRollSpec, key_shift, roll_to_midi
 from musicflow.sampling import generate, mixed_threshold, model_device
-from musicflow.training.settings import StyleConfig
 
 #: Genre guidance of the Glow by default (see :func:`musicflow.sampling.generate`): ``DEFAULT_CANDIDATES``
 #: candidate pieces grow side by side and are resampled after each window by how much it raised
@@ -48,7 +47,7 @@ from musicflow.training.settings import StyleConfig
 #: ``guidance=1`` samples plainly.
 DEFAULT_GUIDANCE = Glow.default_guidance
 DEFAULT_CANDIDATES = 16
-class Composer(LatentOps):
+class Composer(StyleOps, LatentOps):
     """Composes with a trained flow. Load once, call many times; no global state."""
 
     def __init__(self, checkpoint: Checkpoint, decoding: str | float = "exact", progress: bool = False):
@@ -374,26 +373,6 @@ class Composer(LatentOps):
         total = torch.tensor([float(v.sum()) for v in ll.values()])
         return dict(zip(ll, total.softmax(0).tolist()))
 
-    # -- a user's own style -------------------------------------------------------------------
-    def learn_style(self, files, name: str, *, replace: bool = False, **settings) -> Composer:
-        """A new Composer whose model knows a new genre ``name`` learnt from ``files`` (paths of
-        files, folders or ``.csv`` manifests; :mod:`musicflow.compose.style`); ``settings`` as in
-        :class:`~musicflow.training.settings.StyleConfig`. What it learnt from and reached is in
-        ``styles[name]``; :meth:`save_model` keeps it."""
-        from musicflow.compose.style import learn_style
-
-        return learn_style(self, files, name, StyleConfig(**settings), replace=replace,
-                           quiet=not self.progress).composer
-
-    @property
-    def styles(self) -> dict[str, dict]:
-        """The genres learnt from users' music and where each came from (``musicflow style learn``)."""
-        return dict(self.ck.info.get("styles") or {})
-
-    def save_model(self, path: str | Path) -> Path:
-        """Write the model (with any styles learnt into it) as a checkpoint, atomically."""
-        return self.ck.save(path)
-
     # -- new music from a user's music ---------------------------------------------------------
     def continue_(self, midi: MidiInput | Input, genre: GenreArg | None = None, *, seed: int | None = None,
                   options: Options | None = None, **settings) -> Result:
@@ -422,10 +401,3 @@ class Composer(LatentOps):
     def save(self, pm: pretty_midi.PrettyMIDI, path: str | Path) -> Path:
         """Write MIDI atomically."""
         return save_midi(pm, path)
-
-    def save_latents(self, result: Result, path: str | Path) -> Path:
-        """Write ``result``'s latents, genre, seed and outline (what ``decode`` reads) atomically."""
-        payload = {"latents": result.latents, "genre": result.genre, "seed": result.seed,
-                   "outline": result.outline, "checkpoint": str(self.ck.path),
-                   **({"time_signature": result.time_signature} if result.time_signature else {})}
-        return atomic_write(path, lambda tmp: torch.save(payload, tmp))

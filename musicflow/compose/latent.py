@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -15,6 +16,7 @@ from musicflow.compose.genre import GenreArg
 from musicflow.compose.options import Options
 from musicflow.compose.reading import Input, MidiInput
 from musicflow.errors import MusicflowError
+from musicflow.files import atomic_write
 from musicflow.sampling import clean_continuation
 
 
@@ -57,7 +59,15 @@ _RECAST = ("program", "velocity", "parts")
 
 
 class LatentOps:
-    """Variations, transfer and interpolation of a user's piece (mixed into ``Composer``)."""
+    """Variations, transfer and interpolation of a user's piece, and saved latents (mixed into
+    ``Composer``)."""
+
+    def save_latents(self, result: Result, path: str | Path) -> Path:
+        """Write ``result``'s latents, genre, seed and outline (what ``decode`` reads) atomically."""
+        payload = {"latents": result.latents, "genre": result.genre, "seed": result.seed,
+                   "outline": result.outline, "checkpoint": str(self.ck.path),
+                   **({"time_signature": result.time_signature} if result.time_signature else {})}
+        return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
     def variations(self, midi: MidiInput | Input, n: int = 4, amount: float = 0.3,
                    genre: GenreArg | None = None, seed: int | None = None, *,

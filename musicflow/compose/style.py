@@ -101,3 +101,25 @@ def learn_style(composer, paths: list[str | Path], name: str, cfg: StyleConfig |
     stats = copying([key_states(r.roll) for r in results], report.sources, bars)
     ck.info["styles"][name]["copying"] = stats
     return StyleResult(new, report, stats)
+
+
+class StyleOps:
+    """The Composer's methods for users' own styles; they rely on its ``ck``, ``decoding`` and
+    ``progress`` only."""
+
+    def learn_style(self, files, name: str, *, replace: bool = False, **settings):
+        """A new Composer whose model knows a new genre ``name`` learnt from ``files`` (paths of
+        files, folders or ``.csv`` manifests; see :func:`learn_style`); ``settings`` as in
+        :class:`~musicflow.training.settings.StyleConfig`. What it learnt from and reached is in
+        ``styles[name]``; :meth:`save_model` keeps it."""
+        return learn_style(self, files, name, StyleConfig(**settings), replace=replace,
+                           quiet=not self.progress).composer
+
+    @property
+    def styles(self) -> dict[str, dict]:
+        """The genres learnt from users' music and where each came from (``musicflow style learn``)."""
+        return dict(self.ck.info.get("styles") or {})
+
+    def save_model(self, path: str | Path) -> Path:
+        """Write the model (with any styles learnt into it) as a checkpoint, atomically."""
+        return self.ck.save(path)
