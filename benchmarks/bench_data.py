@@ -1,9 +1,11 @@
 """Reading and building speed: MIDI files read per second through pretty_midi (the old path) and
 symusic (the reader now) in one run, whether both give the same notes, and a large folder built
-from cold with its peak memory; with --full, the whole default corpus from a cold cache.
+from cold with its peak memory; generated folders of growing size built in one file and in shards,
+and the sequence flow's training reading each (peak memory: what sharding bounds); with --full, the
+whole default corpus from a cold cache.
 
     python benchmarks/bench_data.py                  # readers, a 10,000-file build (minutes)
-    python benchmarks/bench_data.py --folder 0       # readers only
+    python benchmarks/bench_data.py --folder 0 --scale ''   # readers only
     python benchmarks/bench_data.py --full           # also the cold music21 build (tens of minutes)
 
 "Real" files are pieces of music21's corpus written as MIDI by music21 (the first ``--real`` of
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -144,23 +147,86 @@ def compare_abc(tunes: int) -> dict:
     return out
 
 
-def build_in_subprocess(root: Path, cache: Path, jobs: int) -> dict:
-    """Build ``root`` from a cold cache in a fresh process: wall time and peak resident memory of
-    the builder and of its largest worker."""
-    code = ("import json, resource, sys, time; from musicflow.data.build import build_dataset; "
-            "t = time.perf_counter(); ds, r = build_dataset(sys.argv[1], jobs=int(sys.argv[2]), "
-            "cache_dir=sys.argv[3], quiet=True); t = time.perf_counter() - t; "
-            "ru = resource.getrusage; print(json.dumps({'s': t, 'pieces': len(ds), 'files': r.files, "
-            "'self_kb': ru(resource.RUSAGE_SELF).ru_maxrss, "
-            "'child_kb': ru(resource.RUSAGE_CHILDREN).ru_maxrss}))")
-    p = subprocess.run([sys.executable, "-c", code, str(root), str(jobs), str(cache)], capture_output=True,
-                       text=True, check=True)
-    r = json.loads(p.stdout.strip().splitlines()[-1])
-    return {"files": r["files"], "pieces": r["pieces"], "jobs": jobs, "cold_build_s": round(r["s"], 1),
+def _in_subprocess(code: str, *args) -> dict:
+    """Run ``code`` in a fresh process (so peak memory is its own) and return the JSON it prints last,
+    with its peak resident memory and its children's (``self_kb``, ``child_kb``) and its own once its
+    imports were done (``base_kb``: ``code`` sets it)."""
+    code = ("import json, resource, sys, time\n" + code +
+            "\nru = resource.getrusage; out.update(self_kb=ru(resource.RUSAGE_SELF).ru_maxrss, "
+            "child_kb=ru(resource.RUSAGE_CHILDREN).ru_maxrss); print(json.dumps(out))")
+    p = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                       check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+BUILD = """
+from musicflow.data.build import build_dataset
+base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+root, jobs, cache, out, shard_mb = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
+t = time.perf_counter()
+ds, r = build_dataset(root, jobs=jobs, cache_dir=cache, quiet=True, out=out, shard_mb=shard_mb or None)
+if not ds.sharded:
+    ds.save(out)
+out = {'s': time.perf_counter() - t, 'pieces': len(ds), 'files': r.files, 'notes': len(ds.notes),
+       'base_kb': base_kb}
+"""
+
+
+def build_in_subprocess(root: Path, cache: Path, jobs: int, out: Path, shard_mb: float = 0.0) -> dict:
+    """Build ``root`` from a cold cache into ``out`` (in shards of ``shard_mb`` MB, or one file) in a
+    fresh process: wall time and peak resident memory of the builder and of its largest worker."""
+    r = _in_subprocess(BUILD, root, jobs, cache, out, shard_mb)
+    return {"files": r["files"], "pieces": r["pieces"], "notes": r["notes"], "jobs": jobs,
+            "shard_mb": shard_mb or None, "cold_build_s": round(r["s"], 1),
             "files_per_s": round(r["files"] / r["s"], 1),
             "files_per_s_per_core": round(r["files"] / r["s"] / jobs, 1),
             "peak_rss_mb_builder": round(r["self_kb"] / 1024, 1),
+            "builder_mb_above_imports": round((r["self_kb"] - r["base_kb"]) / 1024, 1),
             "peak_rss_mb_worker": round(r["child_kb"] / 1024, 1)}
+
+
+STREAM = """
+import numpy as np
+from musicflow.data.dataset import Dataset
+from musicflow.training.pieces import CorpusPieces
+base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+train = CorpusPieces.load(Dataset.load(sys.argv[1]), 'train')
+loaded = time.perf_counter() - t
+rng = np.random.default_rng(0)
+t = time.perf_counter()
+for _ in range(int(sys.argv[2])):
+    picks = [(int(i), 0) for i in rng.integers(0, len(train.lengths), 32)]
+    train.batch(picks, 128)
+out = {'load_s': loaded, 'batch_s': (time.perf_counter() - t) / int(sys.argv[2]),
+       'pieces': len(train.lengths), 'base_kb': base_kb}
+"""
+
+
+def stream_in_subprocess(data: Path, batches: int = 200) -> dict:
+    """Load the train split for the sequence flow's training from ``data`` and draw ``batches``
+    batches of 32 windows of 128 steps, in a fresh process: time and peak resident memory."""
+    r = _in_subprocess(STREAM, data, batches)
+    return {"pieces": r["pieces"], "load_s": round(r["load_s"], 2), "batch_ms": round(1000 * r["batch_s"], 2),
+            "peak_rss_mb": round(r["self_kb"] / 1024, 1),
+            "mb_above_imports": round((r["self_kb"] - r["base_kb"]) / 1024, 1)}
+
+
+def scaling(root: Path, sizes: list[int], jobs: int, shard_mb: float) -> list[dict]:
+    """Builds of the first ``n`` files of generated folders, one file against shards, and the
+    training's train split read from each: how peak memory grows with the corpus."""
+    rows = []
+    for n in sizes:
+        folder = root / f"scale-{n}"
+        make_midi_corpus(folder, n, seed=1)
+        row = {"files": n}
+        for name, mb in (("one_file", 0.0), ("sharded", shard_mb)):
+            out = root / f"{name}-{n}.npz"
+            row[name] = build_in_subprocess(folder, root / f"cache-{name}-{n}", jobs, out, mb)
+            row[name]["training_read"] = stream_in_subprocess(out)
+        rows.append(row)
+        shutil.rmtree(folder)
+    return rows
 
 
 def main() -> None:
@@ -170,6 +236,9 @@ def main() -> None:
     ap.add_argument("--abc", type=int, default=40, help="tunes per ABC collection to compare")
     ap.add_argument("--folder", type=int, default=10000, help="generated files in the large build (0: skip)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--scale", default="10000,20000",
+                    help="folder sizes built in one file and in shards, comma-separated ('' to skip)")
+    ap.add_argument("--shard-mb", type=float, default=4.0, help="shard size of the sharded builds")
     ap.add_argument("--full", action="store_true", help="also time the cold default-corpus build")
     args = ap.parse_args()
     result: dict = {"seed": 0, "jobs": args.jobs}
@@ -190,7 +259,12 @@ def main() -> None:
         if args.folder:
             big = Path(tmp) / "big"
             make_midi_corpus(big, args.folder, seed=1)
-            result["folder"] = build_in_subprocess(big, Path(tmp) / "big-cache", args.jobs)
+            result["folder"] = build_in_subprocess(big, Path(tmp) / "big-cache", args.jobs,
+                                                   Path(tmp) / "big.npz")
+            shutil.rmtree(big)
+        if args.scale:
+            result["scaling"] = scaling(Path(tmp), [int(n) for n in args.scale.split(",")], args.jobs,
+                                        args.shard_mb)
         if args.full:
             t = time.perf_counter()
             ds, report = build_dataset("music21", jobs=args.jobs, cache_dir=Path(tmp) / "m21", quiet=False)

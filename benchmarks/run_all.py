@@ -30,7 +30,7 @@ RESULTS = Path(os.environ.get("MUSICFLOW_BENCH_RESULTS") or HERE / "results")
 sys.path.insert(0, str(ROOT))
 
 QUICK = {
-    "bench_data": ["--files", "40", "--real", "2", "--abc", "3", "--folder", "0"],
+    "bench_data": ["--files", "40", "--real", "2", "--abc", "3", "--folder", "0", "--scale", "40"],
     "bench_compose": ["--repeats", "1", "--pieces", "2", "--batch", "2", "--model", "keyflow"],
     "bench_quality": ["--pieces", "6", "--bars", "8", "--genre", "celtic"],
     "bench_glow": ["--samples", "3", "--test-windows", "50"],
@@ -108,6 +108,12 @@ def _bench_data(d: dict) -> list[str]:
         f = d["folder"]
         rows += [[f"{f['files']:,}-file folder, cold: files per second per core (peak MB)",
                   f"{f['files_per_s_per_core']} ({f['peak_rss_mb_builder']})"]]
+    for r in d.get("scaling", []):
+        one, sh = r["one_file"], r["sharded"]
+        rows += [[f"{r['files']:,} files: MB above imports building one file / in {sh['shard_mb']} MB shards",
+                  f"{one['builder_mb_above_imports']} / {sh['builder_mb_above_imports']}"],
+                 [f"{r['files']:,} files: MB above imports reading them for training, one file / shards",
+                  f"{one['training_read']['mb_above_imports']} / {sh['training_read']['mb_above_imports']}"]]
     if "music21" in d:
         rows += [["full music21 corpus, cold (s)", d["music21"].get("cold_build_s")]]
     return _table(["what", "value"], rows)

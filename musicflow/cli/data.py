@@ -33,9 +33,12 @@ def data() -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Parse cache [default: $MUSICFLOW_CACHE or ~/.cache/musicflow].")
 @click.option("--no-cache", is_flag=True, help="Parse every file again, write no cache.")
+@click.option("--shard-mb", type=float, default=None,
+              help="Write the notes in memory-mapped shards of about this many MB as the files are read "
+                   "(a corpus larger than memory; training streams them) [default: one file].")
 @quiet_option
 def data_build(source, genre, out, jobs, pitches, no_key_normalize, window, cache_dir, no_cache,
-               quiet) -> None:
+               shard_mb, quiet) -> None:
     """Read a corpus into a compact dataset file (notes per piece, train/valid/test by piece)."""
     from musicflow.data.build import build_dataset
     from musicflow.data.cache import default_cache_dir
@@ -45,15 +48,19 @@ def data_build(source, genre, out, jobs, pitches, no_key_normalize, window, cach
         raise MusicflowError(f"--pitches {pitches}: give 'auto' or a multiple of 4")
     if out is None:
         out = default_dataset() if source == "music21" else data_dir() / f"{Path(source).stem}.npz"
+    if shard_mb is not None and not shard_mb > 0:
+        raise MusicflowError(f"--shard-mb {shard_mb}: give a positive size in MB")
     cache = None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir()
     ds, report = build_dataset(
         source, genre=genre, jobs=jobs or os.cpu_count() or 1,
         pitches=None if pitches == "auto" else int(pitches), key_normalize=not no_key_normalize,
-        window_steps=window, cache_dir=cache, quiet=quiet)
-    ds.save(out)
+        window_steps=window, cache_dir=cache, quiet=quiet, out=out, shard_mb=shard_mb)
+    if not ds.sharded:
+        ds.save(out)
     for line in report.lines():
         click.echo(line, err=True)
-    click.echo(f"wrote {out}: {len(ds)} pieces in {len(ds.genres)} genre(s); pitch range "
+    shards = f" and {ds.shards} shard(s) beside it" if ds.sharded else ""
+    click.echo(f"wrote {out}{shards}: {len(ds)} pieces in {len(ds.genres)} genre(s); pitch range "
                f"{ds.spec.low}..{ds.spec.high} keeps {100 * ds.info['coverage']:.2f}% of notes")
 
 

@@ -151,38 +151,50 @@ def parse_files(
     by_path = {str(f.path): f for f in files}
     # Largest first, so one long file does not run alone at the end.
     order = sorted(files, key=lambda f: -f.path.stat().st_size if f.path.exists() else 0)
-    args = [(str(f.path), steps_per_quarter, str(cache_dir) if cache_dir else None) for f in order]
     records: list[dict] = []
-    bar = tqdm(total=len(args), desc="reading", unit="file", disable=quiet)
-    if jobs > 1:
-        ctx = mp.get_context("spawn" if mp.get_start_method(allow_none=True) == "spawn" else None)
-        with ctx.Pool(jobs) as pool:
-            results = list(_drain(pool.imap_unordered(_work, args, chunksize=1), bar))
-    else:
-        results = list(_drain(map(_work, args), bar))
-    bar.close()
+    results = list(_parsed(order, steps_per_quarter, jobs, cache_dir, quiet, in_order=False))
     for path, entry, hit in sorted(results):
-        src = by_path[path]
-        report.files += 1
-        report.cached += hit
-        if "error" in entry:
-            report.skipped.append((path, entry["error"]))
-            continue
-        many = len(entry["pieces"]) > 1
-        for i, rec in enumerate(entry["pieces"]):
-            if not rec["notes"]:
-                continue
-            rec = dict(rec, genre=src.genre, id=f"{src.piece_id}#{i}" if many else src.piece_id)
-            report.dropped.update(rec.pop("dropped", {}))
-            records.append(rec)
+        records += file_records(by_path[path], entry, hit, report)
     report.pieces = len(records)
     return records, report
 
 
-def _drain(it, bar):
-    for r in it:
-        bar.update(1)
-        yield r
+def file_records(src: SourceFile, entry: dict, hit: bool, report: BuildReport) -> list[dict]:
+    """The piece records of one parsed file, labelled with its genre and id; counted in ``report``
+    (a file that could not be read is named there)."""
+    report.files += 1
+    report.cached += hit
+    if "error" in entry:
+        report.skipped.append((str(src.path), entry["error"]))
+        return []
+    many = len(entry["pieces"]) > 1
+    out = []
+    for i, rec in enumerate(entry["pieces"]):
+        if not rec["notes"]:
+            continue
+        rec = dict(rec, genre=src.genre, id=f"{src.piece_id}#{i}" if many else src.piece_id)
+        report.dropped.update(rec.pop("dropped", {}))
+        out.append(rec)
+    return out
+
+
+def _parsed(files: list[SourceFile], steps_per_quarter: int, jobs: int, cache_dir: Path | None, quiet: bool,
+            in_order: bool):
+    """``(path, entry, from cache)`` for each file, in ``jobs`` processes, as they finish or (with
+    ``in_order``) in the order given, with a progress bar."""
+    args = [(str(f.path), steps_per_quarter, str(cache_dir) if cache_dir else None) for f in files]
+    with tqdm(total=len(args), desc="reading", unit="file", disable=quiet) as bar:
+        if jobs > 1:
+            ctx = mp.get_context("spawn" if mp.get_start_method(allow_none=True) == "spawn" else None)
+            with ctx.Pool(jobs) as pool:
+                each = pool.imap if in_order else pool.imap_unordered
+                for r in each(_work, args, chunksize=1 if not in_order else 8):
+                    bar.update(1)
+                    yield r
+        else:
+            for r in map(_work, args):
+                bar.update(1)
+                yield r
 
 
 def choose_pitch_range(records: list[dict], pitches: int | None, key_normalize: bool,
@@ -190,11 +202,26 @@ def choose_pitch_range(records: list[dict], pitches: int | None, key_normalize: 
     """The pitch window (low, size) keeping the most notes; ``pitches=None`` picks the smallest
     multiple of 8 (so three 2x squeezes divide it) keeping at least ``coverage`` of them.
     Returns (low, size, share kept)."""
-    hist = np.zeros(128 + 12, dtype=np.int64)
+    hist = np.zeros(HISTOGRAM, dtype=np.int64)
     for r in records:
-        shift = key_shift(r["tonic"]) if key_normalize else 0
-        p = np.asarray(r["notes"], dtype=np.int64).reshape(-1, 4)[:, 0] + shift + 6
-        hist += np.bincount(np.clip(p, 0, len(hist) - 1), minlength=len(hist))
+        hist += pitch_histogram(r["notes"], r["tonic"], key_normalize)
+    return range_from_histogram(hist, pitches, coverage)
+
+
+#: Bins of the pitch histogram: MIDI pitches moved up by 6 (key normalisation moves down by up to 6).
+HISTOGRAM = 128 + 12
+
+
+def pitch_histogram(notes, tonic: int, key_normalize: bool) -> np.ndarray:
+    """Notes per pitch of one piece (after key normalisation), on the bins :data:`HISTOGRAM`."""
+    shift = key_shift(tonic) if key_normalize else 0
+    p = np.asarray(notes, dtype=np.int64).reshape(-1, 4)[:, 0] + shift + 6
+    return np.bincount(np.clip(p, 0, HISTOGRAM - 1), minlength=HISTOGRAM)
+
+
+def range_from_histogram(hist: np.ndarray, pitches: int | None, coverage: float = 0.99
+                         ) -> tuple[int, int, float]:
+    """:func:`choose_pitch_range` from the corpus's pitch histogram."""
     total = max(int(hist.sum()), 1)
     sizes = [pitches] if pitches else list(range(24, 129, 8))
     for size in sizes:
@@ -216,11 +243,24 @@ def build_dataset(
     steps_per_quarter: int = 4,
     cache_dir: Path | None = None,
     quiet: bool = False,
+    out: str | Path | None = None,
+    shard_mb: float | None = None,
 ):
     """Read a source into a :class:`~musicflow.data.dataset.Dataset` and a :class:`BuildReport`.
 
+    With ``shard_mb`` the notes are written to ``out`` in shards of about that many MB as the files
+    are read (:mod:`musicflow.data.shards`), so the builder's memory stays bounded by a shard and
+    the pieces' metadata however large the corpus; the pieces, their order, splits and pitch range
+    are those of the one-file build, and the dataset returned maps its notes from disk. Without,
+    the dataset is built in memory (``out`` unused: :meth:`Dataset.save` writes it).
+
     Raises :class:`MusicflowError` when no piece survives.
     """
+    if shard_mb:
+        if out is None:
+            raise MusicflowError("shard_mb: a sharded build needs the dataset file to write (out)")
+        return _build_sharded(source, Path(out), shard_mb, genre, jobs, pitches, key_normalize, window_steps,
+                              steps_per_quarter, cache_dir, quiet)
     from musicflow.data.dataset import Dataset
     from musicflow.roll import PianoRollSpec
 
@@ -235,3 +275,39 @@ def build_dataset(
     info = {"source": source, "files": report.files, "skipped": report.skipped,
             "dropped": dict(report.dropped), "coverage": share}
     return Dataset.from_records(records, spec, info), report
+
+
+def _build_sharded(source: str, out: Path, shard_mb: float, genre, jobs, pitches, key_normalize, window_steps,
+                   steps_per_quarter, cache_dir, quiet):
+    """:func:`build_dataset` writing shards as it reads."""
+    from musicflow.data.dataset import Dataset, commit_shards, header
+    from musicflow.data.shards import ShardWriter
+    from musicflow.roll import PianoRollSpec
+
+    files = sorted(resolve_source(source, genre), key=lambda f: str(f.path))
+    report = BuildReport()
+    meta: list[dict] = []
+    counts: list[tuple[int, int]] = []
+    hist = np.zeros(HISTOGRAM, dtype=np.int64)
+    with ShardWriter(out, max(int(shard_mb * 2 ** 20), 1)) as writer:
+        for src, (_, entry, hit) in zip(files, _parsed(files, steps_per_quarter, jobs, cache_dir, quiet,
+                                                        in_order=True)):
+            for rec in file_records(src, entry, hit, report):
+                notes, bars = rec.pop("notes"), rec.pop("bars")
+                hist += pitch_histogram(notes, rec["tonic"], key_normalize)
+                writer.add(np.asarray(notes, dtype=np.int32).reshape(-1, 4), np.asarray(bars, dtype=np.int32))
+                counts.append((len(notes), len(bars)))
+                meta.append(dict(rec, split=split_of(rec["id"])))
+        report.pieces = len(meta)
+        if not meta:
+            raise MusicflowError(f"{source}: no piece could be read from {report.files} file(s)")
+        low, size, share = range_from_histogram(hist, pitches)
+        spec = PianoRollSpec(steps_per_quarter, window_steps, low, size, key_normalize)
+        info = {"source": source, "files": report.files, "skipped": report.skipped,
+                "dropped": dict(report.dropped), "coverage": share}
+        n = np.asarray(counts, dtype=np.int64).reshape(-1, 2)
+        note_offsets, bar_offsets = (np.concatenate([[0], np.cumsum(n[:, j])]).astype(np.int64)
+                                     for j in (0, 1))
+        commit_shards(out, writer, header(spec, sorted({m["genre"] for m in meta}), meta, info), note_offsets,
+                      bar_offsets)
+    return Dataset.load(out), report

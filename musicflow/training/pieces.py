@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,29 +39,66 @@ EMA = 0.05
 METRE = 16
 
 
+class _Computed(Sequence):
+    """Each of a split's pieces as key states or as bar phases, computed from the dataset when asked
+    for, the last few kept: a sharded corpus larger than memory is read from its memory-mapped notes
+    as batches need them, so only the pieces being drawn are ever held."""
+
+    def __init__(self, ds: Dataset, idx: list[int], lengths: np.ndarray, metre: int, phases: bool,
+                 keep: int = 256) -> None:
+        self.ds, self.idx, self.lengths, self.metre, self.phases = ds, idx, lengths, metre, phases
+        self.keep, self.cache = keep, OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        if j in self.cache:
+            self.cache.move_to_end(j)
+            return self.cache[j]
+        i = self.idx[j]
+        if self.phases:
+            out = bar_phases(self.ds.piece_bars(i), int(self.lengths[j]), self.metre).astype(np.uint8)
+        else:
+            out = key_states(self.ds.roll(i))
+        self.cache[j] = out
+        if len(self.cache) > self.keep:
+            self.cache.popitem(last=False)
+        return out
+
+
 @dataclass
 class CorpusPieces:
-    """One split of a corpus as key states ``(T, P)``, bar phases ``(T,)`` and genre indices."""
+    """One split of a corpus as key states ``(T, P)``, bar phases ``(T,)`` and genre indices.
 
-    states: list[np.ndarray]
-    phases: list[np.ndarray]
+    From a sharded dataset (or with ``lazy``) the states and phases are computed as windows are
+    drawn; otherwise all at once."""
+
+    states: Sequence[np.ndarray]
+    phases: Sequence[np.ndarray]
     genre: np.ndarray
     bars: list[np.ndarray]
     genres: list[str]
+    lengths: np.ndarray  # steps of each piece
 
     @classmethod
-    def load(cls, ds: Dataset, split: str, metre: int = METRE) -> CorpusPieces:
+    def load(cls, ds: Dataset, split: str, metre: int = METRE, lazy: bool | None = None) -> CorpusPieces:
         idx = [i for i in ds.indices(split) if ds.length(i) > 0]
         if not idx:
             raise MusicflowError(f"dataset has no {split} pieces")
+        genre = np.array([ds.genres.index(ds.pieces[i]["genre"]) for i in idx])
+        bars = [np.asarray(ds.piece_bars(i)) for i in idx]
+        if ds.sharded if lazy is None else lazy:
+            lengths = np.array([ds.length(i) for i in idx], dtype=np.int64)
+            return cls(_Computed(ds, idx, lengths, metre, False), _Computed(ds, idx, lengths, metre, True),
+                       genre, bars, list(ds.genres), lengths)
         states = [key_states(ds.roll(i)) for i in idx]
         phases = [bar_phases(ds.piece_bars(i), len(s), metre).astype(np.uint8) for i, s in zip(idx, states)]
-        genre = np.array([ds.genres.index(ds.pieces[i]["genre"]) for i in idx])
-        return cls(states, phases, genre, [np.asarray(ds.piece_bars(i)) for i in idx], list(ds.genres))
+        return cls(states, phases, genre, bars, list(ds.genres), np.array([len(s) for s in states], np.int64))
 
     def steps_per_genre(self) -> np.ndarray:
         out = np.zeros(len(self.genres))
-        np.add.at(out, self.genre, [len(s) for s in self.states])
+        np.add.at(out, self.genre, self.lengths)
         return out
 
     def window(self, i: int, start: int, crop: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +117,7 @@ class CorpusPieces:
         one-hots ``(B, G)``, phases ``(B, L)``."""
         wins = [self.window(i, s, crop, shift) for i, s in picks]
         length = max(len(w[0]) for w in wins)
-        rolls = np.zeros((len(wins), length, self.states[0].shape[1]), np.float32)
+        rolls = np.zeros((len(wins), length, wins[0][0].shape[1]), np.float32)
         phase = np.zeros((len(wins), length), np.int64)
         for j, (s, ph) in enumerate(wins):
             rolls[j, :len(s)], phase[j, :len(ph)] = s, ph
@@ -124,7 +163,7 @@ def valid_picks(pieces: CorpusPieces, per_genre: int, crop: int, seed: int = 0) 
         if not len(members):
             continue
         for i in rng.choice(members, size=per_genre, replace=len(members) < per_genre):
-            starts = pieces.bars[i][pieces.bars[i] < max(len(pieces.states[i]) - crop // 2, 1)]
+            starts = pieces.bars[i][pieces.bars[i] < max(pieces.lengths[i] - crop // 2, 1)]
             picks.append((int(i), int(rng.choice(starts)) if len(starts) else 0))
     return picks
 
@@ -182,7 +221,7 @@ def _train_pieces(data, out, cfg: PieceTrainConfig, overrides, quiet, command, r
     steps = train.steps_per_genre()
     genre_p = np.sqrt(steps) / np.sqrt(steps).sum()
     members = [np.flatnonzero(train.genre == g) for g in range(len(ds.genres))]
-    weights = [np.array([len(train.states[i]) for i in m], float) for m in members]
+    weights = [train.lengths[m].astype(float) for m in members]
     seed = cfg.seed if rank == 0 else cfg.seed * 1000 + rank
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -191,7 +230,7 @@ def _train_pieces(data, out, cfg: PieceTrainConfig, overrides, quiet, command, r
         picks_ = []
         for g in rng.choice(len(ds.genres), size=cfg.batch_size, p=genre_p):
             i = int(rng.choice(members[g], p=weights[g] / weights[g].sum()))
-            starts = train.bars[i][train.bars[i] < len(train.states[i]) - 1]
+            starts = train.bars[i][train.bars[i] < train.lengths[i] - 1]
             start = 0 if rng.random() < cfg.start_share or not len(starts) else int(rng.choice(starts))
             picks_.append((i, start))
         shift = int(rng.integers(-cfg.transpose, cfg.transpose + 1)) if cfg.transpose else 0
