@@ -7,7 +7,8 @@ piece, eighth-note steps at 120 bpm, 4/4, cut to the first ``--max-bars`` bars).
 from the first N pieces of the corpus's train split (file order, no choosing) and judged on the first
 ``--unseen`` pieces of its valid split, never seen in learning. Per style and N:
 
-- the time to learn (``Composer.learn_style``, default settings, seed 0: the copy check included);
+- the time to learn (``Composer.learn_style``, default settings, seed 0: the copy check included;
+  with ``--adapter``, an adapter of that rank tried after the genre's columns);
 - the unseen pieces' bits/dim (every step of every piece alike) under the learned style and under
   every built-in genre, and how often ``classify`` names the learned style for an unseen piece;
 - the musical-metric overlap (``evaluate.fidelity.STATS``; mean over metrics of the overlap of
@@ -23,6 +24,7 @@ mean probability, share of pieces read as a parent) and the independent genre cl
 probability of the built-in parent (it does not know the style), beside the pure pieces of each.
 
     python benchmarks/bench_style.py [--sizes 3 10 30] [--unseen 20] [--pieces 60] [--mix-pieces 24]
+                                     [--adapter RANK] [--name NAME]
 """
 
 from __future__ import annotations
@@ -138,13 +140,15 @@ def main() -> None:
     ap.add_argument("--mix-pieces", type=int, default=24, help="pieces per mix and parent (0: no mixes)")
     ap.add_argument("--max-bars", type=int, default=64, help="bars kept of each corpus piece")
     ap.add_argument("--seed", type=int, default=100, help="first seed of the composed pieces")
+    ap.add_argument("--adapter", type=int, default=0, help="also fit an adapter of this rank (0: none)")
     ap.add_argument("--name", default="bench_style")
     args = ap.parse_args()
     base = Composer.load(args.model)
     _, clf_ck = classifier_checkpoint(None, base.genres)
     clf = clf_ck.model.eval()
     low = base.spec.low
-    result = {"model": args.model, "sizes": args.sizes, "unseen_pieces": args.unseen, "pieces": args.pieces,
+    result = {"model": args.model, "adapter": args.adapter, "sizes": args.sizes, "unseen_pieces": args.unseen,
+              "pieces": args.pieces,
               "mix_pieces": args.mix_pieces,
               "bars": BARS, "seeds": f"{args.seed}..{args.seed + args.pieces - 1}", "max_bars": args.max_bars,
               "data": {s: f"../shared/data/boulanger/{STYLES[s]} (train: first N pieces; valid: unseen)"
@@ -160,7 +164,7 @@ def main() -> None:
             for n in args.sizes:
                 files = train[:n]
                 t = time.perf_counter()
-                c = base.learn_style(files, style)
+                c = base.learn_style(files, style, adapter=args.adapter)
                 seconds = time.perf_counter() - t
                 info = c.styles[style]
                 scores = unseen_scores(c, unseen, style)
@@ -172,6 +176,9 @@ def main() -> None:
                              c.spec.bar_steps())
                 cell = {
                     "learn_seconds": round(seconds, 1), "steps": info["steps"], "held_out": info["held_out"],
+                    "adapter_kept": info.get("adapter", 0),
+                    "held_out_bits_per_dim": info["held_out_bits_per_dim"],
+                    "held_out_bits_per_dim_embedding_alone": info.get("embedding_bits_per_dim"),
                     "nearest_builtin": near,
                     "unseen_bits_per_dim_style": scores["bits_per_dim"][style],
                     "unseen_bits_per_dim_best_builtin": min(builtin.values()),

@@ -199,6 +199,10 @@ def _bench_style(d: dict) -> list[str]:
             for s, row in d.get("styles", {}).items() for n, c in row["by_size"].items()]
     head = ["style", "files", "learn s", "unseen bits/dim", "best built-in", "classified as style",
             "overlap", "nearest built-in overlap", "copied 4-bar share"]
+    if d.get("adapter"):
+        head.append("adapter kept (rank)")
+        rows = [r + [c.get("adapter_kept", 0)]
+                for r, c in zip(rows, [c for row in d["styles"].values() for c in row["by_size"].values()])]
     return [f"Model {d.get('model')}; unseen pieces per style {d.get('unseen_pieces')}, "
             f"{d.get('pieces')} composed pieces per cell.", "", *_table(head, rows)]
 

@@ -18,7 +18,7 @@ from musicflow.compose import Composer
 from musicflow.compose.style import copying, learn_style
 from musicflow.errors import MusicflowError
 from musicflow.flows.keyflow import KeyFlow
-from musicflow.flows.styles import add_style, remove_style
+from musicflow.flows.styles import add_style, remove_style, with_adapter
 from musicflow.roll import PianoRollSpec
 from musicflow.training.settings import StyleConfig
 
@@ -249,3 +249,61 @@ def test_the_window_flows_learn_a_style_through_their_genre_table(kind, tunes, t
 def test_a_model_without_style_slots_refuses_in_one_line(tunes):
     with pytest.raises(MusicflowError, match="cannot learn a style"):
         Composer.load("vae").learn_style([tunes], "mine")
+
+
+# -- adapters -------------------------------------------------------------------------------------
+
+def test_an_adapter_starts_as_no_change_vanishes_for_built_ins_and_follows_its_style():
+    model = add_style(_model(), torch.tensor([0.0, 1.0]))
+    rolls = torch.randint(0, 3, (2, 9, 12)).float()
+    phase = (torch.arange(9) % 16)[None].expand(2, -1)
+    genres = {"built-in": torch.eye(3)[[0, 1]], "style": torch.eye(3)[[2, 2]],
+              "mix": torch.tensor([[0.0, 0.5, 0.5]] * 2)}
+    before = {k: model.sequence_log_prob(rolls, genre=g, phase=phase) for k, g in genres.items()}
+    adapted = with_adapter(model, 2, torch.Generator().manual_seed(0))
+    assert adapted.config.adapter_rank == 2 and adapted.adapters.down[-1].abs().sum() > 0
+    for k, g in genres.items():  # up and the key bias start at zero: the same flow
+        assert torch.equal(adapted.sequence_log_prob(rolls, genre=g, phase=phase), before[k])
+    with torch.no_grad():
+        adapted.adapters.up.normal_()
+        adapted.adapters.bias.normal_()
+    assert torch.equal(adapted.sequence_log_prob(rolls, genre=genres["built-in"], phase=phase),
+                       before["built-in"])
+    moved = {k: adapted.sequence_log_prob(rolls, genre=g, phase=phase) for k, g in genres.items()}
+    assert (moved["style"] - before["style"]).abs().max() > 1e-3
+    assert (moved["mix"] - before["mix"]).abs().max() > 1e-3
+    # A second style starts without an adapter; removing the first keeps the second's weights.
+    two = add_style(adapted, torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.equal(two.adapters.up[0], adapted.adapters.up[0]) and two.adapters.up[1].abs().sum() == 0
+    assert torch.equal(remove_style(two, 0).adapters.up, two.adapters.up[1:])
+    with pytest.raises(MusicflowError, match="rank 2"):
+        with_adapter(two, 3)
+
+
+def test_an_adapter_is_fitted_only_for_the_new_style_and_kept_only_if_it_helps(checkpoint, tunes):
+    ck = load_checkpoint(checkpoint)
+    new, report = learn_style_ck(ck, tunes, adapter=2)
+    info = new.info["styles"]["mine"]
+    assert info["embedding_bits_per_dim"] >= info["held_out_bits_per_dim"]
+    assert report.learned_bits_per_dim == min(report.learned_bits_per_dim, report.embedding_bits_per_dim)
+    old = ck.model.state_dict()
+    assert all(torch.equal(old[k], new.model.state_dict()[k]) for k in old)  # the flow, bit for bit
+    if info["adapter"]:
+        assert new.model.config.adapter_rank == 2 and new.model.adapters.up.abs().sum() > 0
+        assert any("adapter" in line for line in report.lines())
+    c = Composer.load(checkpoint)
+    before = c.compose_result("low", seed=3, bars=4)
+    styled = type(c)(new)
+    assert np.array_equal(styled.compose_result("low", seed=3, bars=4).roll, before.roll)
+
+
+def test_an_adapter_for_a_model_that_takes_none_is_a_one_line_error(tunes, tmp_path):
+    from musicflow.checkpoint import new_model
+
+    glow = save_checkpoint(tmp_path / "g.pt", "glow", new_model("glow", WINDOW_FLOWS["glow"]), SPEC,
+                           ["high", "low"], {})
+    res = CliRunner().invoke(main, ["style", "learn", str(tunes), "--name", "mine", "--model", str(glow),
+                                    "--adapter", "2", "-q"])
+    assert res.exit_code == 2 and "adapter: glow takes no style adapter" in res.output
+    res = CliRunner().invoke(main, ["style", "learn", str(tunes), "--name", "mine", "--adapter", "-1"])
+    assert res.exit_code == 2 and "adapter must be a rank >= 0" in res.output

@@ -32,8 +32,10 @@ def _setting(name: str, kind: type):
 @_setting("held_out", float)
 @_setting("minutes", float)
 @_setting("seed", int)
+@_setting("adapter", int)
 @quiet_option
-def learn_cmd(paths, name, output, into, model, replace, steps, lr, held_out, minutes, seed, quiet) -> None:
+def learn_cmd(paths, name, output, into, model, replace, steps, lr, held_out, minutes, seed, adapter,
+              quiet) -> None:
     """Learn a new genre NAME from MIDI, ABC, MusicXML or kern files (PATHS: files, folders or .csv
     manifests). The model stays as it was; only the new genre's weights are fitted, stopped on
     pieces kept aside. Then: musicflow compose --model NAME -g NAME."""
@@ -44,7 +46,7 @@ def learn_cmd(paths, name, output, into, model, replace, steps, lr, held_out, mi
     if into and model:
         raise MusicflowError("--into and --model: give one (--into adds to that checkpoint)")
     c = Composer.load(into or model, progress=not quiet)
-    cfg = StyleConfig(steps=steps, lr=lr, held_out=held_out, minutes=minutes, seed=seed)
+    cfg = StyleConfig(steps=steps, lr=lr, held_out=held_out, minutes=minutes, seed=seed, adapter=adapter)
     result = learn_style(c, list(paths), name, cfg, replace=replace, quiet=quiet)
     out = output or into or checkpoints_dir() / f"{name}.pt"
     path = result.composer.save_model(out)

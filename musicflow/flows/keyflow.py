@@ -59,7 +59,7 @@ from musicflow.flows.checks import positive_ints
 from musicflow.flows.keydecode import KeyDecoding
 from musicflow.flows.rng import draw
 from musicflow.flows.sequence import ALL_KEYS, SequenceFlow
-from musicflow.flows.styles import StyleColumns
+from musicflow.flows.styles import StyleAdapters, StyleColumns
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,19 @@ class KeyFlowConfig(ConfigDict):
     genres: int = 0  # genres the flow is conditioned on (0: none)
     metre: int = 0  # phases of a step in its bar the flow reads (0: none)
     styles: int = 0  # genres learned after training (flows/styles.py), after the ``genres``
+    adapter_rank: int = 0  # rank of the styles' adapters (flows/styles.py; 0: none)
 
     def __post_init__(self) -> None:
         positive_ints(self, ("rnn_hidden", "rnn_layers", "channels", "history", "reach", "blocks", "keys"))
         if not 0 <= self.dropout < 1:
             raise MusicflowError(f"KeyFlowConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        bad_styles = self.styles < 0 or (self.styles and not self.genres)
+        bad_styles = self.styles < 0 or (self.styles and not self.genres) or self.adapter_rank < 0 \
+            or (self.adapter_rank and not self.styles)
         if self.states < 2 or self.genres < 0 or self.metre < 0 or bad_styles:
-            raise MusicflowError(f"KeyFlowConfig: states must be >= 2, genres, metre, styles >= 0 and styles "
-                                 f"only with genres, got {self.states}, {self.genres}, {self.metre}, "
-                                 f"{self.styles}")
+            raise MusicflowError(f"KeyFlowConfig: states must be >= 2, genres, metre, styles, adapter_rank "
+                                 f">= 0, styles only with genres and adapters with styles, got "
+                                 f"{self.states}, {self.genres}, {self.metre}, {self.styles}, "
+                                 f"{self.adapter_rank}")
 
 
 class _Block(nn.Module):
@@ -137,6 +140,8 @@ class KeyFlow(KeyDecoding, SequenceFlow):
         self.from_genre = nn.Linear(cfg.genres, c, bias=False) if cfg.genres else None
         # A learned style's columns: what it adds to the LSTM's gate inputs, and to every key.
         self.styles = StyleColumns(cfg.styles, 4 * cfg.rnn_hidden, c) if cfg.styles else None
+        self.adapters = (StyleAdapters(cfg.styles, k, c, cfg.rnn_hidden, cfg.adapter_rank)
+                         if cfg.styles and cfg.adapter_rank else None)
         self.position = nn.Parameter(torch.zeros(k, c))
         self.blocks = nn.Sequential(*(_Block(c, cfg.dropout) for _ in range(cfg.blocks)))
         self.to_logit = nn.Linear(c, s)
@@ -239,6 +244,8 @@ class KeyFlow(KeyDecoding, SequenceFlow):
             h = h + self.from_genre(base.to(h.dtype))[:, None, :]
             if extra is not None:
                 h = h + self.styles.term(extra, 1)[:, None, :]
+                if self.adapters is not None:
+                    h = h + self.adapters(extra, state)
         return h
 
     def key_logit(self, features: torch.Tensor, frame: torch.Tensor, key: int) -> torch.Tensor:

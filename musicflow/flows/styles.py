@@ -9,6 +9,11 @@ from the trained ones, and a genre vector whose style weights are all zero takes
 computation of the flow without styles, so the built-in genres sound and score bit for bit as
 before.
 
+Where a genre's columns are too few to hold a style (they shift every key alike), a KeyFlow style
+may also own an *adapter* (:class:`StyleAdapters`): a bias per key and a low-rank change of the map
+from the LSTM state to the keys' features, both scaled by the style's weight in the genre vector,
+so they too vanish for the built-in genres.
+
 >>> cols = StyleColumns(1, 8, 4)
 >>> base, extra = cols.split(torch.tensor([[0.0, 1.0, 0.0]]), builtin=2)
 >>> base.tolist(), extra
@@ -75,6 +80,55 @@ class StyleColumns(nn.Module):
         return functional_call(wide, params, (x, h))
 
 
+class StyleAdapters(nn.Module):
+    """Per style ``j``: a bias per key and channel ``(keys, channels)`` and a rank-``rank`` change
+    ``up_j @ down_j`` of a ``hidden -> keys * channels`` map, added to the keys' features in
+    proportion to the style's weight. ``up`` starts at zero (no change until fitted); a style
+    learned without an adapter keeps all three at zero."""
+
+    def __init__(self, styles: int, keys: int, channels: int, hidden: int, rank: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(styles, keys, channels))
+        self.down = nn.Parameter(torch.zeros(styles, rank, hidden))
+        self.up = nn.Parameter(torch.zeros(styles, keys * channels, rank))
+
+    def forward(self, extra: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """What styles weighted ``extra`` ``(N, styles)`` add to the features ``(N, keys, channels)``
+        of frames whose LSTM states are ``state`` ``(N, hidden)``."""
+        w = extra.to(self.bias.dtype)
+        low = torch.einsum("nh,srh->nsr", state, self.down) * w[:, :, None]
+        out = torch.einsum("nsr,sjr->nj", low, self.up).view(-1, *self.bias.shape[1:])
+        return out + torch.einsum("ns,skc->nkc", w, self.bias)
+
+
+def with_adapter(model: nn.Module, rank: int, generator: torch.Generator | None = None) -> nn.Module:
+    """A copy of a KeyFlow ``model`` whose last style owns an adapter of ``rank``: ``down`` drawn
+    from N(0, 1/hidden) by ``generator``, ``up`` and the key bias at zero (so the copy computes
+    exactly what ``model`` does until the adapter is fitted). Every other weight is copied."""
+    cfg = model.config
+    if not hasattr(cfg, "adapter_rank"):
+        raise MusicflowError("adapter: only the sequence flow (keyflow) takes a style adapter")
+    if not cfg.styles:
+        raise MusicflowError("adapter: the model has no style to adapt")
+    if rank < 1 or (cfg.adapter_rank and rank != cfg.adapter_rank):
+        have = f"; its styles' adapters have rank {cfg.adapter_rank}" if cfg.adapter_rank else ""
+        raise MusicflowError(f"adapter rank must be a positive whole number{have}, got {rank}")
+    new = type(model)(replace(cfg, adapter_rank=rank))
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    fresh = new.adapters.state_dict()
+    for name, value in fresh.items():
+        key = f"adapters.{name}"
+        if key in state:
+            value.copy_(state[key])
+        state[key] = value
+    down = state["adapters.down"]
+    down[-1] = torch.randn(down.shape[1:], generator=generator, dtype=down.dtype) / down.shape[-1] ** 0.5
+    state["adapters.up"][-1] = 0
+    state["adapters.bias"][-1] = 0
+    new.load_state_dict(state)
+    return new.train(model.training)
+
+
 def genre_width(genre: torch.Tensor, builtin: int, styles: int) -> int:
     """The genre width a flow with ``builtin`` genres and ``styles`` styles takes for ``genre``:
     its built-in genres alone (a condition that weighs no style) or all of its slots."""
@@ -103,6 +157,9 @@ def add_style(model: nn.Module, init: torch.Tensor) -> nn.Module:
     builtin = sets[0].shape[1] - model.config.styles
     for j, cols in enumerate(sets):
         state[f"styles.columns.{j}"] = torch.cat([cols[:, builtin:], cols @ init.to(cols.dtype)[:, None]], 1)
+    for k, v in state.items():
+        if k.startswith("adapters."):  # the new style starts with no adapter
+            state[k] = torch.cat([v, torch.zeros_like(v[:1])])
     new.load_state_dict(state)
     return new.train(model.training)
 
@@ -117,9 +174,9 @@ def remove_style(model: nn.Module, index: int) -> nn.Module:
     keep = [j for j in range(count) if j != index]
     state = {}
     for k, v in model.state_dict().items():
-        if k.startswith("styles."):
-            if keep:
-                state[k] = v[:, keep].clone()
+        if k.startswith(("styles.", "adapters.")):
+            if keep:  # columns are indexed by style on their last axis, adapters on their first
+                state[k] = v[:, keep].clone() if k.startswith("styles.") else v[keep].clone()
         else:
             state[k] = v.detach().clone()
     new.load_state_dict(state)

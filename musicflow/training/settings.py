@@ -100,8 +100,11 @@ class StyleConfig:
     patience: int = setting(6, "Stop after this many scores of the held-out pieces without a better one.")
     held_out: float = setting(0.2, "Share kept aside to stop on: whole files from 5 files on, else the last "
                                    "bars of every piece.")
-    minutes: float = setting(2.0, "Stop after this wall time.")
+    minutes: float = setting(2.0, "Stop after this wall time (an adapter gets as long again).")
     seed: int = setting(0, "Seed of the held-out choice and the batches.")
+    adapter: int = setting(0, "Then also fit a low-rank adapter of this rank (a bias per key and a change of "
+                              "the keys' features; the sequence flow only), kept only if the held-out "
+                              "pieces score better with it (0: none).")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "crop", "valid_every", "patience"):
@@ -109,3 +112,4 @@ class StyleConfig:
         require(self.lr > 0, f"lr must be positive, got {self.lr}")
         require(0 < self.held_out < 1, f"held_out must be in (0, 1), got {self.held_out}")
         require(self.minutes > 0, f"minutes must be positive, got {self.minutes}")
+        require(self.adapter >= 0, f"adapter must be a rank >= 0, got {self.adapter}")

@@ -5,9 +5,11 @@ in the flow's weights) starts as a copy of the built-in genre under which the us
 scores best and is fitted by maximum likelihood to windows of the user's pieces, each file drawn
 equally often so that one long file cannot become the style. Learning stops where the held-out
 music's likelihood stops improving (whole files kept aside from 5 files on; with fewer, the last
-bars of every piece), and the best columns are kept. The result is an ordinary checkpoint whose
-genres end with the new one, with where it came from in ``info["styles"]`` and its time signatures
-in ``info["metres"]``.
+bars of every piece), and the best columns are kept. With ``adapter`` (the KeyFlow), a low-rank
+adapter of the new style (:class:`~musicflow.flows.styles.StyleAdapters`) is then fitted with the
+columns, and kept only if the held-out music scores better with it. The result is an ordinary
+checkpoint whose genres end with the new one, with where it came from in ``info["styles"]`` and its
+time signatures in ``info["metres"]``.
 
 >>> from musicflow.training.settings import StyleConfig
 >>> StyleConfig().minutes
@@ -33,7 +35,7 @@ from musicflow.data.build import SourceFile, parse_files, resolve_source
 from musicflow.data.dataset import Dataset
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
-from musicflow.flows.styles import add_style, remove_style, style_capable
+from musicflow.flows.styles import add_style, remove_style, style_capable, with_adapter
 from musicflow.io import READABLE_SUFFIXES
 from musicflow.roll import key_states
 from musicflow.training.pieces import METRE, CorpusPieces, metres
@@ -59,6 +61,8 @@ class StyleReport:
     start: str  # the genre the style started from
     bits_per_dim: dict[str, float]  # held-out music under every genre before learning
     learned_bits_per_dim: float = math.nan
+    embedding_bits_per_dim: float = math.nan  # the embedding alone, where an adapter was tried
+    adapter: int = 0  # rank of the adapter kept (0: none)
     steps: int = 0
     seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
@@ -70,6 +74,9 @@ class StyleReport:
         best = min(self.bits_per_dim.values())
         out.append(f"held-out bits/dim: {self.learned_bits_per_dim:.5f} as {self.name}, {best:.5f} as "
                    f"{self.start} (the best built-in start); {self.steps} steps, {self.seconds:.0f} s")
+        if not math.isnan(self.embedding_bits_per_dim):
+            out.append(f"adapter: {'kept' if self.adapter else 'not kept'} (held-out bits/dim "
+                       f"{self.embedding_bits_per_dim:.5f} with the genre's columns alone)")
         return out
 
 
@@ -222,6 +229,11 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
     model = ck.model
     if not style_capable(model):
         raise MusicflowError(f"{ck.kind}: this model cannot learn a style (keyflow, glow and cnf can)")
+    if cfg.adapter and not hasattr(model.config, "adapter_rank"):
+        raise MusicflowError(f"adapter: {ck.kind} takes no style adapter (the sequence flow, keyflow, does)")
+    if cfg.adapter and model.config.adapter_rank not in (0, cfg.adapter):
+        raise MusicflowError(f"adapter {cfg.adapter}: this model's styles have adapters of rank "
+                             f"{model.config.adapter_rank}; give that rank")
     name = name.strip()
     if not name or ":" in name or "," in name:
         raise MusicflowError(f"name {name!r}: give a genre name without ':' or ','")
@@ -258,7 +270,13 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
     model = add_style(model, torch.eye(len(genres))[genres.index(start)]).eval()
     out = StyleReport(name, len(files), len(whole), report.skipped, how, start, before,
                       sources=[key_states(whole.roll(i)) for i in range(len(whole))])
-    _fit(model, data, cfg, out, quiet)
+    out.learned_bits_per_dim = _fit(model, data, cfg, out, quiet)
+    if cfg.adapter:  # kept only where the held-out music scores better with it
+        adapted = with_adapter(model, cfg.adapter, torch.Generator().manual_seed(cfg.seed)).eval()
+        out.embedding_bits_per_dim = out.learned_bits_per_dim
+        bits = _fit(adapted, data, cfg, out, quiet, " (adapter)")
+        if bits < out.learned_bits_per_dim:
+            model, out.learned_bits_per_dim, out.adapter = adapted, bits, cfg.adapter
 
     info = copy.deepcopy(ck.info)
     content = hashlib.sha1()
@@ -270,6 +288,8 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
         "content_hash": content.hexdigest()[:16], "learned": datetime.date.today().isoformat(),
         "held_out": how, "start": start, "held_out_bits_per_dim": round(out.learned_bits_per_dim, 6),
         "start_bits_per_dim": round(out.bits_per_dim[start], 6), "steps": out.steps,
+        "adapter": out.adapter, **({"embedding_bits_per_dim": round(out.embedding_bits_per_dim, 6)}
+                                   if cfg.adapter else {}),
         "seconds": round(out.seconds, 1), "settings": asdict(cfg)}
     info.setdefault("metres", {})[name] = metres(whole)[name]
     if not sequence and model.takes_outline:
@@ -280,21 +300,34 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
     return Checkpoint(ck.kind, model, ck.spec, genres + [name], info), out
 
 
-def _fit(model, data, cfg: StyleConfig, out: StyleReport, quiet: bool) -> None:
-    """Fit the model's last style slot in place, keeping its best columns on the held-out music."""
+def _style_params(model) -> list[tuple[torch.nn.Parameter, int]]:
+    """The weights a style owns, each with the axis its styles are indexed on."""
+    out = [(p, 1) for p in model.styles.columns]
+    if getattr(model, "adapters", None) is not None:
+        out += [(p, 0) for p in model.adapters.parameters()]
+    return out
+
+
+def _fit(model, data, cfg: StyleConfig, out: StyleReport, quiet: bool, label: str = "") -> float:
+    """Fit the weights of the model's last style slot (its columns, and its adapter if the model has
+    adapters) in place, keeping the best on the held-out music; returns that held-out figure."""
     slot, t0 = model.genre_columns()[0].shape[1] - 1, time.monotonic()
-    params = list(model.styles.columns)
+    owned = _style_params(model)
+    params = [p for p, _ in owned]
     for p in model.parameters():
         p.requires_grad_(False)
-    mask = torch.zeros(model.config.styles, device=params[0].device)
-    mask[-1] = 1
-    # Earlier styles keep their columns bit for bit: zero gradient, so a zero Adam step.
-    hooks = [p.requires_grad_(True).register_hook(lambda g: g * mask) for p in params]
+    # Earlier styles keep their weights bit for bit: zero gradient, so a zero Adam step.
+    hooks = []
+    for p, axis in owned:
+        mask = torch.zeros(p.shape[axis], device=p.device)
+        mask[-1] = 1
+        mask = mask.view(-1, *([1] * (p.dim() - 1))) if axis == 0 else mask
+        hooks.append(p.requires_grad_(True).register_hook(lambda g, m=mask: g * m))
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng, gen = np.random.default_rng([cfg.seed, 1]), torch.Generator().manual_seed(cfg.seed)
     best = (data.held_bits(model, slot), [p.detach().clone() for p in params])
     since, step = 0, 0
-    bar = tqdm(total=cfg.steps, desc=f"learn {out.name}", unit="step", disable=quiet, leave=False)
+    bar = tqdm(total=cfg.steps, desc=f"learn {out.name}{label}", unit="step", disable=quiet, leave=False)
     for step in range(1, cfg.steps + 1):
         loss = data.loss(model, slot, cfg.batch_size, rng, gen)
         opt.zero_grad()
@@ -305,7 +338,7 @@ def _fit(model, data, cfg: StyleConfig, out: StyleReport, quiet: bool) -> None:
             continue
         v = data.held_bits(model, slot)
         out.history.append({"step": step, "train_loss": round(float(loss.detach()), 6),
-                            "held_out_bits_per_dim": round(v, 6)})
+                            "held_out_bits_per_dim": round(v, 6), **({"adapter": True} if label else {})})
         since += 1
         if v < best[0]:
             best, since = (v, [p.detach().clone() for p in params]), 0
@@ -319,4 +352,6 @@ def _fit(model, data, cfg: StyleConfig, out: StyleReport, quiet: bool) -> None:
             p.requires_grad_(False)
     for h in hooks:
         h.remove()
-    out.learned_bits_per_dim, out.steps, out.seconds = best[0], step, time.monotonic() - t0
+    out.steps += step
+    out.seconds += time.monotonic() - t0
+    return best[0]
