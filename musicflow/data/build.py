@@ -40,6 +40,11 @@ class BuildReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     dropped: Counter = field(default_factory=Counter)
 
+    def info(self, source: str, coverage: float) -> dict:
+        """What a dataset's header records of its build."""
+        return {"source": source, "files": self.files, "skipped": self.skipped, "dropped": dict(self.dropped),
+                "coverage": coverage}
+
     def lines(self) -> list[str]:
         out = [f"files read: {self.files} ({self.cached} from cache), pieces kept: {self.pieces}, "
                f"files skipped: {len(self.skipped)}"]
@@ -272,8 +277,7 @@ def build_dataset(
         r["split"] = split_of(r["id"])
     low, size, share = choose_pitch_range(records, pitches, key_normalize)
     spec = PianoRollSpec(steps_per_quarter, window_steps, low, size, key_normalize)
-    info = {"source": source, "files": report.files, "skipped": report.skipped,
-            "dropped": dict(report.dropped), "coverage": share}
+    info = report.info(source, share)
     return Dataset.from_records(records, spec, info), report
 
 
@@ -289,7 +293,7 @@ def _build_sharded(source: str, out: Path, shard_mb: float, genre, jobs, pitches
     meta: list[dict] = []
     counts: list[tuple[int, int]] = []
     hist = np.zeros(HISTOGRAM, dtype=np.int64)
-    with ShardWriter(out, max(int(shard_mb * 2 ** 20), 1)) as writer:
+    with ShardWriter(out, shard_mb) as writer:
         for src, (_, entry, hit) in zip(files, _parsed(files, steps_per_quarter, jobs, cache_dir, quiet,
                                                         in_order=True)):
             for rec in file_records(src, entry, hit, report):
@@ -303,8 +307,7 @@ def _build_sharded(source: str, out: Path, shard_mb: float, genre, jobs, pitches
             raise MusicflowError(f"{source}: no piece could be read from {report.files} file(s)")
         low, size, share = range_from_histogram(hist, pitches)
         spec = PianoRollSpec(steps_per_quarter, window_steps, low, size, key_normalize)
-        info = {"source": source, "files": report.files, "skipped": report.skipped,
-                "dropped": dict(report.dropped), "coverage": share}
+        info = report.info(source, share)
         n = np.asarray(counts, dtype=np.int64).reshape(-1, 2)
         note_offsets, bar_offsets = (np.concatenate([[0], np.cumsum(n[:, j])]).astype(np.int64)
                                      for j in (0, 1))

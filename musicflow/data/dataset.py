@@ -68,7 +68,7 @@ class Dataset:
         if not shard_mb:
             return write_index(path, self._header(), self.note_offsets, self.bar_offsets,
                                notes=np.asarray(self.notes), bars=np.asarray(self.bars))
-        writer = ShardWriter(Path(path), max(int(shard_mb * 2 ** 20), 1))
+        writer = ShardWriter(Path(path), shard_mb)
         with writer:
             for i in range(len(self)):
                 writer.add(self.piece_notes(i), self.piece_bars(i))

@@ -66,19 +66,19 @@ def chunks(array) -> list[np.ndarray]:
 
 
 class ShardWriter:
-    """Collects pieces' notes and bar lines and writes a shard whenever ``shard_bytes`` of notes
+    """Collects pieces' notes and bar lines and writes a shard whenever ``shard_mb`` MB of notes
     are held; :meth:`finish` names the folder after the content and returns the shards' names.
 
     Pieces are never split across shards, so one piece's rows come from one mapped file.
     """
 
-    def __init__(self, index: Path, shard_bytes: int) -> None:
-        if shard_bytes <= 0:
-            raise MusicflowError(f"shard size must be positive, got {shard_bytes} bytes")
+    def __init__(self, index: Path, shard_mb: float) -> None:
+        if not shard_mb > 0:
+            raise MusicflowError(f"shard size must be positive, got {shard_mb} MB")
         self.index = Path(index)
         self.index.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.index.stem}.shards-", dir=self.index.parent))
-        self.shard_bytes = shard_bytes
+        self.shard_bytes = max(int(shard_mb * 2 ** 20), 1)
         self.notes: list[np.ndarray] = []
         self.bars: list[np.ndarray] = []
         self.held = 0
