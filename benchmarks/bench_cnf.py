@@ -3,9 +3,9 @@ Glow's (same windows, same run), guidance, encode/decode reconstruction, genre f
 
     python benchmarks/bench_cnf.py [--checkpoint checkpoints/cnf-music21.pt] [--samples 16]
 
-Samples: ``--samples`` free-running 4-bar pieces per genre at temperature 1, latents from seed 0,
-decoded beat by beat as the Composer does (``decoding.generate``), at the exact threshold 0.5
-(``--decoding calibrated``: the checkpoint's calibrated thresholds). Sample quality against NFE
+Samples: ``--samples`` pieces of 8 bars per genre, composed as ``compose`` does (seeds 0 ..
+samples - 1, each with its drawn outline, the checkpoint's default guidance), at the exact threshold
+0.5 (``--decoding calibrated``: the checkpoint's calibrated thresholds). Sample quality against NFE
 compares each solver setting with a many-step reference
 decoded from the same latents: the share of cells that agree, and the musical statistics of
 :mod:`musicflow.evaluate.fidelity`.
@@ -33,10 +33,9 @@ from musicflow.data.dataset import Dataset  # noqa: E402
 from musicflow.evaluate.fidelity import STATS, classify_rolls, compare, real_windows, statistics  # noqa: E402
 from musicflow.flows.base import Condition  # noqa: E402
 from musicflow.paths import checkpoints_dir, default_dataset  # noqa: E402
-from musicflow.sampling import generate  # noqa: E402
 from musicflow.training import model_windows  # noqa: E402
 
-SETTINGS = [("euler", 4), ("rk4", 1), ("rk4", 2), ("rk4", 4), ("rk4", 8)]
+SETTINGS = [("euler", 4), ("euler", 8), ("midpoint", 4), ("rk4", 1), ("rk4", 2), ("rk4", 4), ("rk4", 8)]
 REFERENCE = ("rk4", 16)
 LIKELIHOOD_SOLVERS = ["rk4:2", "rk4:4", "rk4:8", "rk4:16"]
 
@@ -71,33 +70,13 @@ def likelihood_solvers(model, windows, per_genre: int, seed: int = 0) -> dict:
     return out
 
 
-def pieces(model, spec, genres, thresholds, n, bars, temperature, guidance=None, seed=0):
-    """``{genre: rolls (n, 2, P, bars * 16)}`` and the NFE per decoded beat; all genres decode in
-    one batch (the same ``n`` latents for every genre), each with its own calibrated threshold."""
-    cfg = model.config
-    steps = bars * 16
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, -(-steps // cfg.steps), cfg.dim, generator=gen) * temperature
-    k = len(genres)
-    vec = torch.eye(k).repeat_interleave(n, dim=0)
-    cuts = [thresholds.get(g, 0.5) for g in genres]
-    rolls = _generate_per_threshold(model, z.repeat(k, 1, 1), vec, spec, cuts, n, guidance)
-    return {g: rolls[gi * n:(gi + 1) * n, ..., :steps] for gi, g in enumerate(genres)}, model.last_nfe
-
-
-def _generate_per_threshold(model, z, vec, spec, thresholds, n, guidance):
-    """:func:`decoding.generate` with a threshold per block of ``n`` rows (one genre each)."""
-    shift = torch.tensor([0.5 - t for t in thresholds]).repeat_interleave(n)[:, None, None, None]
-
-    class Thresholded:
-        # Shifting each genre's decoded values makes the common threshold 0.5 its own threshold.
-        config = model.config
-        native_guidance = True
-
-        def decode(self, z, cond, **kw):
-            return model.decode(z, cond, **kw) + shift
-
-    return generate(Thresholded(), z, vec, spec, 0.5, guidance=guidance)
+def pieces(comp: Composer, n: int, bars: int, temperature: float, guidance: float | None = None,
+           seed: int = 0) -> tuple[dict, int]:
+    """``{genre: rolls (n, 2, P, bars * 16)}`` as ``compose`` writes them for seeds ``seed ..
+    seed + n - 1`` (the same latents and outlines for every solver), and the NFE per decoded beat."""
+    out = {g: comp.compose_rolls(g, n=n, bars=bars, seed=seed, temperature=temperature, guidance=guidance)
+           for g in comp.genres}
+    return out, comp.model.last_nfe
 
 
 def stat_means(rolls: np.ndarray, low: int) -> dict[str, float]:
@@ -135,7 +114,7 @@ def main() -> None:
     ap.add_argument("--classifier", default=str(checkpoints_dir() / "genre-classifier.pt"))
     ap.add_argument("--data", default=str(default_dataset()))
     ap.add_argument("--samples", type=int, default=16, help="pieces per genre")
-    ap.add_argument("--bars", type=int, default=4)
+    ap.add_argument("--bars", type=int, default=8)
     ap.add_argument("--bpd-windows", type=int, default=50, help="per genre and split")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--decoding", choices=("exact", "calibrated"), default="exact")
@@ -147,7 +126,6 @@ def main() -> None:
     model, cfg = ck.model, ck.model.config
     spec = ck.spec
     ds = Dataset.load(args.data)
-    thresholds = ck.info.get("thresholds", {}) if args.decoding == "calibrated" else {}
     result: dict = {"checkpoint": args.checkpoint, "params": sum(p.numel() for p in model.parameters()),
                     "config": cfg.to_dict(), "temperature": args.temperature, "decoding": args.decoding,
                     "train_steps": ck.info.get("step"), "train_wall_time_s": ck.info.get("wall_time_s"),
@@ -187,7 +165,7 @@ def main() -> None:
     t = median_time(lambda: model.sample(256, cond, 0.8, torch.Generator().manual_seed(0)), 3)
     result["default_solver"] = {"method": cfg.sample_method, "steps": cfg.sample_steps, "nfe": model.last_nfe}
     result["sample_bars_per_s_batched"] = round(256 * cfg.steps / 16 / t, 1)
-    comp = Composer(ck)
+    comp = Composer(ck, decoding=args.decoding)
     t = median_time(lambda: comp.compose(ck.genres[0], bars=8, seed=0), 3)
     result["sample_bars_per_s_one_8bar_piece"] = round(8 / t, 1)
     t = median_time(lambda: comp.compose(ck.genres[0], bars=8, seed=0, guidance=2.0), 3)
@@ -198,7 +176,7 @@ def main() -> None:
     n, bars, temp = args.samples, args.bars, args.temperature
     model.config = replace(cfg, sample_method=REFERENCE[0], sample_steps=REFERENCE[1])
     t0 = time.perf_counter()
-    ref, ref_nfe = pieces(model, spec, ck.genres, thresholds, n, bars, temp)
+    ref, ref_nfe = pieces(comp, n, bars, temp)
     ref_s = time.perf_counter() - t0
     ref_stats = {gname: stat_means(r, spec.low) for gname, r in ref.items()}
     sweep = [{"method": REFERENCE[0], "steps": REFERENCE[1], "nfe_per_beat": ref_nfe,
@@ -206,7 +184,7 @@ def main() -> None:
     for method, steps in SETTINGS:
         model.config = replace(cfg, sample_method=method, sample_steps=steps)
         t0 = time.perf_counter()
-        rolls, nfe = pieces(model, spec, ck.genres, thresholds, n, bars, temp)
+        rolls, nfe = pieces(comp, n, bars, temp)
         secs = time.perf_counter() - t0
         agree = float(np.mean([(rolls[k][:, 1] == ref[k][:, 1]).mean() for k in rolls]))
         dev = {s: float(np.mean([abs(stat_means(rolls[k], spec.low)[s] - ref_stats[k][s])
@@ -221,18 +199,20 @@ def main() -> None:
     result["quality_vs_nfe"] = sweep
     result["fewest_nfe_within_5pct_of_reference"] = (
         min(close, key=lambda s: s["nfe_per_beat"]) if close else "none of the settings")
-    cut = ("the checkpoint's thresholds, calibrated at the default solver and guidance 1"
+    cut = ("the checkpoint's thresholds, calibrated at the default solver and guidance 1 (the "
+           "pieces at the checkpoint's own guidance)"
            if args.decoding == "calibrated" else "exact decoding at 0.5")
     result["quality_vs_nfe_note"] = (
-        f"{n} pieces x {bars} bars per genre, same latents for every setting; reference "
+        f"{n} pieces x {bars} bars per genre at guidance {cfg.guidance}, same latents and outlines for "
+        f"every setting; reference "
         f"{REFERENCE[0]} x {REFERENCE[1]} steps; deviation = |stat - reference stat| / |reference stat| "
         f"averaged over statistics and genres; {cut}")
 
     # -- samples: statistics against real, guidance, genre fidelity ----------------------------
     clf = load_checkpoint(args.classifier).model if Path(args.classifier).exists() else None
     guided = {}
-    for guidance in (0.0, 1.0, 2.0):
-        rolls, nfe = pieces(model, spec, ck.genres, thresholds, n, bars, temp, guidance=guidance)
+    for guidance in sorted({0.0, 1.0, 2.0, cfg.guidance}):
+        rolls, nfe = pieces(comp, n, bars, temp, guidance=guidance)
         entry: dict = {"nfe_per_beat": nfe}
         if clf is not None:
             fid = {gname: round(float((classify_rolls(clf, r).argmax(1) == gi).mean()), 3)
@@ -240,10 +220,11 @@ def main() -> None:
             entry["genre_fidelity"] = fid
             entry["genre_fidelity_mean"] = round(float(np.mean(list(fid.values()))), 3)
         entry["sustain_density"] = {k: round(float(r[:, 1].mean()), 4) for k, r in rolls.items()}
-        if guidance == 1.0:
+        if guidance == cfg.guidance:
             entry["statistics_vs_real"] = {
                 gname: {k: {kk: round(vv, 3) for kk, vv in v.items()}
-                        for k, v in compare(r, real_windows(ds, "test", gname, 200), spec.low).items()}
+                        for k, v in compare(r, real_windows(ds, "test", gname, 200, steps=bars * 16),
+                                            spec.low).items()}
                 for gname, r in rolls.items()}
         guided[str(guidance)] = entry
         print("guidance", guidance, entry.get("genre_fidelity_mean"), flush=True)
@@ -280,7 +261,8 @@ def main() -> None:
     result["bpd_mean"] = {split: {k: round(float(np.mean([r[k] for r in rows.values()])), 4)
                                   for k in models} for split, rows in bpd.items()}
     result["bpd_note"] = (
-        f"upper bounds through uniform (cnf) / variational (glow) dequantization, one noise draw, "
+        f"upper bounds through {cfg.dequantization} (cnf) / variational (glow) dequantization, "
+        f"one noise draw, "
         f"the same {args.bpd_windows} windows per genre and split for both models; cnf: "
         f"{cfg.method} rtol={cfg.rtol} atol={cfg.atol}, Hutchinson trace with {cfg.probes} Rademacher "
         f"probes (cnf_trace_stderr: standard error of the genre mean from the trace estimate)")

@@ -5,6 +5,7 @@ compose samples by default, and plainly, guidance 1), 64 bars, and the bars per 
 of pieces; and likelihood classification of held-out test pieces.
 
     python benchmarks/bench_compose.py [--model keyflow --model glow] [--repeats 5]
+    python benchmarks/bench_compose.py --model cnf --model glow --short --pieces 0 --name bench_compose_cnf
 
 Seeds: the CLI runs use --seed 0; API calls use seeds 0..repeats-1.
 """
@@ -72,7 +73,7 @@ def peak_rss_mb(cmd: list[str]) -> float:
     return round(max(after, before) / 1024, 1)  # ru_maxrss is in kB on Linux; the largest child so far
 
 
-def api_times(c: Composer, repeats: int, pieces: int) -> dict:
+def api_times(c: Composer, repeats: int, pieces: int, short: bool = False) -> dict:
     """API latency with the checkpoint loaded (medians over seeds 0..repeats-1): 8 bars per genre
     as compose samples by default, plainly and in 4/4, 64 bars in the default genre, and the bars per second
     of ``pieces`` 8-bar pieces generated in one batch (``compose_rolls``)."""
@@ -86,6 +87,10 @@ def api_times(c: Composer, repeats: int, pieces: int) -> dict:
 
     per_genre = {g: median(lambda seed, g=g: c.compose(g, bars=8, seed=seed)) for g in c.genres}
     plain = {g: median(lambda seed, g=g: c.compose(g, bars=8, seed=seed, guidance=1.0)) for g in c.genres}
+    if short:  # 8 bars only: the comparison between models
+        return {"8_bars_s_median_per_genre": per_genre, "8_bars_plain_s_median_per_genre": plain,
+                "8_bars_s_median": round(statistics.median(per_genre.values()), 3),
+                "8_bars_plain_s_median": round(statistics.median(plain.values()), 3)}
     # Genres differ in bar length (3/4 is 12 steps, 4/2 is 32): the same 8 bars of 4/4 in every
     # genre separate the cost of a step from the length of the music.
     even = {g: median(lambda seed, g=g: c.compose(g, bars=8, seed=seed, time_signature="4/4"))
@@ -113,8 +118,9 @@ def main() -> None:
                     help="shipped name or checkpoint (repeatable) [default: keyflow and glow]")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=16, help="pieces in the batched-generation timing")
-    ap.add_argument("--pieces", type=int, default=10, help="test pieces per genre to classify")
+    ap.add_argument("--pieces", type=int, default=10, help="test pieces per genre to classify (0: none)")
     ap.add_argument("--name", default="bench_compose", help="results file name")
+    ap.add_argument("--short", action="store_true", help="API: 8 bars per genre only (default and plain)")
     args = ap.parse_args()
     models = args.model or ["keyflow", "glow"]
     result: dict = {"repeats": args.repeats, "models": {}}
@@ -132,9 +138,15 @@ def main() -> None:
                 "cli_compose_8_bars_s_median": round(cli, 3),
                 "cli_over_floor_ratio": round(cli / floor, 2),
                 "cli_peak_rss_mb": peak_rss_mb(cmd),
-                "api": api_times(c, args.repeats, args.batch),
-                "classify_test_pieces": classify_held_out(c, args.pieces),
+                "api": api_times(c, args.repeats, args.batch, args.short),
             }
+            if args.pieces:
+                result["models"][m]["classify_test_pieces"] = classify_held_out(c, args.pieces)
+    glow = result["models"].get("glow")
+    if glow is not None:  # every model's default 8 bars against the Glow's plain sampling, this run
+        plain = glow["api"]["8_bars_plain_s_median"]
+        result["8_bars_default_over_glow_plain"] = {
+            m: round(r["api"]["8_bars_s_median"] / plain, 3) for m, r in result["models"].items()}
     save(args.name, result)
 
 

@@ -49,8 +49,8 @@ EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "2
 FLOWS = ("glow", "cnf")
 # The neural ODE's likelihoods cost a solve per window and genre: fixed RK4 steps (within 0.2 nats
 # of the adaptive solver per window, benchmarks/bench_cnf.py) and fewer test windows and pieces.
-EVALUATE_ARGS = {"cnf": ["--ode-solver", "rk4:8", "--test-windows", "300", "--classify-pieces", "4",
-                         "--classify-bars", "8"]}
+EVALUATE_ARGS = {"cnf": ["--samples", "30", "--bars", "8", "--ode-solver", "rk4:8", "--test-windows", "300",
+                         "--classify-pieces", "4", "--classify-bars", "8", "--mix-samples", "2"]}
 
 
 def _short(path: Path) -> str:
@@ -131,6 +131,8 @@ def _bench_compose(d: dict) -> list[str]:
                    for k, v in api.items() if not isinstance(v, dict)],
                  [f"{name}: likelihood classification of test pieces",
                   m.get("classify_test_pieces", {}).get("accuracy")]]
+    rows += [[f"{name}: API 8 bars as composed, over the Glow's plain sampling", v]
+             for name, v in d.get("8_bars_default_over_glow_plain", {}).items()]
     return _table(["what", "value"], rows)
 
 

@@ -35,7 +35,8 @@ def clean(roll: np.ndarray, spec: PianoRollSpec) -> np.ndarray:
 def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollSpec,
              threshold: float = 0.5, prefix: np.ndarray | None = None,
              guidance: float | None = None, choice: torch.Tensor | None = None,
-             return_latents: bool = False, progress: bool = False, outline: torch.Tensor | None = None):
+             return_latents: bool = False, progress: bool = False, outline: torch.Tensor | None = None,
+             mix: str = "embed"):
     """Free-running generation of ``B`` pieces window by window: ``latents`` ``(B, W, D)``, one per
     window; each window is decoded given the ``context_steps`` before it (the prefix, then what was
     generated), thresholded, and cleaned. ``genre`` is ``(1, G)`` or ``(B, G)``. Returns rolls
@@ -59,12 +60,15 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     ``progress`` shows a bar over the windows (beats). ``outline`` ``(1 or B, 4)``: each piece's plan
     (register, density, voices; :func:`musicflow.data.windows.outline`) for a model that takes one,
     shared by the piece's particles; ``(1 or B, W, 4)``: one per window (a piece read block by
-    block, or a path between two such pieces)."""
+    block, or a path between two such pieces). ``mix`` goes to a model's ``decode`` unless it is
+    ``"embed"`` (the weighted genre embedding, which every model reads from ``genre``)."""
     # One function, though long: a single loop over windows carries the particles, their weights,
     # the held notes and the chosen latents from window to window; split, all of them would travel
     # through every helper.
     native = model.native_guidance
     kw = {"guidance": guidance} if native and guidance is not None else {}
+    if mix != "embed":  # a model that mixes its genres' fields itself (the neural ODE)
+        kw["mix"] = mix
     if latents.dim() == 3:
         latents = latents[:, :, None]
     b, w, k, _ = latents.shape

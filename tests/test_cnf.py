@@ -11,11 +11,12 @@ from click.testing import CliRunner
 
 from musicflow.checkpoint import load_checkpoint
 from musicflow.cli import main
+from musicflow.compose import Composer
 from musicflow.data.build import build_dataset
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
 from musicflow.flows.cnf import CNF, CNFConfig
-from musicflow.flows.dequantize import centre
+from musicflow.flows.dequantize import HalfLineDequantizer, centre, quantize
 from musicflow.flows.odefunc import Solver, flow, flow_with_logdet
 from musicflow.training import TrainConfig, train
 
@@ -223,3 +224,158 @@ def test_cli_trains_and_composes_with_guidance(tiny_data, tmp_path):
     r = runner.invoke(main, ["train", "--model", "glow", "--objective", "fm", "--data", str(tiny_data),
                              "--out", str(tmp_path / "g.pt"), "--steps", "1"])
     assert r.exit_code == 2 and "--objective" in r.output
+
+
+# -- the half-line dequantization, outlines, the default guidance ------------------------------
+
+def test_halfline_dequantizer_density_is_the_rayleigh_it_draws_from():
+    deq = HalfLineDequantizer(0.7)
+    x = torch.cat([torch.zeros(20000, 1), torch.ones(20000, 1)])
+    y, log_q = deq(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal((y > 0).float(), x)  # each cell keeps to its own half-line
+    # The returned log q(y | x) is the density the draws follow: compare with a histogram.
+    for sign in (-1, 1):
+        side = (y[:, 0] > 0) == (sign > 0)
+        ys, lq = y[side, 0], log_q[side]
+        hist, edges = torch.histogram(ys.abs(), bins=torch.linspace(0.1, 1.5, 8))
+        mids = (edges[1:] + edges[:-1]) / 2
+        r = mids / 0.7
+        density = r * torch.exp(-r.pow(2) / 2) / 0.7
+        assert torch.allclose(hist / (len(ys) * (edges[1] - edges[0])), density, rtol=0.08)
+        # the analytic density at each draw, against log q
+        r = ys.abs() / 0.7
+        assert torch.allclose(lq, torch.log(r) - r.pow(2) / 2 - math.log(0.7), atol=1e-4)
+    assert torch.equal(quantize(deq.to_unit(deq.centre(x))), x)
+
+
+@pytest.mark.parametrize("dequantization", ["uniform", "halfline"])
+def test_log_prob_accounting_with_a_zero_field(dequantization):
+    # The untrained field is zero, so the flow is the identity and log P(x) >= log N(w) + c, where
+    # c is -log q(w | x) (half-line) or the logit map's Jacobian - D ln 2 - log q (uniform): the
+    # bookkeeping of every likelihood, checked against the dequantizer's own draw.
+    model = tiny_cnf(dequantization=dequantization).eval()
+    x, c = rolls(), cond()
+    lp, _ = model.log_prob_with_stderr(x, c, torch.Generator().manual_seed(5), Solver("rk4", steps=2))
+    gen = torch.Generator().manual_seed(5)
+    if dequantization == "halfline":
+        w, log_q = model.dequantizer(x, generator=gen)
+        extra = -log_q
+    else:
+        u, log_q = model.dequantizer(x, None, generator=gen)
+        w, ld = model.logit((x + u) / 2)
+        extra = ld - 32 * math.log(2) - log_q
+    normal = torch.distributions.Normal(0.0, 1.0).log_prob(w).flatten(1).sum(1)
+    assert torch.allclose(lp.detach(), normal + extra, atol=1e-4)
+
+
+def test_halfline_cnf_round_trips_and_its_trace_estimate_is_unbiased():
+    model = randomise(tiny_cnf(dequantization="halfline", rtol=1e-7, atol=1e-7, exact_trace_dim=1000)).eval()
+    x, c = rolls(), cond()
+    z = model.encode(x, c)
+    assert model.reconstruction_error(x, c) < 1e-4
+    assert torch.equal(model.quantize(model.decode(z, c)), x)
+    s = Solver("rk4", steps=6)
+    exact, _ = model.log_prob_with_stderr(x, c, torch.Generator().manual_seed(3), solver=s)
+    model.config = CNFConfig.from_dict({**model.config.to_dict(), "exact_trace_dim": 1})
+    est, err = model.log_prob_with_stderr(x, c, torch.Generator().manual_seed(3), solver=s, probes=32)
+    assert torch.all((est - exact).abs() < 4 * err), (est, exact, err)
+
+
+def test_halfline_flow_matching_beats_uniform_dequantization_on_held_out_rolls():
+    # Rolls drawn cell by cell with P(on) = 0.1: trained by flow matching on the same draws, the
+    # field reaches a tighter bound on fresh rolls with the half-line dequantizer than with uniform
+    # noise in logit space (on this toy, 0.58 against 0.63 bits; exact 0.47).
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(512, 2, 4, 4, generator=g) < 0.1).float()
+    held = (torch.rand(128, 2, 4, 4, generator=g) < 0.1).float()
+    bits = {}
+    for dq in ("uniform", "halfline"):
+        model = tiny_cnf(dequantization=dq, hidden=16)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(150):
+            loss = model.train().loss(x, cond(512), gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        lp, _ = model.eval().log_prob_with_stderr(held, cond(128), torch.Generator().manual_seed(0),
+                                                  Solver("rk4", steps=4))
+        bits[dq] = float(-lp.detach().mean() / (32 * math.log(2)))
+    exact = -(0.1 * math.log2(0.1) + 0.9 * math.log2(0.9))  # 0.469 bits per cell
+    assert exact < bits["halfline"] < bits["uniform"] - 0.02 and bits["halfline"] < exact + 0.15, bits
+
+
+def test_outline_and_default_guidance_reach_the_field():
+    model = randomise(tiny_cnf(outline=True, chroma=True, reach=True, guidance=2.0)).eval()
+    assert model.takes_outline
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+    c = cond(2)
+    with_plan = Condition(c.genre, c.context, torch.tensor([[0.0, 3.0, 2.0, 1.0]]).expand(2, -1))
+    with torch.no_grad():
+        model.outline_encoder.to_vec[-1].bias.add_(1.0)  # make the outline matter to the vector
+    assert not torch.allclose(model.decode(z, with_plan), model.decode(z, c), atol=1e-4)
+    # decode(None) is the plain field (encode's inverse); composing applies config.guidance
+    assert torch.allclose(model.decode(z, c), model.decode(z, c, guidance=1.0))
+    assert not torch.allclose(model.decode(z, c), model.decode(z, c, guidance=2.0), atol=1e-4)
+    with pytest.raises(MusicflowError, match="guidance"):
+        CNFConfig(guidance=-1.0)
+
+
+def test_product_mix_follows_the_weighted_sum_of_the_genres_fields():
+    model = randomise(tiny_cnf()).eval()
+    with torch.no_grad():
+        model.genre_table.mul_(5)
+    w = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor(0.4)
+    ctx = torch.zeros(2, 2, 4, 8)
+    mixed = Condition(torch.tensor([[0.3, 0.7], [0.6, 0.4]]), ctx)
+
+    def velocity(c, mix="embed", guidance=1.0):
+        field, extra = model._guided(c, guidance, mix)
+        return field(t, w, *extra)
+
+    a = velocity(Condition(torch.tensor([[1.0, 0.0]]).expand(2, -1), ctx))
+    b = velocity(Condition(torch.tensor([[0.0, 1.0]]).expand(2, -1), ctx))
+    share = mixed.genre[:, :1, None, None]
+    assert torch.allclose(velocity(mixed, "product"), share * a + (1 - share) * b, atol=1e-6)
+    assert not torch.allclose(velocity(mixed, "embed"), velocity(mixed, "product"), atol=1e-4)
+    # one genre: the product is that genre's own field; guidance scales the mixed field
+    assert torch.allclose(velocity(Condition(torch.tensor([[1.0, 0.0]]).expand(2, -1), ctx), "product"), a)
+    null = velocity(mixed, guidance=0.0)
+    assert torch.allclose(velocity(mixed, "product", 2.0), null + 2 * (velocity(mixed, "product") - null),
+                          atol=1e-5)
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(1))
+    assert model.decode(z, mixed, mix="product").shape == (2, 2, 4, 4)
+    with pytest.raises(MusicflowError, match="mix must be one of"):
+        model.decode(z, mixed, mix="blend")
+    # genres active in one row only: each row mixes its own genres' fields
+    rows = Condition(torch.tensor([[1.0, 0.0], [0.5, 0.5]], dtype=torch.float64), ctx)
+    v = velocity(rows, "product")
+    assert v.dtype == torch.float32
+    assert torch.allclose(v[0], a[0], atol=1e-6) and torch.allclose(v[1], (a[1] + b[1]) / 2, atol=1e-6)
+    with pytest.raises(MusicflowError):
+        model.decode(z, Condition(torch.zeros(2, 2), ctx), mix="product")
+
+
+def test_cli_trains_the_shipped_recipe_and_composes_a_product_mix(tiny_data, tmp_path):
+    # The shipped recipe's switches (half-line dequantization, outlines, chroma, reach, 8 NFE) on
+    # a tiny model: it trains, stores real outlines, composes to them and mixes by its fields.
+    out = tmp_path / "cnf.pt"
+    runner = CliRunner()
+    over = {**TINY, "dequantization": "halfline", "outline": "true", "chroma": "true", "reach": "true",
+            "sample_method": "midpoint", "sample_steps": 4, "guidance": 1.5}
+    sets = [a for k, v in over.items() for a in ("--set", f"{k}={v}")]
+    r = runner.invoke(main, ["train", "--model", "cnf", "--data", str(tiny_data), "--out", str(out),
+                             "--steps", "3", "--batch-size", "4", "--valid-every", "3", "--quiet", *sets])
+    assert r.exit_code == 0, r.output
+    ck = load_checkpoint(out)
+    assert ck.model.takes_outline and "outlines" in ck.info and ck.model.config.guidance == 1.5
+    assert Composer(ck).sampling() == (1.5, 1) and Composer(ck).sampling(1.0) == (1.0, 1)
+    midi = tmp_path / "mix.mid"
+    r = runner.invoke(main, ["compose", "--model", str(out), "--bars", "1", "--seed", "0", "-g", "folk:0.5",
+                             "-g", "jazz:0.5", "--mix", "product", "--outline", "none", "-o", str(midi)])
+    assert r.exit_code == 0, r.output
+    assert midi.is_file() and "8 vector-field evaluations per beat" in r.output
+    r = runner.invoke(main, ["compose", "--model", str(out), "--bars", "1", "--mix", "blend",
+                             "-o", str(midi)])
+    assert r.exit_code == 2 and "mix" in r.output

@@ -159,15 +159,16 @@ class Composer(StyleOps, LatentOps):
     def sampling(self, guidance: float | None = None, candidates: int | None = None
                  ) -> tuple[float | None, int]:
         """The genre guidance and candidate pieces that composing uses: a model that guides its
-        own field (the neural ODE) takes no candidates; any other model grows candidate pieces
-        side by side and resamples them each window by their genre evidence
+        own field (the neural ODE) takes no candidates, and by default its checkpoint's guidance;
+        any other model grows candidate pieces side by side and resamples them each window by
+        their genre evidence
         (:func:`musicflow.sampling.generate`), by default its ``default_guidance`` with
         :data:`DEFAULT_CANDIDATES` candidates. Guidance 1 is plain sampling, one candidate."""
         if self.model.native_guidance:
             if candidates not in (None, 1):
                 raise MusicflowError("candidates: the neural-ODE flow guides its own sampling "
                                      "(set guidance alone)")
-            return guidance, 1
+            return (getattr(self.model.config, "guidance", None) if guidance is None else guidance), 1
         guidance = float(self.model.default_guidance if guidance is None else guidance)
         if not (math.isfinite(guidance) and guidance >= 0):
             raise MusicflowError(f"guidance must be a number >= 0 (1 is plain sampling), got {guidance}")
@@ -186,10 +187,12 @@ class Composer(StyleOps, LatentOps):
 
     def mixing(self, mix: str | None = None) -> str:
         """How this model samples a genre mix (:attr:`Options.mix`): a window flow conditions on
-        the weighted genre embedding only."""
-        if mix not in (None, "embed"):
-            raise MusicflowError(f"mix {mix!r}: this model mixes genres by their embedding only (use embed)")
-        return "embed"
+        the weighted genre embedding; the neural ODE can also follow the weighted sum of its genres'
+        own fields (``product``; its ``mixes``, the first its default)."""
+        allowed = getattr(self.model, "mixes", ("embed",))
+        if mix not in (None, *allowed):
+            raise MusicflowError(f"mix {mix!r}: this model mixes genres by {' or '.join(allowed)}")
+        return mix or allowed[0]
 
     def threshold(self, weights: dict[str, float]) -> float:
         """Decoding threshold for a genre mix: 0.5 for ``exact`` decoding, the weighted mean of the
@@ -228,15 +231,15 @@ class Composer(StyleOps, LatentOps):
 
     def grow(self, latents: torch.Tensor, weights: torch.Tensor, prefix: np.ndarray | None,
              threshold: float = 0.5, guidance: float | None = None,
-             choice: torch.Tensor | None = None, outline: torch.Tensor | None = None
-             ) -> tuple[np.ndarray, torch.Tensor]:
+             choice: torch.Tensor | None = None, outline: torch.Tensor | None = None,
+             mix: str = "embed") -> tuple[np.ndarray, torch.Tensor]:
         """One piece: decode a latent per window after ``prefix`` (under guidance, grow candidate
         pieces from the candidates' latents and keep one). Returns the roll and each window's latent."""
         if prefix is None:
             prefix = np.zeros((2, self.spec.pitches, 0), np.float32)
         roll, picked = generate(self.model, latents[None], weights, self.spec, threshold, prefix[None],
                                 guidance, None if choice is None else choice[None], return_latents=True,
-                                progress=self.progress, outline=outline)
+                                progress=self.progress, outline=outline, mix=mix)
         return roll[0], picked[0]
 
     def _span(self, bars: int) -> tuple[int, int]:
@@ -266,7 +269,7 @@ class Composer(StyleOps, LatentOps):
         ``"Am"``: transposes the result), ``program`` (General MIDI number or name), ``velocity``.
         """
         o = Options.of(options, settings)
-        self.mixing(o.mix)
+        mix = self.mixing(o.mix)
         if o.time_signature not in (None, "4/4"):
             raise MusicflowError(f"time_signature {o.time_signature}: this model composes in 4/4 "
                                  "(the sequence flow, --model keyflow, composes in others)")
@@ -277,7 +280,7 @@ class Composer(StyleOps, LatentOps):
         seed = new_seed(seed)
         plan = self._outline(o.outline, w, seed, shift)
         z, choice = draw_latents(n, seed, o.temperature, self.latent_dim, k)
-        roll, picked = self.grow(z, vec, None, self.threshold(w), guidance, choice, plan)
+        roll, picked = self.grow(z, vec, None, self.threshold(w), guidance, choice, plan, mix)
         roll = roll[..., :steps]
         outline = None if plan is None else plan[0].tolist()
         return Result(self.to_midi(roll, o), roll, picked, seed, w, outline)
@@ -298,7 +301,7 @@ class Composer(StyleOps, LatentOps):
         if n < 1:
             raise MusicflowError(f"n must be at least 1, got {n}")
         o = Options(bars=bars, temperature=temperature, mix=mix)
-        self.mixing(mix)
+        mix = self.mixing(mix)
         w, vec = self.genre_weights(genre)
         steps, windows = self._span(o.bars)
         guidance, k = self.sampling(guidance, candidates)
@@ -309,7 +312,7 @@ class Composer(StyleOps, LatentOps):
         plans = [self._outline(outline, w, int(seed) + i) for i in range(n)]
         plan = None if plans[0] is None else torch.cat(plans)
         return generate(self.model, z, vec, self.spec, self.threshold(w), guidance=guidance,
-                        choice=choice, progress=self.progress, outline=plan)[..., :steps]
+                        choice=choice, progress=self.progress, outline=plan, mix=mix)[..., :steps]
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, *,
                        outline: list[float] | list[list[float]] | None = None,
@@ -384,7 +387,7 @@ class Composer(StyleOps, LatentOps):
         o = Options.of(options, settings, "continue_",
                        ("bars", "temperature", "guidance", "candidates", "outline", "program", "velocity",
                         "mix", "parts"))
-        self.mixing(o.mix)
+        mix = self.mixing(o.mix)
         inp = self.read(midi)
         guidance, k = self.sampling(o.guidance, o.candidates)
         seed = new_seed(seed)
@@ -393,7 +396,7 @@ class Composer(StyleOps, LatentOps):
         steps, n = self._span(o.bars)
         plan = self._outline(o.outline, w, seed, -inp.shift, input_outline(prefix, self.spec))
         z, choice = draw_latents(n, seed, o.temperature, self.latent_dim, k)
-        roll, picked = self.grow(z, vec, prefix, self.threshold(w), guidance, choice, plan)
+        roll, picked = self.grow(z, vec, prefix, self.threshold(w), guidance, choice, plan, mix)
         roll = roll[..., : prefix.shape[-1] + steps]
         return Result(self.to_midi(roll, o, -inp.shift, inp.tempo), roll, picked, seed, w,
                       None if plan is None else plan[0].tolist())

@@ -64,7 +64,7 @@ class Options:
         "Latent temperature: 1 samples the model's own distribution; lower is sparser."))
     guidance: float | None = setting(None, (
         "Genre strength: 1 plain sampling, 0 ignores the genre, above 1 makes the piece read more "
-        "surely as the genre [default: 10 for the Glow, 1 for the neural-ODE flow]."))
+        "surely as the genre [default: 10 for the Glow, the checkpoint's own for the neural-ODE flow]."))
     candidates: int | None = setting(None, (
         "Pieces grown side by side under guidance, resampled each beat by how clearly they read as "
         "the genre [default: 16; not for the neural-ODE flow]."))
@@ -80,9 +80,10 @@ class Options:
     velocity: int = setting(80, "MIDI velocity of every note (1-127).")
     mix: str | None = setting(None, (
         "How a mix of genres is sampled: 'product' draws each note from the product of the genres' "
-        "distributions, weighted (music every parent finds likely); 'embed' conditions on the "
-        "weighted sum of the genre vectors, a point the model never saw in training "
-        "[default: product for the KeyFlow; the Glow and the neural-ODE flow embed]."))
+        "distributions, weighted (music every parent finds likely; the neural-ODE flow follows the "
+        "weighted sum of the genres' vector fields); 'embed' conditions on the weighted sum of the "
+        "genre vectors, a point the model never saw in training [default: product for the KeyFlow, "
+        "embed for the Glow and the neural-ODE flow; the Glow embeds only]."))
     time_signature: str | None = setting(None, (
         "Time signature, e.g. 3/4 or 6/8, for a model that composes in several [default: drawn by the "
         "seed from the genre's own pieces; 4/4 for the Glow]."))

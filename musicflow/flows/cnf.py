@@ -1,10 +1,14 @@
 """Conditional continuous normalizing flow (neural ODE) over piano-roll windows.
 
-Like :class:`~musicflow.flows.glow.Glow`, a binary roll ``x`` ``(B, 2, P, T)`` is dequantized to
-``v in [0, 1)`` and mapped to logit space ``w`` (:mod:`musicflow.flows.dequantize`). There, an ODE
-``dw/dt = v(t, w | genre, context)`` (:class:`~musicflow.flows.odefunc.VectorField`) carries
-standard normal noise at ``t = 0`` to the data at ``t = 1``; ``encode`` solves it backward,
-``decode`` forward, and ``log_prob`` integrates the instantaneous change of variables.
+Like :class:`~musicflow.flows.glow.Glow`, a binary roll ``x`` ``(B, 2, P, T)`` is dequantized to a
+continuous ``w`` (:mod:`musicflow.flows.dequantize`), and an ODE ``dw/dt = v(t, w | genre,
+context, outline)`` (:class:`~musicflow.flows.odefunc.VectorField`) carries standard normal noise
+at ``t = 0`` to the data at ``t = 1``; ``encode`` solves it backward, ``decode`` forward, and
+``log_prob`` integrates the instantaneous change of variables. Two dequantizations
+(``CNFConfig.dequantization``): ``uniform`` (or ``variational``) noise in the cell, mapped to logit
+space as the Glow does, or ``halfline``: each cell on its own half-line with a density that
+vanishes at the border (:class:`~musicflow.flows.dequantize.HalfLineDequantizer`), a target a
+smooth field can fit and flow matching can train towards a tight bound.
 
 Two objectives (``CNFConfig.objective``):
 
@@ -12,8 +16,8 @@ Two objectives (``CNFConfig.objective``):
   one Hutchinson probe, plus optional kinetic-energy and Jacobian-norm penalties.
 - ``"fm"``: conditional flow matching on straight lines ``w_t = (1 - t) w_0 + t w_1`` with target
   velocity ``w_1 - w_0`` (Lipman et al. 2023; Liu et al., "Rectified flow", 2023): one field
-  evaluation per example, no ODE solve in training. Its dequantization is uniform (flow matching
-  cannot train a dequantizer), so its bits/dim are an upper bound exactly like Glow's.
+  evaluation per example, no ODE solve in training. Its dequantization is fixed (``uniform`` or
+  ``halfline``; flow matching cannot train a dequantizer), and its bits/dim are an upper bound.
 
 Classifier-free guidance (Ho & Salimans 2022): in training the genre is replaced by a learned null
 embedding with probability ``genre_dropout``; at sampling ``v = v_null + g (v_genre - v_null)``:
@@ -40,14 +44,22 @@ from torch import nn
 
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition, ConfigDict, Flow
-from musicflow.flows.checks import logit_alpha, positive_ints, probabilities
-from musicflow.flows.dequantize import Logit, UniformDequantizer, VariationalDequantizer, centre, quantize
-from musicflow.flows.nets import CondFeatures, ContextEncoder
+from musicflow.flows.checks import flags, logit_alpha, positive_ints, probabilities
+from musicflow.flows.dequantize import (
+    HalfLineDequantizer,
+    Logit,
+    UniformDequantizer,
+    VariationalDequantizer,
+    centre,
+    quantize,
+)
+from musicflow.flows.nets import CondFeatures, ContextEncoder, OutlineEncoder, encode_with_dropout
 from musicflow.flows.odefunc import Solver, VectorField, flow, flow_with_logdet
 from musicflow.flows.rng import draw
 from musicflow.flows.styles import StyleColumns, embed_genre, genre_width
 
 OBJECTIVES = ("fm", "ml")
+DEQUANTIZERS = ("uniform", "variational", "halfline")
 
 
 @dataclass(frozen=True)
@@ -72,16 +84,23 @@ class CNFConfig(ConfigDict):
     styles: int = 0  # genres learned after training (flows/styles.py), after the n_genres
     context_steps: int = 64  # context the data pipeline supplies; the encoder takes any length
     context_channels: int = 16  # channels of the context's per-pitch map
+    chroma: bool = False  # the context's pitch-class profile joins the condition (flows/nets.py)
+    reach: bool = False  # the context's pitch map sees the whole pitch range (flows/nets.py)
+    outline: bool = False  # conditioned on the outline of the window's 8-bar block (as the Glow)
+    outline_dropout: float = 0.25
     embed_dim: int = 16  # genre embedding size
     cond_dim: int = 64  # size of the global conditioning vector
     hidden: int = 64  # channels of the vector field
     blocks: int = 3  # its hidden blocks, dilated 2, 4, 12, ... along pitch
+    pooled: bool = False  # each block also reads the window's pooled channels (flows/odefunc.py)
     objective: str = "fm"  # "fm": flow matching, "ml": maximum likelihood
-    dequantization: str = "uniform"  # or "variational" (with objective "ml" only)
+    dequantization: str = "uniform"  # "variational" (objective "ml" only) or "halfline" (no logit)
+    dequant_scale: float = 1.0  # spread of the "halfline" dequantizer (flows/dequantize.py)
     dequant_hidden: int = 16  # channels of the variational dequantizer's nets
     dequant_steps: int = 2  # its pairs of couplings
     alpha: float = 0.05  # the logit margin (flows/dequantize.py)
     genre_dropout: float = 0.15  # share of training rows given the null genre (guidance)
+    guidance: float = 1.0  # the guidance composing uses when none is given (1: plain)
     context_dropout: float = 0.1  # share of training rows given no context
     method: str = "dopri5"
     likelihood_steps: int = 8  # used when ``method`` is a fixed-step method
@@ -105,14 +124,19 @@ class CNFConfig(ConfigDict):
             raise MusicflowError(f"styles must be >= 0, got {self.styles}")
         if self.objective not in OBJECTIVES:
             raise MusicflowError(f"CNFConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.dequantization not in ("uniform", "variational"):
-            raise MusicflowError(f"CNFConfig.dequantization must be uniform or variational, "
+        if self.dequantization not in DEQUANTIZERS:
+            raise MusicflowError(f"CNFConfig.dequantization must be one of {DEQUANTIZERS}, "
                                  f"got {self.dequantization!r}")
-        if self.objective == "fm" and self.dequantization != "uniform":
+        if self.objective == "fm" and self.dequantization == "variational":
             raise MusicflowError("CNFConfig: flow matching cannot train a variational dequantizer; "
-                                 "use dequantization=uniform or objective=ml")
+                                 "use dequantization=uniform or halfline, or objective=ml")
+        if not self.dequant_scale > 0:
+            raise MusicflowError(f"CNFConfig.dequant_scale must be positive, got {self.dequant_scale!r}")
         logit_alpha(self)
-        probabilities(self, ("genre_dropout", "context_dropout"))
+        flags(self, ("chroma", "reach", "outline", "pooled"))
+        probabilities(self, ("genre_dropout", "context_dropout", "outline_dropout"))
+        if not (math.isfinite(self.guidance) and self.guidance >= 0):
+            raise MusicflowError(f"CNFConfig.guidance must be a number >= 0, got {self.guidance!r}")
         if self.kinetic < 0 or self.jacobian < 0:
             raise MusicflowError("CNFConfig.kinetic and .jacobian must be non-negative")
         _ = (self.likelihood_solver, self.sample_solver, self.train_solver)  # validates the methods
@@ -148,6 +172,8 @@ class CNF(Flow):
 
     #: ``decode`` takes ``guidance`` itself (classifier-free guidance), not candidates to pick from.
     native_guidance = True
+    #: How ``decode`` can follow a genre mix (:meth:`_guided`), the first the default.
+    mixes = ("embed", "product")
 
     loss_name = "loss"
 
@@ -169,16 +195,26 @@ class CNF(Flow):
         self.genre_table = nn.Parameter(torch.randn(cfg.n_genres, cfg.embed_dim))
         self.styles = StyleColumns(cfg.styles, cfg.embed_dim) if cfg.styles else None
         self.genre_null = nn.Parameter(torch.zeros(cfg.embed_dim))
-        self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim)
+        self.context_encoder = ContextEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim, cfg.chroma,
+                                              cfg.reach)
+        self.outline_encoder = (OutlineEncoder(cfg.pitches, cfg.context_channels, cfg.cond_dim)
+                                if cfg.outline else None)
         self.cond_mlp = nn.Sequential(nn.Linear(cfg.embed_dim + cfg.cond_dim, cfg.cond_dim), nn.SiLU(),
                                       nn.Linear(cfg.cond_dim, cfg.cond_dim))
         self.logit = Logit(cfg.alpha)
-        self.dequantizer: nn.Module = (
-            VariationalDequantizer(cfg.cond_dim, cfg.dequant_hidden, cfg.dequant_steps)
-            if cfg.dequantization == "variational" else UniformDequantizer())
-        self.field = VectorField(cfg.pitches, cfg.hidden, cfg.cond_dim, cfg.context_channels, cfg.blocks)
+        self.dequantizer: nn.Module = {
+            "variational": lambda: VariationalDequantizer(cfg.cond_dim, cfg.dequant_hidden,
+                                                          cfg.dequant_steps),
+            "uniform": UniformDequantizer, "halfline": lambda: HalfLineDequantizer(cfg.dequant_scale),
+        }[cfg.dequantization]()
+        self.field = VectorField(cfg.pitches, cfg.hidden, cfg.cond_dim, cfg.context_channels, cfg.blocks,
+                                 pooled=cfg.pooled)
         self.last_nfe = 0
         self.last_stderr: torch.Tensor | None = None
+
+    @property
+    def takes_outline(self) -> bool:
+        return self.config.outline
 
     # -- conditioning -------------------------------------------------------------------------
 
@@ -193,11 +229,13 @@ class CNF(Flow):
         ``null_genre`` replaces every genre by the null embedding (guidance)."""
         cfg = self.config
         batch = cond.validate(genre_width(cond.genre, cfg.n_genres, cfg.styles), cfg.pitches)
-        genre, ctx = cond.genre, cond.context
-        dev = genre.device
-        drop_ctx = torch.rand(batch, device=dev) < cfg.context_dropout if drop and ctx is not None else None
-        ctx_vec, pitch_map = self.context_encoder(ctx, batch, drop_ctx)
-        emb = embed_genre(self.genre_table, self.styles, genre)
+        dev = cond.genre.device
+        ctx_rate, out_rate = (cfg.context_dropout, cfg.outline_dropout) if drop else (0.0, 0.0)
+        ctx_vec, pitch_map = encode_with_dropout(self.context_encoder, cond.context, batch, ctx_rate, dev)
+        if self.outline_encoder is not None:
+            plan_vec, plan_map = encode_with_dropout(self.outline_encoder, cond.outline, batch, out_rate, dev)
+            ctx_vec, pitch_map = ctx_vec + plan_vec, pitch_map + plan_map
+        emb = embed_genre(self.genre_table, self.styles, cond.genre)
         if null_genre:
             emb = self.genre_null.expand(batch, -1)
         elif drop and cfg.genre_dropout > 0:
@@ -208,20 +246,42 @@ class CNF(Flow):
     def _extra(self, h: CondFeatures) -> tuple[torch.Tensor, torch.Tensor]:
         return self.field.prepare(h.vec, h.pitch_map)
 
-    def _guided(self, cond: Condition, guidance: float | None):
-        """The field and its prepared condition for guidance scale ``guidance``."""
-        extra = self._extra(self.features(cond))
-        if guidance is None or guidance == 1.0:
-            return self.field, extra
-        null = self._extra(self.features(cond, null_genre=True))
-        both = tuple(torch.cat([a, b]) for a, b in zip(extra, null))
-        g = float(guidance)
+    def _guided(self, cond: Condition, guidance: float | None, mix: str = "embed"):
+        """The field and its prepared condition for guidance scale ``guidance`` and genre ``mix``:
+        ``"embed"`` reads the weighted genre embedding; ``"product"`` follows the weighted sum of
+        each genre's own field, ``sum_g w_g v(t, w | g)``. A flow-matching field is affine in the
+        score of its path's marginal, so the sum follows the score of the weighted geometric mean
+        of the genres' path densities: a product of experts, approximate between the ends as in
+        classifier-free guidance (Liu et al., "Compositional visual generation", 2022).
+        Guidance then applies to the mixed field: ``v_null + g (v_mix - v_null)``."""
+        if mix not in self.mixes:
+            raise MusicflowError(f"mix must be one of {self.mixes}, got {mix!r}")
+        cond.validate(genre_width(cond.genre, self.config.n_genres, self.config.styles), self.config.pitches)
+        genre = cond.genre
+        active = torch.nonzero(genre.abs().sum(0) > 0).flatten().tolist()
+        if mix == "embed" or len(active) < 2:
+            conds, shares = [cond], [None]
+        else:
+            eye = torch.eye(genre.shape[1], dtype=genre.dtype, device=genre.device)
+            conds = [Condition(eye[j].expand_as(genre), cond.context, cond.outline) for j in active]
+            total = genre[:, active].sum(1)
+            shares = [genre[:, j] / total for j in active]
+        parts = [self._extra(self.features(c)) for c in conds]
+        g = 1.0 if guidance is None else float(guidance)
+        if g != 1.0:
+            parts.append(self._extra(self.features(cond, null_genre=True)))
+        if len(parts) == 1:
+            return self.field, parts[0]
+        stacked = tuple(torch.cat(p) for p in zip(*parts))
+        k = len(parts)
 
         def guided(t, w, vec, pitch_term):
-            v_genre, v_null = self.field(t, torch.cat([w, w]), vec, pitch_term).chunk(2)
-            return v_null + g * (v_genre - v_null)
+            vs = self.field(t, torch.cat([w] * k), vec, pitch_term).chunk(k)
+            v = vs[0] if shares[0] is None else sum(
+                s.to(w.dtype)[:, None, None, None] * v for s, v in zip(shares, vs))
+            return v if g == 1.0 else vs[-1] + g * (v - vs[-1])
 
-        return guided, both
+        return guided, stacked
 
     # -- likelihood ---------------------------------------------------------------------------
 
@@ -274,18 +334,34 @@ class CNF(Flow):
                   regularise=False):
         x = self._check_rolls(x, cond)
         h = self.features(cond, drop=drop)
-        u, log_q = self.dequantizer(x, h.vec, generator=generator)
-        w, ld_logit = self.logit((x + u) / 2)
+        w, correction = self._dequantize(x, h, generator)
         out = flow_with_logdet(self.field, w, 1.0, 0.0, solver, self._extra(h), trace, probes,
                                generator, regularise)
         z, dlogp, self.last_nfe = out[:3]
         log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).flatten(1).sum(dim=1)
-        # The -D ln 2 turns the density of v = (x + u) / 2 into that of x + u.
-        base = log_pz + ld_logit - self.config.dim * math.log(2) - log_q
+        base = log_pz + correction
         k = dlogp.shape[1]
         stderr = dlogp.std(dim=1) / math.sqrt(k) if k > 1 else torch.zeros_like(base)
         lp = base + dlogp.mean(dim=1)
         return (lp, stderr, out[3]) if regularise else (lp, stderr)
+
+    def _dequantize(self, x: torch.Tensor, h: CondFeatures, generator: torch.Generator | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w, c)``: one dequantized draw of ``x`` in the space the field works in, and ``c`` with
+        ``log P(x) >= E[log p(w) + c]`` (``-log q`` and the Jacobian of the map to that space)."""
+        if isinstance(self.dequantizer, HalfLineDequantizer):
+            w, log_q = self.dequantizer(x, generator=generator)
+            return w, -log_q
+        u, log_q = self.dequantizer(x, h.vec, generator=generator)
+        w, ld_logit = self.logit((x + u) / 2)
+        # The -D ln 2 turns the density of v = (x + u) / 2 into that of x + u.
+        return w, ld_logit - self.config.dim * math.log(2) - log_q
+
+    def _centre(self, x: torch.Tensor) -> torch.Tensor:
+        """Each cell's centre in the field's space: deterministic encoding."""
+        if isinstance(self.dequantizer, HalfLineDequantizer):
+            return self.dequantizer.centre(x)
+        return self.logit(centre(x))[0]
 
     # -- training -----------------------------------------------------------------------------
 
@@ -311,8 +387,7 @@ class CNF(Flow):
         """Conditional flow matching on straight paths from ``N(0, I)`` to the dequantized data."""
         x = self._check_rolls(x, cond)
         h = self.features(cond, drop=self.training)
-        u, _ = self.dequantizer(x, h.vec, generator=generator)
-        w1, _ = self.logit((x + u) / 2)
+        w1, _ = self._dequantize(x, h, generator)
         w0 = draw(torch.randn, w1.shape, generator=generator, device=w1.device, dtype=w1.dtype)
         t = draw(torch.rand, w1.shape[0], generator=generator, device=w1.device, dtype=w1.dtype)
         tt = t[:, None, None, None]
@@ -334,16 +409,19 @@ class CNF(Flow):
         """Binary rolls to latents ``(B, D)`` (cell centres, solved backward from ``t = 1`` to
         ``0`` with the adaptive solver unless ``solver`` is given)."""
         x = self._check_rolls(x, cond)
-        w, _ = self.logit(centre(x))
-        z, self.last_nfe = flow(self.field, w, 1.0, 0.0, solver or self.config.likelihood_solver,
+        z, self.last_nfe = flow(self.field, self._centre(x), 1.0, 0.0,
+                                solver or self.config.likelihood_solver,
                                 self._extra(self.features(cond)))
         return z.flatten(1)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, cond: Condition, guidance: float | None = None,
-               solver: Solver | None = None) -> torch.Tensor:
+               solver: Solver | None = None, mix: str = "embed") -> torch.Tensor:
         """Latents ``(B, D)`` to continuous rolls ``v`` in ``[0, 1]`` (fixed-step sample solver
-        unless ``solver`` is given); ``guidance`` scales the genre (1 or ``None``: plain)."""
+        unless ``solver`` is given); ``guidance`` scales the genre (1 or ``None``: plain, so that
+        ``decode(encode(x))`` gives ``x`` back; composing applies ``config.guidance``, see
+        :meth:`musicflow.compose.Composer.sampling`); ``mix`` is how a genre mix is followed
+        (:meth:`_guided`)."""
         cfg = self.config
         if z.dim() != 2 or z.shape[1] != cfg.dim:
             raise MusicflowError(f"decode: z must have shape (B, {cfg.dim}), got {tuple(z.shape)}")
@@ -351,23 +429,29 @@ class CNF(Flow):
             raise MusicflowError(f"decode: condition batch size {cond.batch_size} != {z.shape[0]}")
         if guidance is not None and not math.isfinite(guidance):
             raise MusicflowError(f"guidance must be a finite number, got {guidance}")
-        field, extra = self._guided(cond, guidance)
+        field, extra = self._guided(cond, guidance, mix)
         w0 = z.reshape(-1, 2, cfg.pitches, cfg.steps).to(self.genre_table.dtype)
         w, self.last_nfe = flow(field, w0, 0.0, 1.0, solver or cfg.sample_solver, extra)
+        if isinstance(self.dequantizer, HalfLineDequantizer):
+            return self.dequantizer.to_unit(w)
         v, _ = self.logit.inverse(w)
         return v.clamp(0.0, 1.0)
 
     @torch.no_grad()
     def reconstruction_error(self, x: torch.Tensor, cond: Condition, solver: Solver | None = None
                              ) -> float:
-        """Largest ``|decode(encode(x)) - centre(x)|`` over cells (in ``v``, a cell is 0.5 wide),
+        """Largest ``|decode(encode(x)) - centre(x)|`` over cells (in ``v``, where the border
+        between off and on is 0.5),
         both solves with the adaptive solver unless ``solver`` is given."""
         s = solver or self.config.likelihood_solver
         z = self.encode(x, cond, s)
         nfe = self.last_nfe
         v = self.decode(z, cond, solver=s)
         self.last_nfe += nfe
-        return float((v - centre(x.to(v.dtype))).abs().max())
+        x = x.to(v.dtype)
+        halfline = isinstance(self.dequantizer, HalfLineDequantizer)
+        target = self.dequantizer.to_unit(self._centre(x)) if halfline else centre(x)
+        return float((v - target).abs().max())
 
     quantize = staticmethod(quantize)
 

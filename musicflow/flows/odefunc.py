@@ -123,7 +123,7 @@ class VectorField(nn.Module):
     DILATIONS = (2, 4, 12)
 
     def __init__(self, pitches: int, hidden: int = 64, cond_dim: int = 64, pitch_channels: int = 16,
-                 blocks: int = 3, time_freqs: int = 8) -> None:
+                 blocks: int = 3, time_freqs: int = 8, pooled: bool = False) -> None:
         super().__init__()
         self.time_freqs = time_freqs
         self.time = nn.Sequential(nn.Linear(2 * time_freqs, cond_dim), nn.SiLU(),
@@ -134,6 +134,10 @@ class VectorField(nn.Module):
         dil = [self.DILATIONS[i % len(self.DILATIONS)] for i in range(blocks)]
         self.blocks = nn.ModuleList(
             nn.Conv2d(hidden, hidden, 3, padding=(d, 1), dilation=(d, 1)) for d in dil)
+        # With ``pooled``, every block also reads the whole window's mean and maximum per channel:
+        # the dilated convolutions reach about 22 rows either side, and a melody's beat must know
+        # whether a note already sounds anywhere to carry exactly one.
+        self.pools = nn.ModuleList(nn.Linear(2 * hidden, hidden) for _ in dil) if pooled else None
         self.film = nn.Linear(cond_dim, 2 * hidden * (blocks + 1))
         self.conv_out = nn.Conv2d(hidden, 2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
@@ -149,7 +153,11 @@ class VectorField(nn.Module):
         film = self.film(c)[:, :, None, None].chunk(2 * (len(self.blocks) + 1), dim=1)
         a = F.silu(torch.addcmul(film[1], self.conv_in(w) + pitch_term, 1 + film[0]))
         for i, conv in enumerate(self.blocks):
-            a = a + F.silu(torch.addcmul(film[2 * i + 3], conv(a), 1 + film[2 * i + 2]))
+            pre = conv(a)
+            if self.pools is not None:
+                pooled = torch.cat([a.mean(dim=(2, 3)), a.amax(dim=(2, 3))], 1)
+                pre = pre + self.pools[i](pooled)[..., None, None]
+            a = a + F.silu(torch.addcmul(film[2 * i + 3], pre, 1 + film[2 * i + 2]))
         return self.conv_out(a)
 
 
