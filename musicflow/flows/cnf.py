@@ -53,7 +53,7 @@ from musicflow.flows.dequantize import (
     centre,
     quantize,
 )
-from musicflow.flows.nets import CondFeatures, ContextEncoder, OutlineEncoder, encode_with_dropout
+from musicflow.flows.nets import CondFeatures, ContextEncoder, OutlineEncoder, encode_context_and_outline
 from musicflow.flows.odefunc import Solver, VectorField, flow, flow_with_logdet
 from musicflow.flows.rng import draw
 from musicflow.flows.styles import StyleColumns, embed_genre, genre_width
@@ -231,10 +231,8 @@ class CNF(Flow):
         batch = cond.validate(genre_width(cond.genre, cfg.n_genres, cfg.styles), cfg.pitches)
         dev = cond.genre.device
         ctx_rate, out_rate = (cfg.context_dropout, cfg.outline_dropout) if drop else (0.0, 0.0)
-        ctx_vec, pitch_map = encode_with_dropout(self.context_encoder, cond.context, batch, ctx_rate, dev)
-        if self.outline_encoder is not None:
-            plan_vec, plan_map = encode_with_dropout(self.outline_encoder, cond.outline, batch, out_rate, dev)
-            ctx_vec, pitch_map = ctx_vec + plan_vec, pitch_map + plan_map
+        ctx_vec, pitch_map = encode_context_and_outline(self.context_encoder, self.outline_encoder, cond,
+                                                        batch, ctx_rate, out_rate)
         emb = embed_genre(self.genre_table, self.styles, cond.genre)
         if null_genre:
             emb = self.genre_null.expand(batch, -1)

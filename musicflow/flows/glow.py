@@ -34,7 +34,7 @@ from musicflow.flows.checks import flags, logit_alpha, positive_ints, probabilit
 from musicflow.flows.coupling import Coupling
 from musicflow.flows.dequantize import Logit, UniformDequantizer, VariationalDequantizer, centre, quantize
 from musicflow.flows.layers import ActNorm, AffineCoupling, ConditionalPrior, InvConv1x1, Split, Squeeze
-from musicflow.flows.nets import CondFeatures, ContextEncoder, OutlineEncoder, encode_with_dropout
+from musicflow.flows.nets import CondFeatures, ContextEncoder, OutlineEncoder, encode_context_and_outline
 from musicflow.flows.splines import SplineCoupling
 from musicflow.flows.styles import StyleColumns, embed_genre, genre_width
 
@@ -213,12 +213,9 @@ class Glow(Flow):
         """The :class:`CondFeatures` every layer receives; ``drop_context`` applies dropout."""
         cfg = self.config
         batch = cond.validate(genre_width(cond.genre, cfg.n_genres, cfg.styles), cfg.pitches)
-        dev = cond.genre.device
         ctx_rate, out_rate = (cfg.context_dropout, cfg.outline_dropout) if drop_context else (0.0, 0.0)
-        ctx_vec, pitch_map = encode_with_dropout(self.context_encoder, cond.context, batch, ctx_rate, dev)
-        if self.outline_encoder is not None:
-            plan_vec, plan_map = encode_with_dropout(self.outline_encoder, cond.outline, batch, out_rate, dev)
-            ctx_vec, pitch_map = ctx_vec + plan_vec, pitch_map + plan_map
+        ctx_vec, pitch_map = encode_context_and_outline(self.context_encoder, self.outline_encoder, cond,
+                                                        batch, ctx_rate, out_rate)
         emb = embed_genre(self.genre_table, self.styles, cond.genre)
         vec = self.cond_mlp(torch.cat([emb, ctx_vec], dim=1))
         return CondFeatures(vec, pitch_map)

@@ -301,6 +301,19 @@ def encode_with_dropout(encoder: nn.Module, value: torch.Tensor | None, batch: i
     return encoder(value, batch, drop)
 
 
+def encode_context_and_outline(context_encoder: nn.Module, outline_encoder: nn.Module | None, cond,
+                               batch: int, context_rate: float, outline_rate: float
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed ``(vec, pitch_map)`` of a window flow's context and (when it takes one) outline,
+    each with its dropout rate (:func:`encode_with_dropout`; the context's draw comes first)."""
+    dev = cond.genre.device
+    vec, pmap = encode_with_dropout(context_encoder, cond.context, batch, context_rate, dev)
+    if outline_encoder is not None:
+        plan_vec, plan_map = encode_with_dropout(outline_encoder, cond.outline, batch, outline_rate, dev)
+        vec, pmap = vec + plan_vec, pmap + plan_map
+    return vec, pmap
+
+
 class OutlineEncoder(nn.Module):
     """The outline of the passage a window belongs to (:func:`musicflow.data.windows.outline`:
     lowest and highest pitch row, onsets per beat, voices; ``(B, 4)``) as a vector and a per-pitch
