@@ -23,6 +23,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).with_name("golden.json")
+JSB = ROOT.parent / "shared" / "data" / "boulanger" / "jsb-chorales-quarter.json"  # the cases that need it
 BARS = 2  # short pieces keep the guided cases to seconds; every code path is the same as 8 bars'
 
 
@@ -219,7 +220,7 @@ def training_cases(tmp: Path) -> dict:
     model, report = train_classifier(Dataset.load(data), 5, 8, 1e-3, 1, True)
     out["train classifier weights"] = state_hash(model)
     out["train classifier accuracy"] = report["balanced_accuracy"]
-    jsb = ROOT.parent / "shared" / "data" / "boulanger" / "jsb-chorales-quarter.json"
+    jsb = JSB
     if jsb.is_file():
         cfg = BenchmarkTrainConfig(kind="frameflow", transpose=3, steps=4, batch_size=4, warmup=2,
                                    valid_every=2, seed=1)
@@ -235,7 +236,7 @@ def jsb_cases() -> dict:
     from musicflow.boulanger.benchmark import flow_nll, load_split
     from musicflow.checkpoint import load_checkpoint
 
-    jsb = ROOT.parent / "shared" / "data" / "boulanger" / "jsb-chorales-quarter.json"
+    jsb = JSB
     if not jsb.is_file():
         return {}
     model = load_checkpoint(ROOT / "checkpoints" / "frameflow-jsb-quarter.pt").model

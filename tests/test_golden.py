@@ -11,7 +11,7 @@ import json
 import math
 
 import pytest
-from golden_cases import GOLDEN, GROUPS, run
+from golden_cases import GOLDEN, GROUPS, JSB, run
 
 
 def same(want, got) -> bool:
@@ -32,6 +32,10 @@ def same(want, got) -> bool:
 @pytest.mark.parametrize("group", list(GROUPS))
 def test_golden(group, tmp_path):
     want = json.loads(GOLDEN.read_text())[group]
+    if not JSB.is_file():  # the benchmark corpus lies beside the repository, not in it
+        want = {k: v for k, v in want.items() if "jsb" not in k}
+        if not want:
+            pytest.skip(f"{JSB} is not here")
     got = json.loads(json.dumps(run(group, tmp_path)))
     assert set(got) == set(want), sorted(set(got) ^ set(want))
     differ = [k for k in want if not same(want[k], got[k])]
