@@ -30,7 +30,7 @@ CELL_TIMEOUT = 300  # seconds; small settings need a few, a shared CPU may need 
 # notebook -> (PNG names, WAV names; every WAV has a MIDI file of the same name beside it)
 EXPECTED = {
     "01_corpus_tour": (["genres", "pitch", "rhythm", "examples"], ["example-celtic", "example-chorale"]),
-    "02_compose_and_mix": (["samples", "mix_sweep", "mix_rolls", "style_rolls"],
+    "02_compose_and_mix": (["samples", "mix_sweep", "mix_rolls", "mix_methods", "style_rolls"],
                            ["sample-celtic", "sample-chorale", "mix-middle", "style-schumann"]),
     "03_latent_space": (["roundtrip", "interpolation", "transfer", "variations"],
                         ["piece-a", "interpolation-path", "transfer-chorale", "variation"]),
@@ -98,10 +98,12 @@ def check_results(name: str, out: Path) -> None:
         assert style["files"] == 3 and style["builtin_unchanged"]
         assert style["held_out_bits_per_dim"] <= style["start_bits_per_dim"]
         assert all(len(p) == 8 for p in style["heard"].values())
-        style = res["style"]
-        assert style["files"] == 3 and style["builtin_unchanged"]
-        assert style["held_out_bits_per_dim"] <= style["start_bits_per_dim"]
-        assert all(len(p) == 8 for p in style["heard"].values())
+        by_method = res["sweep_by_model_and_mix"]
+        assert set(by_method) == {"keyflow product", "keyflow embed", "cnf embed", "cnf product"}
+        for rows in by_method.values():  # the independent classifier's reading, weight 0 .. 1 of chorale
+            assert len(rows) == 3
+            assert all(sum(p.values()) == pytest.approx(1.0, abs=1e-4) for p in rows.values())
+            assert rows["1.0"]["chorale"] > rows["0.0"]["chorale"]
     elif name == "03_latent_space":
         assert res["roundtrip_exact"] and res["interpolation_ends_exact"]  # a flow inverts exactly
         assert res["roundtrip_max_error"] < 1e-4
