@@ -71,10 +71,11 @@ def likelihood_solvers(model, windows, per_genre: int, seed: int = 0) -> dict:
 
 
 def pieces(comp: Composer, n: int, bars: int, temperature: float, guidance: float | None = None,
-           seed: int = 0) -> tuple[dict, int]:
+           seed: int = 0, outline: bool | None = None) -> tuple[dict, int]:
     """``{genre: rolls (n, 2, P, bars * 16)}`` as ``compose`` writes them for seeds ``seed ..
     seed + n - 1`` (the same latents and outlines for every solver), and the NFE per decoded beat."""
-    out = {g: comp.compose_rolls(g, n=n, bars=bars, seed=seed, temperature=temperature, guidance=guidance)
+    out = {g: comp.compose_rolls(g, n=n, bars=bars, seed=seed, temperature=temperature, guidance=guidance,
+                                 outline=outline)
            for g in comp.genres}
     return out, comp.model.last_nfe
 
@@ -163,31 +164,36 @@ def nfe_sweep(comp: Composer, cfg, low: int, args, result: dict) -> None:
 
 def settings_sweep(comp: Composer, ds, clf, args, result: dict) -> None:
     """Guidance and temperature on tuning seeds against the validation split: how the defaults are
-    chosen (never on the test split). Fidelity by the independent genre classifier; notes per bar
-    and pitch range as relative differences from real validation windows, empty beats in points."""
+    chosen (never on the test split), and the default once more without an outline (what the
+    outline brings). Fidelity by the independent genre classifier; notes per bar, pitch range and
+    polyphony as relative differences from real validation windows, empty beats in points."""
     n, bars, low = args.tuning_pieces, args.bars, comp.spec.low
     real = {g: statistics(real_windows(ds, "valid", g, 200, steps=bars * 16), low) for g in comp.genres}
     rows = []
-    for guidance in args.guidances:
-        for temp in args.temperatures:
-            rolls, nfe = pieces(comp, n, bars, temp, guidance=guidance, seed=TUNING_SEED)
-            row: dict = {"guidance": guidance, "temperature": temp, "nfe_per_beat": nfe, "genres": {}}
-            for gi, (g, r) in enumerate(rolls.items()):
-                st = {k: float(v.mean()) for k, v in statistics(r, low).items()}
-                ref = {k: float(v.mean()) for k, v in real[g].items()}
-                row["genres"][g] = {
-                    "fidelity": round(float((classify_rolls(clf, r).argmax(1) == gi).mean()), 3),
-                    "notes_per_bar": round(st["notes_per_bar"] / ref["notes_per_bar"] - 1, 3),
-                    "pitch_range": round(st["pitch_range"] / ref["pitch_range"] - 1, 3),
-                    "empty_beats_points": round(100 * (st["empty_beat_rate"] - ref["empty_beat_rate"]), 1)}
-            per = row["genres"].values()
-            row["fidelity_mean"] = round(float(np.mean([v["fidelity"] for v in per])), 3)
-            row["fidelity_lowest"] = min(v["fidelity"] for v in per)
-            row["notes_per_bar_worst"] = max(abs(v["notes_per_bar"]) for v in per)
-            rows.append(row)
-            print(f"guidance {guidance} temperature {temp}: fidelity {row['fidelity_mean']} "
-                  f"(lowest {row['fidelity_lowest']}), notes/bar worst {row['notes_per_bar_worst']}",
-                  flush=True)
+    grid = [(g, t, None) for g in args.guidances for t in args.temperatures]
+    grid.append((comp.model.config.guidance, 1.0, False))  # the default without an outline
+    for guidance, temp, outline in grid:
+        rolls, nfe = pieces(comp, n, bars, temp, guidance=guidance, seed=TUNING_SEED, outline=outline)
+        row: dict = {"guidance": guidance, "temperature": temp, "outline": outline is not False,
+                     "nfe_per_beat": nfe, "genres": {}}
+        for gi, (g, r) in enumerate(rolls.items()):
+            st = {k: float(v.mean()) for k, v in statistics(r, low).items()}
+            ref = {k: float(v.mean()) for k, v in real[g].items()}
+            row["genres"][g] = {
+                "fidelity": round(float((classify_rolls(clf, r).argmax(1) == gi).mean()), 3),
+                "notes_per_bar": round(st["notes_per_bar"] / ref["notes_per_bar"] - 1, 3),
+                "pitch_range": round(st["pitch_range"] / ref["pitch_range"] - 1, 3),
+                "empty_beats_points": round(100 * (st["empty_beat_rate"] - ref["empty_beat_rate"]), 1),
+                "polyphony": round(st["polyphony"] / ref["polyphony"] - 1, 3)}
+        per = row["genres"].values()
+        row["fidelity_mean"] = round(float(np.mean([v["fidelity"] for v in per])), 3)
+        row["fidelity_lowest"] = min(v["fidelity"] for v in per)
+        row["notes_per_bar_worst"] = max(abs(v["notes_per_bar"]) for v in per)
+        row["pitch_range_worst"] = max(abs(v["pitch_range"]) for v in per)
+        rows.append(row)
+        print(f"guidance {guidance} temperature {temp} outline {row['outline']}: fidelity "
+              f"{row['fidelity_mean']} (lowest {row['fidelity_lowest']}), notes/bar worst "
+              f"{row['notes_per_bar_worst']}, range worst {row['pitch_range_worst']}", flush=True)
     result["settings_on_tuning_seeds"] = rows
     result["settings_note"] = (
         f"{n} pieces x {bars} bars per genre, seeds {TUNING_SEED}..{TUNING_SEED + n - 1}, default "
