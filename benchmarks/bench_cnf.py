@@ -117,35 +117,39 @@ def nfe_sweep(comp: Composer, cfg, low: int, args, result: dict) -> None:
     from the same latents and outlines. A setting passes when every statistic is within 5% of the
     reference's, the empty-beat rate (a share near zero, where 5% of it is noise) within 1 point."""
     model, n, bars, temp = comp.model, args.samples, args.bars, args.temperature
-    model.config = replace(cfg, sample_method=REFERENCE[0], sample_steps=REFERENCE[1])
-    t0 = time.perf_counter()
-    ref, ref_nfe = pieces(comp, n, bars, temp)
-    ref_s = time.perf_counter() - t0
-    ref_stats = {gname: stat_means(r, low) for gname, r in ref.items()}
-    sweep = [{"method": REFERENCE[0], "steps": REFERENCE[1], "nfe_per_beat": ref_nfe,
-              "seconds": round(ref_s, 1), "reference": True,
-              "empty_beat_rate": round(float(np.mean([v["empty_beat_rate"] for v in ref_stats.values()])),
-                                       4)}]
-    for method, steps in SETTINGS:
-        model.config = replace(cfg, sample_method=method, sample_steps=steps)
+    try:
+        model.config = replace(cfg, sample_method=REFERENCE[0], sample_steps=REFERENCE[1])
         t0 = time.perf_counter()
-        rolls, nfe = pieces(comp, n, bars, temp)
-        secs = time.perf_counter() - t0
-        agree = float(np.mean([(rolls[k][:, 1] == ref[k][:, 1]).mean() for k in rolls]))
-        got = {k: stat_means(r, low) for k, r in rolls.items()}
-        dev = {s: float(np.mean([abs(got[k][s] - ref_stats[k][s]) / max(abs(ref_stats[k][s]), 1e-3)
-                                 for k in rolls])) for s in STATS}
-        points = {s: float(np.mean([abs(got[k][s] - ref_stats[k][s]) for k in rolls])) * 100 for s in RATES}
-        worst = max(v for k, v in dev.items() if k not in RATES)
-        sweep.append({"method": method, "steps": steps, "nfe_per_beat": nfe, "seconds": round(secs, 1),
-                      "sustain_cells_agreeing_with_reference": round(agree, 4),
-                      "mean_relative_stat_deviation": round(float(np.mean(list(dev.values()))), 4),
-                      "relative_stat_deviation": {k: round(v, 4) for k, v in dev.items()},
-                      "rate_deviation_points": {k: round(v, 2) for k, v in points.items()},
-                      "worst_relative_deviation_besides_rates": round(worst, 4),
-                      "passes": bool(worst <= 0.05 and all(v <= 1.0 for v in points.values()))})
-        print(method, steps, f"worst {worst:.3f}", points, flush=True)
-    model.config = cfg
+        ref, ref_nfe = pieces(comp, n, bars, temp)
+        ref_s = time.perf_counter() - t0
+        ref_stats = {gname: stat_means(r, low) for gname, r in ref.items()}
+        sweep = [{"method": REFERENCE[0], "steps": REFERENCE[1], "nfe_per_beat": ref_nfe,
+                  "seconds": round(ref_s, 1), "reference": True,
+                  "empty_beat_rate": round(float(np.mean([v["empty_beat_rate"] for v in ref_stats.values()])),
+                                           4)}]
+        for method, steps in SETTINGS:
+            model.config = replace(cfg, sample_method=method, sample_steps=steps)
+            t0 = time.perf_counter()
+            rolls, nfe = pieces(comp, n, bars, temp)
+            secs = time.perf_counter() - t0
+            agree = float(np.mean([(rolls[k][:, 1] == ref[k][:, 1]).mean() for k in rolls]))
+            got = {k: stat_means(r, low) for k, r in rolls.items()}
+            dev = {s: float(np.mean([abs(got[k][s] - ref_stats[k][s]) / max(abs(ref_stats[k][s]), 1e-3)
+                                     for k in rolls])) for s in STATS}
+            points = {s: 100 * float(np.mean([abs(got[k][s] - ref_stats[k][s]) for k in rolls]))
+                      for s in RATES}
+            worst = max(v for k, v in dev.items() if k not in RATES)
+            sweep.append({"method": method, "steps": steps, "nfe_per_beat": nfe, "seconds": round(secs, 1),
+                          "sustain_cells_agreeing_with_reference": round(agree, 4),
+                          "mean_relative_stat_deviation_besides_rates": round(float(np.mean(
+                              [v for k, v in dev.items() if k not in RATES])), 4),
+                          "relative_stat_deviation": {k: round(v, 4) for k, v in dev.items()},
+                          "rate_deviation_points": {k: round(v, 2) for k, v in points.items()},
+                          "worst_relative_deviation_besides_rates": round(worst, 4),
+                          "passes": bool(worst <= 0.05 and all(v <= 1.0 for v in points.values()))})
+            print(method, steps, f"worst {worst:.3f}", points, flush=True)
+    finally:
+        model.config = cfg
     close = [s for s in sweep[1:] if s["passes"]]
     result["quality_vs_nfe"] = sweep
     result.pop("fewest_nfe_within_5pct_of_reference", None)
@@ -194,10 +198,13 @@ def settings_sweep(comp: Composer, ds, clf, args, result: dict) -> None:
         print(f"guidance {guidance} temperature {temp} outline {row['outline']}: fidelity "
               f"{row['fidelity_mean']} (lowest {row['fidelity_lowest']}), notes/bar worst "
               f"{row['notes_per_bar_worst']}, range worst {row['pitch_range_worst']}", flush=True)
-    result["settings_on_tuning_seeds"] = rows
-    result["settings_note"] = (
+    calibrated = args.decoding == "calibrated"
+    cut = "the checkpoint's calibrated thresholds" if calibrated else "exact decoding at 0.5"
+    suffix = "_calibrated" if calibrated else ""
+    result[f"settings_on_tuning_seeds{suffix}"] = rows
+    result[f"settings_note{suffix}"] = (
         f"{n} pieces x {bars} bars per genre, seeds {TUNING_SEED}..{TUNING_SEED + n - 1}, default "
-        f"solver, exact decoding at 0.5, against 200 validation windows per genre (tuning; the figures "
+        f"solver, {cut}, against 200 validation windows per genre (tuning; the figures "
         f"above and musicflow evaluate use other seeds and the test split)")
 
 
@@ -246,7 +253,8 @@ def main() -> None:
         old = json.loads(path.read_text()) if path.is_file() else {}
         old.pop("benchmark", None)
         old.pop("machine", None)
-        result = {**old, **{k: v for k, v in result.items() if k not in old}}
+        fresh = ("checkpoint", "params", "config", "command", "train_steps", "train_wall_time_s")
+        result = {**old, **{k: v for k, v in result.items() if k not in old or k in fresh}}
         if args.only_solvers:
             solvers()
         if args.only_nfe:

@@ -5,7 +5,7 @@ Python floats. A float array (latents, trained weights) is kept as a short finge
 rather than a hash: the last bits of a float sum depend on the CPU's vector kernels, so two machines
 running the same code agree on the MIDI and on every figure to about six digits, not on every bit.
 ``tests/test_golden.py`` compares a fresh run with ``tests/golden.json`` (MIDI exactly, figures to
-three significant digits); a redesign that keeps behaviour changes neither. To record anew (only
+two parts in a thousand); a redesign that keeps behaviour changes neither. To record anew (only
 when behaviour is meant to change, and say so in the commit): ``python tests/golden_cases.py``.
 """
 
@@ -44,9 +44,12 @@ def array_hash(a) -> str | list[float]:
 
 
 def fingerprint(a: np.ndarray, values: int = 8) -> list[float]:
-    """A float array's norm, absolute sum and first few values."""
+    """A float array's norm, absolute sum, first few values and as many spread evenly over it (a
+    change anywhere moves the sums; a reordering or sign change moves the values that see it)."""
     flat = a.astype(np.float64).ravel()
-    return [float(np.linalg.norm(flat)), float(np.abs(flat).sum()), *map(float, flat[:values])]
+    spread = flat[np.linspace(0, len(flat) - 1, values).astype(int)] if values and len(flat) else []
+    return [float(np.linalg.norm(flat)), float(np.abs(flat).sum()), *map(float, flat[:values]),
+            *map(float, spread)]
 
 
 def state_hash(model: torch.nn.Module) -> dict:

@@ -15,10 +15,10 @@ from golden_cases import GOLDEN, GROUPS, JSB, run
 
 
 def same(want, got) -> bool:
-    """Equal, with floats equal to three significant digits.
+    """Equal, with floats equal to two parts in a thousand.
 
     Float sums differ in their last bits between CPUs (vector widths, thread counts); a change of
-    behaviour moves a likelihood or a weight by far more than a part in a thousand.
+    behaviour moves a likelihood or a weight by far more than that.
     """
     if isinstance(want, float) and isinstance(got, (int, float)):
         return math.isclose(want, got, rel_tol=2e-3, abs_tol=1e-6)
