@@ -26,6 +26,7 @@ import torch
 
 from musicflow.checkpoint import Checkpoint, load_checkpoint
 from musicflow.compose.genre import GenreArg, genre_vector, parse_genre
+from musicflow.compose.judge import JudgeOps
 from musicflow.compose.keys import parse_key, parse_program, part_programs
 from musicflow.compose.latent import LatentOps, Result, draw_latents, new_seed
 from musicflow.compose.models import checkpoint_path
@@ -47,7 +48,7 @@ from musicflow.sampling import generate, mixed_threshold, model_device
 #: ``guidance=1`` samples plainly.
 DEFAULT_GUIDANCE = Glow.default_guidance
 DEFAULT_CANDIDATES = 16
-class Composer(StyleOps, LatentOps):
+class Composer(StyleOps, LatentOps, JudgeOps):
     """Composes with a trained flow. Load once, call many times; no global state."""
 
     def __init__(self, checkpoint: Checkpoint, decoding: str | float = "exact", progress: bool = False):
@@ -341,40 +342,11 @@ class Composer(StyleOps, LatentOps):
         roll = self.grow(latents, vec, None, self.threshold(w), outline=plan)[0]
         return Result(self.to_midi(roll, o), roll, latents, -1, w, outline)
 
-    # -- reading and judging a user's music ----------------------------------------------------
+    # -- reading a user's music (judging it: JudgeOps) ----------------------------------------
     def read(self, midi: MidiInput | Input) -> Input:
         """Put a user's MIDI (path or object) on the model's grid; ``report`` says what was kept.
         An :class:`Input` passes through, so callers can read once and reuse it."""
         return midi if isinstance(midi, Input) else read_input(midi, self.spec)
-
-    @torch.no_grad()
-    def log_likelihoods(self, midi: MidiInput | Input) -> tuple[dict[str, np.ndarray], Input]:
-        """Per-window log-likelihood (nats, dequantization bound, fixed noise) under each genre."""
-        inp = self.read(midi)
-        xs, ctx = self.windows(inp.roll)
-        n = len(xs)
-        out = {}
-        for gi, g in enumerate(self.genres):
-            vec = torch.zeros(n, len(self.genres))
-            vec[:, gi] = 1
-            gen = torch.Generator().manual_seed(0)
-            cond = self.condition(vec, ctx)
-            out[g] = self.model.log_prob(xs.to(cond.genre.device), cond, generator=gen).cpu().numpy()
-        return out, inp
-
-    def score(self, midi: MidiInput | Input) -> dict:
-        """Bits/dim under each genre, per window and for the whole piece (upper bounds)."""
-        ll, inp = self.log_likelihoods(midi)
-        d = 2 * self.spec.pitches * self.window * math.log(2)  # binary cells, not latent size
-        return {"report": inp.report,
-                "per_window": {g: (-v / d).tolist() for g, v in ll.items()},
-                "whole": {g: float(-v.sum() / (d * len(v))) for g, v in ll.items()}}
-
-    def classify(self, midi: MidiInput | Input) -> dict[str, float]:
-        """Genre probabilities by Bayes' rule from the likelihoods, with a uniform prior."""
-        ll, _ = self.log_likelihoods(midi)
-        total = torch.tensor([float(v.sum()) for v in ll.values()])
-        return dict(zip(ll, total.softmax(0).tolist()))
 
     # -- new music from a user's music ---------------------------------------------------------
     def continue_(self, midi: MidiInput | Input, genre: GenreArg | None = None, *, seed: int | None = None,
