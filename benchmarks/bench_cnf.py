@@ -80,6 +80,12 @@ def pieces(comp: Composer, n: int, bars: int, temperature: float, guidance: floa
     return out, comp.model.last_nfe
 
 
+def decoding_note(decoding: str) -> str:
+    """How the pieces' cells were cut, for the JSON's notes."""
+    return ("the checkpoint's thresholds, calibrated at the default solver and guidance 1 (the pieces "
+            "at the checkpoint's own guidance)" if decoding == "calibrated" else "exact decoding at 0.5")
+
+
 def stat_means(rolls: np.ndarray, low: int) -> dict[str, float]:
     return {k: float(v.mean()) for k, v in statistics(rolls, low).items()}
 
@@ -156,9 +162,7 @@ def nfe_sweep(comp: Composer, cfg, low: int, args, result: dict) -> None:
     result["fewest_nfe_passing"] = (
         min(close, key=lambda s: (s["nfe_per_beat"], s["worst_relative_deviation_besides_rates"]))
         if close else "none of the settings")
-    cut = ("the checkpoint's thresholds, calibrated at the default solver and guidance 1 (the "
-           "pieces at the checkpoint's own guidance)"
-           if args.decoding == "calibrated" else "exact decoding at 0.5")
+    cut = decoding_note(args.decoding)
     result["quality_vs_nfe_note"] = (
         f"{n} pieces x {bars} bars per genre at guidance {cfg.guidance}, seeds 0..{n - 1}, same latents "
         f"and outlines for every setting; reference {REFERENCE[0]} x {REFERENCE[1]} steps; relative "
@@ -172,7 +176,7 @@ def settings_sweep(comp: Composer, ds, clf, args, result: dict) -> None:
     outline brings). Fidelity by the independent genre classifier; notes per bar, pitch range and
     polyphony as relative differences from real validation windows, empty beats in points."""
     n, bars, low = args.tuning_pieces, args.bars, comp.spec.low
-    real = {g: statistics(real_windows(ds, "valid", g, 200, steps=bars * 16), low) for g in comp.genres}
+    real = {g: stat_means(real_windows(ds, "valid", g, 200, steps=bars * 16), low) for g in comp.genres}
     rows = []
     grid = [(g, t, None) for g in args.guidances for t in args.temperatures]
     grid.append((comp.model.config.guidance, 1.0, False))  # the default without an outline
@@ -181,8 +185,7 @@ def settings_sweep(comp: Composer, ds, clf, args, result: dict) -> None:
         row: dict = {"guidance": guidance, "temperature": temp, "outline": outline is not False,
                      "nfe_per_beat": nfe, "genres": {}}
         for gi, (g, r) in enumerate(rolls.items()):
-            st = {k: float(v.mean()) for k, v in statistics(r, low).items()}
-            ref = {k: float(v.mean()) for k, v in real[g].items()}
+            st, ref = stat_means(r, low), real[g]
             row["genres"][g] = {
                 "fidelity": round(float((classify_rolls(clf, r).argmax(1) == gi).mean()), 3),
                 "notes_per_bar": round(st["notes_per_bar"] / ref["notes_per_bar"] - 1, 3),
@@ -198,9 +201,8 @@ def settings_sweep(comp: Composer, ds, clf, args, result: dict) -> None:
         print(f"guidance {guidance} temperature {temp} outline {row['outline']}: fidelity "
               f"{row['fidelity_mean']} (lowest {row['fidelity_lowest']}), notes/bar worst "
               f"{row['notes_per_bar_worst']}, range worst {row['pitch_range_worst']}", flush=True)
-    calibrated = args.decoding == "calibrated"
-    cut = "the checkpoint's calibrated thresholds" if calibrated else "exact decoding at 0.5"
-    suffix = "_calibrated" if calibrated else ""
+    cut = decoding_note(args.decoding)
+    suffix = "_calibrated" if args.decoding == "calibrated" else ""
     result[f"settings_on_tuning_seeds{suffix}"] = rows
     result[f"settings_note{suffix}"] = (
         f"{n} pieces x {bars} bars per genre, seeds {TUNING_SEED}..{TUNING_SEED + n - 1}, default "
@@ -257,11 +259,11 @@ def main() -> None:
         result = {**old, **{k: v for k, v in result.items() if k not in old or k in fresh}}
         if args.only_solvers:
             solvers()
+        comp = Composer(ck, decoding=args.decoding)
         if args.only_nfe:
-            nfe_sweep(Composer(ck, decoding=args.decoding), cfg, spec.low, args, result)
+            nfe_sweep(comp, cfg, spec.low, args, result)
         if args.only_settings:
-            settings_sweep(Composer(ck, decoding=args.decoding), ds, load_checkpoint(args.classifier).model,
-                           args, result)
+            settings_sweep(comp, ds, load_checkpoint(args.classifier).model, args, result)
         save("bench_cnf", result)
         return
 
@@ -289,9 +291,7 @@ def main() -> None:
 
     nfe_sweep(comp, cfg, spec.low, args, result)
     n, bars, temp = args.samples, args.bars, args.temperature
-    cut = ("the checkpoint's thresholds, calibrated at the default solver and guidance 1 (the "
-           "pieces at the checkpoint's own guidance)"
-           if args.decoding == "calibrated" else "exact decoding at 0.5")
+    cut = decoding_note(args.decoding)
 
     # -- samples: statistics against real, guidance, genre fidelity ----------------------------
     clf = load_checkpoint(args.classifier).model if Path(args.classifier).exists() else None
