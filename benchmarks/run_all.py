@@ -50,7 +50,9 @@ FLOWS = ("glow", "cnf")
 # The neural ODE's likelihoods cost a solve per window and genre: fixed RK4 steps (within 0.2 nats
 # of the adaptive solver per window, benchmarks/bench_cnf.py) and fewer test windows and pieces.
 EVALUATE_ARGS = {"cnf": ["--samples", "30", "--bars", "8", "--ode-solver", "rk4:8", "--test-windows", "300",
-                         "--classify-pieces", "4", "--classify-bars", "8", "--mix-samples", "2"]}
+                         "--classify-pieces", "4", "--classify-bars", "8", "--mix-samples", "2"],
+                 **{kind: ["--samples", "30", "--bars", "8", "--mix-samples", "2"]
+                    for kind in ("keyflow", "glow", "glow-no-outline")}}
 
 
 def _short(path: Path) -> str:

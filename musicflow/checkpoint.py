@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from musicflow.baselines.classifier import ClassifierConfig, GenreClassifier
+from musicflow.baselines.gan import GAN, GANConfig
 from musicflow.baselines.vae import VAE, VAEConfig
 from musicflow.errors import MusicflowError
 from musicflow.files import atomic_write
@@ -44,6 +45,7 @@ KINDS: dict[str, Kind] = {
     "glow": Kind(GlowConfig, Glow, "windows"),
     "cnf": Kind(CNFConfig, CNF, "windows"),
     "vae": Kind(VAEConfig, VAE, "windows"),
+    "gan": Kind(GANConfig, GAN, "windows"),
     "frameflow": Kind(FrameFlowConfig, FrameFlow, "frames"),
     "keyflow": Kind(KeyFlowConfig, KeyFlow, "pieces"),
     "classifier": Kind(ClassifierConfig, GenreClassifier, "labels"),

@@ -19,7 +19,7 @@ from musicflow.data.build import build_dataset
 from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet
 from musicflow.evaluate.metrics import all_metrics, overlap_area
-from musicflow.evaluate.novelty import nearest, segments, summarize
+from musicflow.evaluate.novelty import diversity, nearest, segments, summarize
 from musicflow.evaluate.report import EvalConfig, evaluate
 from musicflow.evaluate.tables import to_markdown
 from musicflow.flows.base import Condition
@@ -27,7 +27,8 @@ from musicflow.roll import PianoRollSpec
 from musicflow.training import TrainConfig, train
 from musicflow.training.classifier import train_classifier
 
-SECTIONS = ("bits_per_dim", "metrics", "fidelity", "likelihood_classification", "novelty")
+SECTIONS = ("bits_per_dim", "metrics", "fidelity", "likelihood_classification", "novelty", "diversity",
+            "speed")
 
 
 # -- pure functions, hand-computed ----------------------------------------------------------------
@@ -95,6 +96,20 @@ def test_metrics_of_a_small_roll_by_hand():
     assert m["groove_consistency"] == 1.0 and m["note_density"] == 12 / (12 * 32)
 
 
+def test_diversity_by_hand():
+    same = np.zeros((3, 2, 4, 4))
+    same[:, 1, 0] = 1
+    assert diversity(same) == 0.0  # one piece three times: a collapsed model
+    apart = np.zeros((2, 2, 4, 4))
+    apart[0, 1, 0] = 1
+    apart[1, 1, 1] = 1
+    assert diversity(apart) == 1.0
+    half = apart.copy()
+    half[1, 1, 0, :2] = 1  # shares 2 of the 10 cells the two sound together
+    assert diversity(half) == pytest.approx(1 - 2 / 8)
+    assert diversity(np.concatenate([same[:1], np.zeros((4, 2, 4, 4))])) is None  # silent ones left out
+
+
 # -- the VAE baseline ------------------------------------------------------------------------------
 
 def _vae() -> VAE:
@@ -141,6 +156,8 @@ TINY_GLOW = {"levels": 1, "depth": 1, "hidden": 8, "context_channels": 4, "cond_
              "steps": 4, "context_steps": 16}
 TINY_VAE = {"hidden": 8, "bottleneck": 8, "dim": 4, "context_channels": 4, "cond_dim": 8, "embed_dim": 4,
             "steps": 4, "context_steps": 16}
+TINY_GAN = {"hidden": 8, "critic_hidden": 8, "bottleneck": 8, "noise": 4, "context_channels": 4,
+            "cond_dim": 8, "embed_dim": 4, "steps": 4, "context_steps": 16}
 TINY_CNF = {"hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4, "blocks": 1, "steps": 4,
             "context_steps": 16, "sample_steps": 2}
 SMALL = EvalConfig(samples=3, bars=4, test_windows=8, real_windows=4, mix_samples=2, classify_pieces=1,
@@ -149,7 +166,7 @@ SMALL = EvalConfig(samples=3, bars=4, test_windows=8, real_windows=4, mix_sample
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A tiny dataset (two genres, every split), a tiny Glow, VAE and classifier."""
+    """A tiny dataset (two genres, every split), a tiny Glow, VAE, GAN, neural ODE and classifier."""
     root = tmp_path_factory.mktemp("tiny")
     for genre, base in (("jazz", 60), ("folk", 64)):
         (root / genre).mkdir()
@@ -163,6 +180,7 @@ def tiny(tmp_path_factory):
     cfg = TrainConfig(steps=2, batch_size=8, valid_every=2, warmup=1, valid_windows=4)
     train("glow", data, root / "glow.pt", cfg, TINY_GLOW, quiet=True)
     train("vae", data, root / "vae-music21.pt", cfg, TINY_VAE, quiet=True)
+    train("gan", data, root / "gan-music21.pt", cfg, TINY_GAN, quiet=True)
     train("cnf", data, root / "cnf.pt", cfg, TINY_CNF, quiet=True)
     clf, info = train_classifier(Dataset.load(data), steps=2, batch_size=8, quiet=True)
     save_checkpoint(root / "clf.pt", "classifier", clf, ds.spec, ds.genres, info)
@@ -173,13 +191,19 @@ def test_report_has_every_section(tiny):
     report = evaluate(tiny / "glow.pt", tiny / "tiny.npz", SMALL, classifier=tiny / "clf.pt")
     for section in SECTIONS:
         assert section in report, section
-    assert set(report["models"]) == {"model", "bernoulli", "vae"}
+    assert set(report["models"]) == {"model", "bernoulli", "vae", "gan"}
     genres = report["data"]["genres"]
-    for g in genres:
+    for g in genres:  # the GAN has no likelihood: no bits/dim, no likelihood classification
         assert set(report["bits_per_dim"]["per_genre"][g]) == {"model", "bernoulli", "vae"}
+        assert set(report["diversity"]["per_genre"][g]) == {"model", "bernoulli", "vae", "gan", "real_test"}
+        assert set(report["fidelity"]["per_genre"][g]) >= {"model", "bernoulli", "vae", "gan"}
+        assert "gan" in report["metrics"]["per_genre"][g]["pitch_range"]
         row = report["metrics"]["per_genre"][g]
         assert len(row) == 9 and all(0 <= row[k]["model"]["overlap"] <= 1 for k in row)
         assert "train_vs_test" in row["pitch_range"]
+    assert "gan" not in report["likelihood_classification"] and "vae" in report["likelihood_classification"]
+    assert report["novelty"]["gan"]["samples"] == 3 * len(genres)
+    assert all(report["speed"][n]["bars_per_s"] > 0 for n in ("model", "bernoulli", "vae", "gan"))
     assert len(report["fidelity"]["mixes"]["model"]["pairs"]) == 1
     lc = report["likelihood_classification"]
     assert np.array(lc["model"]["confusion"]).sum() == sum(lc["pieces_per_genre"].values())
@@ -191,6 +215,7 @@ def test_report_has_every_section(tiny):
     assert (report["models"]["model"]["guidance"], report["models"]["model"]["candidates"]) == \
         (DEFAULT_GUIDANCE, DEFAULT_CANDIDATES)
     assert report["models"]["vae"]["candidates"] == 1 and report["models"]["bernoulli"]["guidance"] == 1.0
+    assert report["models"]["gan"]["kind"] == "gan" and report["models"]["gan"]["candidates"] == 1
     from musicflow.evaluate.fidelity import real_openings, statistics
 
     ds = Dataset.load(tiny / "tiny.npz")
@@ -207,8 +232,11 @@ def test_report_has_every_section(tiny):
     report["models"]["model"]["outlines"] = True
     assert "composed to the outline" in to_markdown(report)
     for heading in ("Bits per dimension", "Musical metrics", "Genre fidelity", "Likelihood classification",
-                    "Novelty"):
+                    "Novelty", "Diversity within a genre", "Speed"):
         assert heading in md
+    summary = md.split("## Summary")[1].split("##")[0]
+    assert "keyflow" not in summary and "glow / vae / gan / bernoulli" in summary
+    assert " / – / " in summary  # the GAN's bits/dim and likelihood classification cells
     json.dumps(report)  # JSON-able
 
 

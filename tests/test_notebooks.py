@@ -34,7 +34,7 @@ EXPECTED = {
                            ["sample-celtic", "sample-chorale", "mix-middle", "style-schumann"]),
     "03_latent_space": (["roundtrip", "interpolation", "transfer", "variations"],
                         ["piece-a", "interpolation-path", "transfer-chorale", "variation"]),
-    "04_likelihood": (["score", "likelihood_matrix"], []),
+    "04_likelihood": (["score", "likelihood_matrix", "families", "family_rolls"], []),
 }
 
 
@@ -117,6 +117,10 @@ def check_results(name: str, out: Path) -> None:
         assert np.array(res["confusion"]).sum() == 14  # two pieces per genre
         s = res["sanity"]
         assert s["the piece"] < s["random notes"]  # real music is cheaper than random notes
+        fam = res["families"]  # read from the committed evaluation report
+        assert set(fam) == {"flow (KeyFlow)", "VAE", "GAN", "Bernoulli", "real music"}
+        assert all(0 <= v["fidelity"] <= 1 and 0 <= v["overlap"] <= 1 for v in fam.values())
+        assert all(n > 0 for n in res["family_roll_notes"].values())  # every family composes notes
 
 
 @pytest.mark.skipif(_kernel_missing() is not None, reason=str(_kernel_missing()))

@@ -1,2 +1,3 @@
 """Baselines the flows are measured against: an independent Bernoulli per cell and genre, and a
-conditional VAE of similar size trained on the same windows with the same conditioning."""
+conditional VAE and a conditional GAN of similar size trained on the same windows with the same
+conditioning."""

@@ -74,7 +74,7 @@ class VAEConfig(ConfigDict):
 
 
 
-class _PitchNet(nn.Module):
+class PitchNet(nn.Module):
     """Residual 1-D convolutions along pitch, FiLM-modulated by a condition vector."""
 
     def __init__(self, in_ch: int, hidden: int, cond_dim: int, blocks: int, kernel: int) -> None:
@@ -116,12 +116,12 @@ class VAE(Flow):
         self.context_encoder = ContextEncoder(p, c.context_channels, c.cond_dim)
         self.cond_mlp = nn.Sequential(nn.Linear(c.embed_dim + c.cond_dim, c.cond_dim), nn.ReLU(),
                                       nn.Linear(c.cond_dim, c.cond_dim))
-        self.encoder = _PitchNet(2 * t + c.context_channels, h, c.cond_dim, c.blocks, c.kernel)
+        self.encoder = PitchNet(2 * t + c.context_channels, h, c.cond_dim, c.blocks, c.kernel)
         self.to_latent = nn.Sequential(nn.Conv1d(h, 8, 1), nn.Flatten(), nn.Linear(8 * p, c.bottleneck),
                                        nn.GELU(), nn.Linear(c.bottleneck, 2 * c.dim))
         self.from_latent = nn.Sequential(nn.Linear(c.dim + c.cond_dim, c.bottleneck), nn.GELU(),
                                          nn.Linear(c.bottleneck, 8 * p))
-        self.decoder = _PitchNet(8 + c.context_channels, h, c.cond_dim, c.blocks, c.kernel)
+        self.decoder = PitchNet(8 + c.context_channels, h, c.cond_dim, c.blocks, c.kernel)
         self.to_logits = nn.Conv1d(h, 2 * t, c.kernel, padding=c.kernel // 2)
         nn.init.zeros_(self.to_logits.weight)
         # Start at the corpus's sparsity (about 3% of cells sound) rather than at one half.

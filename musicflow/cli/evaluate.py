@@ -17,7 +17,7 @@ def evaluated(name: str, *decls: str, **kw):
 
 @click.command("evaluate")
 @click.option("--model", "model", default="keyflow", show_default=True,
-              help="keyflow, glow, glow-no-outline, cnf, vae, or a checkpoint path.")
+              help="keyflow, glow, glow-no-outline, cnf, vae, gan, or a checkpoint path.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Dataset [default: data/music21.npz]; its test split is evaluated.")
 @evaluated("samples", type=int)
@@ -35,9 +35,12 @@ def evaluated(name: str, *decls: str, **kw):
 @click.option("--two-sample/--no-two-sample", default=True, show_default=True,
               help="Two-sample tests: can a classifier tell the pieces from real test excerpts?")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
-              help="Also evaluate the Bernoulli baseline and the VAE checkpoint.")
+              help="Also evaluate the Bernoulli baseline and the VAE and GAN checkpoints.")
 @click.option("--vae", default=None,
               help="VAE baseline checkpoint [default: vae-music21.pt beside the model].")
+@click.option("--gan", default=None,
+              help="GAN baseline checkpoint [default: gan-music21.pt beside the model]; a GAN has no "
+                   "likelihood, so no bits/dim or likelihood classification.")
 @click.option("--classifier", default=None,
               help="Genre classifier [default: checkpoints/genre-classifier.pt].")
 @click.option("--output", "-o", default="report.json", show_default=True,
@@ -45,10 +48,10 @@ def evaluated(name: str, *decls: str, **kw):
 @quiet_option
 def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, real_windows, mix_samples,
                  classify_pieces, classify_bars, ode_solver, guidance, candidates, two_sample, baselines, vae,
-                 classifier, output, quiet) -> None:
+                 gan, classifier, output, quiet) -> None:
     """Evaluate a model against baselines: bits/dim, musical metrics, genre fidelity, likelihood
-    classification, novelty and two-sample tests against real music, in one JSON report and a
-    markdown table."""
+    classification, novelty, diversity, speed and two-sample tests against real music, in one JSON
+    report and a markdown table."""
     import json
 
     from musicflow.evaluate.report import evaluate
@@ -59,7 +62,7 @@ def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, re
                      test_windows=test_windows, real_windows=real_windows, mix_samples=mix_samples,
                      classify_pieces=classify_pieces, classify_bars=classify_bars, ode_solver=ode_solver,
                      guidance=guidance, candidates=candidates, two_sample=two_sample)
-    report = evaluate(model, data, cfg, baselines, vae, classifier, quiet)
+    report = evaluate(model, data, cfg, baselines, vae, classifier, quiet, gan)
     out = Path(output)
     text = json.dumps(report, indent=1) + "\n"
     md = to_markdown(report)

@@ -99,6 +99,8 @@ def models_cmd() -> None:
             extra += f", valid {nats:.3f} nats/step"
         elif isinstance(nats, float):  # a benchmark model
             extra += f", {ck.info.get('corpus') or 'jsb'} valid {nats:.3f} nats/step (musicflow benchmark)"
+        if isinstance(ck.model, Flow) and not ck.model.has_likelihood:
+            extra += ", no likelihood (a baseline to compare with)"
         if isinstance(ck.model, Flow) and ck.model.takes_outline:
             extra += ", composes to outlines"
         if ck.info.get("styles"):

@@ -26,9 +26,9 @@ def trained(name: str, **kw):
 
 @click.command("train")
 @click.option("--model", "kind", type=TrainableKind(), default="glow",
-              show_default=True, help="keyflow: the sequence flow over whole pieces; vae: the VAE "
-                                      "baseline; classifier: the independent genre classifier for "
-                                      "evaluation.")
+              show_default=True, help="keyflow: the sequence flow over whole pieces; vae, gan: the "
+                                      "VAE and GAN baselines; classifier: the independent genre "
+                                      "classifier for evaluation.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Dataset from 'musicflow data build' [default: data/music21.npz].")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
@@ -75,8 +75,9 @@ def train_cmd(kind, data, out, steps, batch_size, lr, warmup, clip, transpose, v
         overrides["objective"] = objective
     record = train(kind, data, out, cfg, overrides, resume, device, quiet, command)
     if int(os.environ.get("RANK", "0")) == 0:
-        click.echo(f"wrote {out}: step {record['step']}, valid {record.get('valid_bpd', float('nan')):.4f}"
-                   f" bits/dim, {record['wall_time_s']:.0f} s")
+        figure = (f"{record['valid_bpd']:.4f} bits/dim" if "valid_bpd" in record
+                  else f"sample gap {record.get('valid_gap', float('nan')):.4f}")
+        click.echo(f"wrote {out}: step {record['step']}, valid {figure}, {record['wall_time_s']:.0f} s")
 
 
 def _train_pieces(kind, data, out, overrides, resume, quiet, command, device) -> None:

@@ -89,8 +89,8 @@ class Composer(StyleOps, LatentOps, JudgeOps):
              decoding: str | float = "exact", progress: bool = False) -> Composer:
         """``None`` or ``"keyflow"``: the shipped sequence flow, the default; ``"glow"``: the shipped
         Glow, which composes to outlines; ``"glow-no-outline"``: the Glow without them; ``"cnf"``:
-        the neural-ODE one; ``"vae"``: the VAE baseline; anything else is a checkpoint path or the
-        name of one in the home folder (:func:`checkpoint_path`).
+        the neural-ODE one; ``"vae"``, ``"gan"``: the VAE and GAN baselines; anything else is a
+        checkpoint path or the name of one in the home folder (:func:`checkpoint_path`).
         ``decoding`` is how a window flow's continuous output becomes notes: ``"exact"``
         (threshold 0.5, the dequantization cell boundary), ``"calibrated"`` (the checkpoint's
         per-genre thresholds) or a threshold; ``progress`` shows a bar over the beats (or steps) of
@@ -175,6 +175,9 @@ class Composer(StyleOps, LatentOps, JudgeOps):
             raise MusicflowError(f"guidance must be a number >= 0 (1 is plain sampling), got {guidance}")
         if guidance == 1.0:
             return 1.0, 1
+        if not self.model.has_likelihood:
+            raise MusicflowError(f"guidance {guidance:g}: weighs candidates by their likelihood, and "
+                                 f"a {self.ck.kind.upper()} has none (use guidance 1)")
         k = DEFAULT_CANDIDATES if candidates is None else int(candidates)
         if k < 2:
             raise MusicflowError(f"candidates must be at least 2 under guidance, got {k}")

@@ -10,7 +10,7 @@ from musicflow.paths import checkpoint
 #: :func:`musicflow.paths.checkpoint`). ``keyflow``, the default, is the
 #: sequence flow (:mod:`musicflow.compose.pieces`); ``glow`` composes to an outline
 #: (:mod:`musicflow.compose.outlines`); ``glow-no-outline`` is the Glow without one.
-SHIPPED = ("keyflow", "glow", "glow-no-outline", "cnf", "vae")
+SHIPPED = ("keyflow", "glow", "glow-no-outline", "cnf", "vae", "gan")
 #: The checkpoint ``Composer.load()`` and every command use when none is named.
 DEFAULT_MODEL = "keyflow"
 #: Former names of shipped checkpoints: ``glow-outline`` became the default ``glow``.

@@ -74,3 +74,22 @@ def segments(rolls: np.ndarray, steps: int) -> np.ndarray:
     n = t // steps
     r = rolls[..., : n * steps].reshape(b, c, p, n, steps)
     return r.transpose(0, 3, 1, 2, 4).reshape(b * n, c, p, steps)
+
+
+def diversity(rolls: np.ndarray) -> float | None:
+    """Mean Jaccard distance between every two of ``rolls`` ``(S, ...)`` over their sounding cells:
+    how different the pieces of one genre are from each other (0: all the same piece; a model that
+    collapses onto a few pieces scores low). Silent rolls are left out; ``None`` under two left.
+
+    >>> round(diversity(np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]])), 3)
+    0.833
+    """
+    s = torch.from_numpy(np.asarray(rolls, np.float32).reshape(len(rolls), -1))
+    s = s[s.sum(1) > 0]
+    if len(s) < 2:
+        return None
+    dot = s @ s.T
+    n = s.sum(1)
+    jac = 1 - dot / (n[:, None] + n[None] - dot)
+    i, j = torch.triu_indices(len(s), len(s), offset=1)
+    return float(jac[i, j].mean())

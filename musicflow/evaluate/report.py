@@ -7,7 +7,12 @@ Sections (each a key of the report dict, rendered by :func:`musicflow.evaluate.t
   overlapping area of their histograms, and the same overlap between train and test windows;
 * ``fidelity``: the independent genre classifier on samples of each genre and on 50/50 mixes;
 * ``likelihood_classification``: Bayes' rule on each model's likelihoods of real test pieces;
-* ``novelty``: distance of each generated window to its nearest training window.
+* ``novelty``: distance of each generated window to its nearest training window;
+* ``diversity``: how different the pieces of one genre are from each other, beside real pieces';
+* ``speed``: bars and pieces composed per second, as the evaluation samples them.
+
+A model without a likelihood (the GAN baseline) has no bits/dim and no likelihood classification;
+those sections leave it out and say so.
 
 Every model here is a :class:`~musicflow.compose.Composer` over something with the Flow interface
 (``log_prob``, ``bits_per_dim``, ``decode`` and a config with ``steps``, ``context_steps`` and
@@ -34,7 +39,7 @@ from musicflow.data.dataset import Dataset
 from musicflow.data.windows import WindowSet
 from musicflow.evaluate.fidelity import STATS, classify_rolls, real_openings, real_windows, statistics
 from musicflow.evaluate.metrics import overlap_area
-from musicflow.evaluate.novelty import nearest, segments, summarize
+from musicflow.evaluate.novelty import diversity, nearest, segments, summarize
 from musicflow.evaluate.settings import EvalConfig
 from musicflow.evaluate.subjects import (
     Subject,
@@ -72,6 +77,8 @@ def _bpd(subjects: list[Subject], ds: Dataset, cfg: EvalConfig) -> dict:
     cache: dict = {}
     per: dict[str, dict[str, float]] = {}
     for s in subjects:
+        if not s.composer.model.has_likelihood:
+            continue
         mc = s.composer.window_config
         key = (mc.steps, mc.context_steps)
         if key not in cache:
@@ -79,12 +86,13 @@ def _bpd(subjects: list[Subject], ds: Dataset, cfg: EvalConfig) -> dict:
         vals = test_bpd(s.composer.model, cache[key], cfg.test_windows, seed=cfg.seed)
         for g, v in vals.items():
             per.setdefault(g, {})[s.name] = round(v, 5)
-    names = [s.name for s in subjects]
+    names = [s.name for s in subjects if s.composer.model.has_likelihood]
     mean = {n: round(float(np.mean([v[n] for v in per.values() if n in v])), 5) for n in names}
     return {"per_genre": per, "mean": mean, "windows_per_genre": cfg.test_windows,
             "note": "bits per binary cell of a window given its context, test split; flows: upper "
                     "bound through dequantization; vae: negative ELBO (upper bound); bernoulli: "
-                    "exact; the same windows and cells for every model of the same window shape"}
+                    "exact; the same windows and cells for every model of the same window shape; a GAN "
+                    "has no likelihood and no figure here"}
 
 
 def _metrics(samples: dict, real: dict, train: dict, low: int, openings: dict) -> dict:
@@ -168,6 +176,8 @@ def _classification(subjects: list[Subject], ds: Dataset, cfg: EvalConfig, bar: 
     genres = subjects[0].composer.genres
     pieces = {g: ds.indices("test", g)[:cfg.classify_pieces] for g in genres}
     for s in subjects:
+        if not s.composer.model.has_likelihood:
+            continue
         conf = np.zeros((len(genres), len(genres)), dtype=int)
         for gi, g in enumerate(genres):
             for i in pieces[g]:
@@ -211,20 +221,45 @@ def _novelty(samples: dict, real: dict, ds: Dataset, cfg: EvalConfig) -> dict:
 
 
 def _sample_all(subjects: list[Subject], genres: list[str], pairs: list, cfg: EvalConfig, bar
-                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict]]:
-    """Each subject's pieces of every genre and of every 50/50 pair, by the report's seeds."""
+                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict], dict]:
+    """Each subject's pieces of every genre and of every 50/50 pair, by the report's seeds, and
+    how fast each subject composed its pure-genre pieces."""
     samples: dict[str, dict[str, np.ndarray]] = {}
     mixes: dict[str, dict] = {}
+    speed: dict = {}
     for s in subjects:
         samples[s.name] = {}
+        t, cpu = time.perf_counter(), time.process_time()
         for g in genres:
             samples[s.name][g] = generate_pieces(s, {g: 1.0}, cfg.samples, cfg.bars, cfg.seed)
             bar.update(1)
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+        pieces = cfg.samples * len(genres)
+        speed[s.name] = {"pieces_per_s": round(pieces / wall, 3),
+                         "bars_per_s": round(pieces * cfg.bars / wall, 2),
+                         "bars_per_cpu_s": round(pieces * cfg.bars / max(cpu, 1e-9), 2)}
         if pairs:
             mixes[s.name] = {(a, b): generate_pieces(s, {a: 0.5, b: 0.5}, cfg.mix_samples, cfg.bars, cfg.seed)
                              for a, b in pairs}
             bar.update(1)
-    return samples, mixes
+    return samples, mixes, speed
+
+
+def _diversity(samples: dict, real: dict) -> dict:
+    """Per genre, :func:`~musicflow.evaluate.novelty.diversity` of each subject's pieces and of
+    as many real test windows."""
+    per: dict = {}
+    for g, r in real.items():
+        per[g] = {name: diversity(by_genre[g]) for name, by_genre in samples.items()}
+        per[g]["real_test"] = diversity(r[: len(next(iter(samples.values()))[g])])
+    names = [*samples, "real_test"]
+    kept = {n: [v[n] for v in per.values() if v[n] is not None] for n in names}
+    mean = {n: round(float(np.mean(k)), 4) if k else None for n, k in kept.items()}
+    return {"per_genre": {g: {n: None if v is None else round(v, 4) for n, v in row.items()}
+                          for g, row in per.items()}, "mean": mean,
+            "note": "mean Jaccard distance between every two pieces of a genre over their sounding cells "
+                    "(1: no cell shared; a model that collapses onto few pieces scores low); real_test: "
+                    "as many real test windows of the pieces' length"}
 
 
 def _two_sample(samples: dict, ds: Dataset, cfg: EvalConfig, steps: int) -> dict:
@@ -266,9 +301,9 @@ def _seeds(cfg: EvalConfig) -> dict[str, str]:
               "likelihood_classification": "noise seed 0 (Composer.log_likelihoods)"}
 
 
-def _subjects(model, vae, baselines: bool, ds: Dataset, cfg: EvalConfig) -> list[Subject]:
+def _subjects(model, vae, baselines: bool, ds: Dataset, cfg: EvalConfig, gan=None) -> list[Subject]:
     """The subjects, the model first, sampled as ``cfg`` asks; bad settings fail before any work."""
-    subjects = load_subjects(model, vae, baselines, ds, cfg.temperature)
+    subjects = load_subjects(model, vae, baselines, ds, cfg.temperature, gan)
     main = subjects[0].composer
     main.sampling(cfg.guidance, cfg.candidates)
     subjects[0].guidance, subjects[0].candidates = cfg.guidance, cfg.candidates
@@ -279,16 +314,19 @@ def _subjects(model, vae, baselines: bool, ds: Dataset, cfg: EvalConfig) -> list
 
 def evaluate(model: str | Path | None = None, data: str | Path | None = None,
              config: EvalConfig | None = None, baselines: bool = True, vae: str | Path | None = None,
-             classifier: str | Path | None = None, quiet: bool = True) -> dict:
-    """Build the evaluation report (a JSON-able dict) of ``model`` (``glow``, ``cnf``, ``vae`` or a
-    checkpoint path) on dataset ``data``; see the module docstring for its sections."""
+             classifier: str | Path | None = None, quiet: bool = True, gan: str | Path | None = None
+             ) -> dict:
+    """Build the evaluation report (a JSON-able dict) of ``model`` (``keyflow``, ``glow``, ``cnf``,
+    ``vae``, ``gan`` or a checkpoint path) on dataset ``data``, beside the baselines (``vae`` and
+    ``gan``: their checkpoints, by default those beside the model's); see the module docstring for
+    its sections."""
     from musicflow.paths import default_dataset
 
     cfg = config or EvalConfig()
     t_all, cpu0 = time.perf_counter(), time.process_time()
     data = Path(data) if data else default_dataset()
     ds = Dataset.load(data)
-    subjects = _subjects(model, vae, baselines, ds, cfg)
+    subjects = _subjects(model, vae, baselines, ds, cfg, gan)
     genres = subjects[0].composer.genres
     clf_path, clf_ck = classifier_checkpoint(classifier, genres)
     clf = clf_ck.model
@@ -304,7 +342,7 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
     bar.update(1)
 
     t = time.perf_counter()
-    samples, mixes = _sample_all(subjects, genres, pairs, cfg, bar)
+    samples, mixes, speed = _sample_all(subjects, genres, pairs, cfg, bar)
     real = {g: real_windows(ds, "test", g, cfg.real_windows, steps, cfg.seed) for g in genres}
     real = {g: r for g, r in real.items() if len(r)}
     # As many train windows as generated pieces, so the reference overlap has the same sampling noise.
@@ -324,6 +362,7 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
 
     t = time.perf_counter()
     novelty = _novelty(samples, real, ds, cfg)
+    spread = _diversity(samples, real)
     times["novelty"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -346,6 +385,10 @@ def evaluate(model: str | Path | None = None, data: str | Path | None = None,
         "fidelity": fidelity,
         "likelihood_classification": classification,
         "novelty": novelty,
+        "diversity": spread,
+        "speed": {**speed, "note": "pure-genre pieces composed per second of wall time (and bars per "
+                                   "second of process CPU time), each model sampled as above, in batches "
+                                   "of up to 64 pieces"},
         **({"two_sample": two_sample} if two_sample is not None else {}),
         "runtime_s": {k: round(v, 1) for k, v in times.items()},
     }

@@ -1,4 +1,4 @@
-"""The models an evaluation compares: the model itself, the Bernoulli baseline and the VAE, each
+"""The models an evaluation compares: the model itself, the Bernoulli baseline, the VAE and the GAN, each
 with the composer, temperature and guidance it is sampled with; and the independent classifier."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from musicflow.training import model_windows
 
 @dataclass
 class Subject:
-    """One model under evaluation: its role (``model``, ``bernoulli``, ``vae``) and composer."""
+    """One model under evaluation: its role (``model``, ``bernoulli``, ``vae``, ``gan``) and composer."""
 
     name: str
     composer: Composer
@@ -60,9 +60,9 @@ def use_ode_solver(c: Composer, text: str) -> None:
 
 
 def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: bool, ds: Dataset,
-                  temperature: float) -> list[Subject]:
+                  temperature: float, gan: str | Path | None = None) -> list[Subject]:
     """The model, then (with ``baselines``) the Bernoulli baseline fitted on the train split and
-    the VAE checkpoint (if it exists and the model is not itself the VAE)."""
+    the VAE and GAN checkpoints (each where it exists and the model is not itself of its kind)."""
     from musicflow.baselines.bernoulli import Bernoulli
 
     c = _decoding_for_kind(Composer.load(model))
@@ -77,17 +77,21 @@ def load_subjects(model: str | Path | None, vae: str | Path | None, baselines: b
     bern = Bernoulli.fit(model_windows(ds, "train", c.window_config, c.genres))
     subjects.append(Subject("bernoulli", Composer(Checkpoint("bernoulli", bern, ds.spec, c.genres)), 1.0,
                             "independent Bernoulli per cell and genre, fitted on the train split"))
-    if not c.model.decodes_probabilities:  # the model is not itself the VAE
-        path = Path(vae) if vae else Path(c.ck.path).with_name("vae-music21.pt")
+    for kind, asked in (("vae", vae), ("gan", gan)):
+        if c.ck.kind == kind:
+            continue
+        path = Path(asked) if asked else Path(c.ck.path).with_name(f"{kind}-music21.pt")
         if path.is_file():
-            v = _decoding_for_kind(Composer(load_checkpoint(path)))
-            if v.genres != c.genres or v.spec != c.spec:
+            b = _decoding_for_kind(Composer(load_checkpoint(path)))
+            if b.ck.kind != kind:
+                raise MusicflowError(f"{path}: a {b.ck.kind} checkpoint, not a {kind}")
+            if b.genres != c.genres or b.spec != c.spec:
                 raise MusicflowError(f"{path}: genres or representation differ from {c.ck.path}'s")
             # sampled at the temperature its thresholds were calibrated at
-            t_vae = float(v.ck.info.get("calibration", {}).get("temperature", temperature))
-            subjects.append(Subject("vae", v, t_vae, rel_path(path)))
-        elif vae:
-            raise MusicflowError(f"{vae}: no such checkpoint")
+            t = float(b.ck.info.get("calibration", {}).get("temperature", temperature))
+            subjects.append(Subject(kind, b, t, rel_path(path)))
+        elif asked:
+            raise MusicflowError(f"{asked}: no such checkpoint")
     return subjects
 
 

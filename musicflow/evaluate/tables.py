@@ -32,9 +32,10 @@ def _names(report: dict) -> list[str]:
 
 
 def headline(report: dict) -> list[str]:
-    """One row per genre: every section's figure for each model, ``model / vae / bernoulli``,
-    with the reference in brackets (train-vs-test overlap, classifier accuracy on real windows)."""
-    names = [n for n in ("model", "vae", "bernoulli") if n in report.get("models", {})]
+    """One row per genre: every section's figure for each model, ``model / vae / gan / bernoulli``,
+    with the reference in brackets (train-vs-test overlap, classifier accuracy on real windows); a
+    model without a likelihood (the GAN) shows ``–`` for bits/dim and likelihood classification."""
+    names = [n for n in ("model", "vae", "gan", "bernoulli") if n in report.get("models", {})]
     b, m = report["bits_per_dim"], report["metrics"]
     f, c = report["fidelity"], report["likelihood_classification"]
 
@@ -52,14 +53,14 @@ def headline(report: dict) -> list[str]:
                      f"{join((fid.get(n, {}).get('accuracy') for n in names), 2)} "
                      f"({_f(fid.get('real_test', {}).get('accuracy'), 2)}; "
                      f"{_f(fid.get('real_openings', {}).get('accuracy'), 2)})",
-                     join((c[n]["per_genre"].get(g) for n in names), 2)])
+                     join((c.get(n, {}).get("per_genre", {}).get(g) for n in names), 2)])
     ref = m["mean_overlap"].get("train_vs_test")
     rows.append(["**mean**", join(b["mean"].get(n) for n in names),
                  f"{join((m['mean_overlap'].get(n) for n in names), 2)} ({_f(ref, 2)})",
                  f"{join((f['mean_accuracy'].get(n) for n in names), 2)} "
                  f"({_f(f['mean_accuracy'].get('real_test'), 2)}; "
                  f"{_f(f['mean_accuracy'].get('real_openings'), 2)})",
-                 join((c[n]["accuracy"] for n in names), 2)])
+                 join((c.get(n, {}).get("accuracy") for n in names), 2)])
     who = " / ".join(report["models"][n].get("kind", n) for n in names)
     return _table(["genre", f"test bits/dim ({who})", f"metric overlap ({who}; train vs test)",
                    f"classifier fidelity ({who}; real windows; real openings)",
@@ -72,7 +73,7 @@ def to_markdown(report: dict) -> str:
     lines = _header_md(report)
     sections = (("bits_per_dim", _bits_per_dim_md), ("metrics", _metrics_md), ("fidelity", _fidelity_md),
                 ("likelihood_classification", _likelihood_classification_md), ("novelty", _novelty_md),
-                ("two_sample", _two_sample_md))
+                ("diversity", _diversity_md), ("speed", _speed_md), ("two_sample", _two_sample_md))
     for key, section in sections:
         if key in report:
             lines += section(report, names)
@@ -203,6 +204,22 @@ def _novelty_md(report: dict, names: list[str]) -> list[str]:
     lines += _table(["", "windows", "silent", "exact copies", "Jaccard mean", "Jaccard min",
                      "differing cells, mean"], rows)
     return lines
+
+
+def _diversity_md(report: dict, names: list[str]) -> list[str]:
+    d = report["diversity"]
+    cols = [*[n for n in names if n in d["mean"]], "real_test"]
+    rows = [[g, *[v.get(n) for n in cols]] for g, v in d["per_genre"].items()]
+    rows.append(["**mean**", *[d["mean"].get(n) for n in cols]])
+    return ["## Diversity within a genre", ""] + _table(["genre", *cols], rows) + [f"_{d['note']}._", ""]
+
+
+def _speed_md(report: dict, names: list[str]) -> list[str]:
+    sp = report["speed"]
+    rows = [[n, sp[n]["pieces_per_s"], sp[n]["bars_per_s"], sp[n]["bars_per_cpu_s"]]
+            for n in names if n in sp]
+    return (["## Speed", ""] + _table(["", "pieces / s", "bars / s", "bars / CPU s"], rows)
+            + [f"_{sp['note']}._", ""])
 
 
 def _two_sample_md(report: dict, names: list[str]) -> list[str]:

@@ -136,6 +136,9 @@ class Flow(nn.Module, abc.ABC):
     - ``decodes_probabilities``: ``decode`` returns cell probabilities rather than a sample of the
       dequantized roll, so thresholds are calibrated rather than exact;
     - ``last_nfe`` and ``likelihood_solver``: the cost and solver of an ODE-based flow;
+    - ``has_likelihood``: ``log_prob`` is defined; a baseline without one (the GAN) raises a
+      one-line error from it, and whatever needs a likelihood (scoring, classifying, guidance,
+      bits/dim) reads this attribute to refuse or skip it;
     """
 
     config: ConfigDict
@@ -143,6 +146,7 @@ class Flow(nn.Module, abc.ABC):
     default_guidance: ClassVar[float] = 1.0
     data_init: ClassVar[bool] = False
     decodes_probabilities: ClassVar[bool] = False
+    has_likelihood: ClassVar[bool] = True
     loss_name: ClassVar[str] = "bpd"
     #: Vector-field evaluations of the last solve (ODE flows; ``None`` for the others).
     last_nfe: int | None = None

@@ -128,7 +128,11 @@ class Loop:
         self.params = list(objective.parameters())
         # DDP broadcasts rank 0's (possibly data-initialised) weights and syncs gradients.
         self.objective = DistributedDataParallel(objective) if distributed() else objective
-        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # A model may split its weights into groups with their own learning-rate scale and Adam
+        # betas (the GAN's two players); the schedule scales every group alike.
+        groups = getattr(objective, "param_groups", None)
+        groups = groups(cfg.lr) if callable(groups) else [{"params": self.params}]
+        self.opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_cosine(cfg.warmup, cfg.steps, floor))
         self.step, self.elapsed = 0, 0.0
         self.running: float | None = None

@@ -44,6 +44,11 @@ class _Objective(nn.Module):
     def forward(self, x, ctx, g, outline=None, generator=None):
         return self.model.loss(x, Condition(g, ctx, outline), generator=generator).mean()
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """The optimiser's parameter groups: the model's own where it splits its weights."""
+        own = getattr(self.model, "param_groups", None)
+        return own(lr) if callable(own) else [{"params": list(self.model.parameters())}]
+
 
 def pick_device(device: str) -> torch.device:
     if device == "auto":
@@ -55,6 +60,19 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _per_genre(windows: WindowSet, per_genre: int, device, seed: int, batch_size: int):
+    """Each genre's name with its batches ``(x, ctx, genre)`` of up to ``per_genre`` of its
+    windows, a fixed choice from ``seed`` (drawn genre by genre, in order)."""
+    rng = np.random.default_rng(seed)
+    for gi, name in enumerate(windows.genres):
+        idx = np.flatnonzero(windows.labels == gi)
+        if not len(idx):
+            continue
+        idx = rng.choice(idx, size=min(per_genre, len(idx)), replace=False)
+        yield name, (tuple(t.to(device) for t in windows.batch(idx[s:s + batch_size]))
+                     for s in range(0, len(idx), batch_size))
+
+
 @torch.no_grad()
 def evaluate_bpd(model, windows: WindowSet, per_genre: int, device, seed: int = 0,
                  batch_size: int = 128, estimate: bool = True) -> dict[str, float]:
@@ -63,19 +81,11 @@ def evaluate_bpd(model, windows: WindowSet, per_genre: int, device, seed: int = 
     ODE's) where it has one, else always its own ``bits_per_dim``."""
     was = model.training
     model.eval()
-    rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     bpd = model.valid_bits_per_dim if estimate else model.bits_per_dim
     out = {}
-    for gi, name in enumerate(windows.genres):
-        idx = np.flatnonzero(windows.labels == gi)
-        if not len(idx):
-            continue
-        idx = rng.choice(idx, size=min(per_genre, len(idx)), replace=False)
-        vals = []
-        for s in range(0, len(idx), batch_size):
-            x, ctx, g = (t.to(device) for t in windows.batch(idx[s:s + batch_size]))
-            vals.append(bpd(x, Condition(g, ctx), generator=gen).cpu())
+    for name, batches in _per_genre(windows, per_genre, device, seed, batch_size):
+        vals = [bpd(x, Condition(g, ctx), generator=gen).cpu() for x, ctx, g in batches]
         out[name] = float(torch.cat(vals).mean())
     model.train(was)
     return out
@@ -170,16 +180,44 @@ def _model(kind: str, ds: Dataset, data: Path, out: Path, cfg: TrainConfig, over
     return new_model(kind, {**base, **overrides}), ds.genres, {}
 
 
+@torch.no_grad()
+def sample_gap(model, windows: WindowSet, per_genre: int, device, seed: int = 0,
+               batch_size: int = 128) -> dict[str, float]:
+    """How far a model's windows, sampled given real contexts, are from the real windows, per
+    genre: the total-variation distance between the pitches their sounding cells fall on plus the
+    relative error of their density (0: the same). The validation figure of a model without a
+    likelihood (the GAN); fixed windows and noise from ``seed``."""
+    was = model.training
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = {}
+    for name, batches in _per_genre(windows, per_genre, device, seed, batch_size):
+        real = fake = torch.zeros(())
+        for x, ctx, g in batches:
+            y = model.sample(len(x), Condition(g, ctx), generator=gen)
+            real = real + x[:, 1].sum(dim=(0, 2)).cpu()
+            fake = fake + y[:, 1].sum(dim=(0, 2)).cpu()
+        tv = 0.5 * float((real / real.sum().clamp(min=1) - fake / fake.sum().clamp(min=1)).abs().sum())
+        out[name] = tv + abs(float(fake.sum() - real.sum())) / max(float(real.sum()), 1.0)
+    model.train(was)
+    return out
+
+
 def _validate(loop: Loop, model, valid_w: WindowSet, cfg: TrainConfig, dev, quiet: bool) -> None:
-    """Bits/dim per genre on the validation windows, into the record's history."""
-    per = evaluate_bpd(model, valid_w, cfg.valid_windows, dev)
+    """Bits/dim per genre on the validation windows (for a model without a likelihood, the
+    :func:`sample_gap`), into the record's history."""
+    figure = "valid_bpd" if model.has_likelihood else "valid_gap"
+    per = (evaluate_bpd if model.has_likelihood else sample_gap)(model, valid_w, cfg.valid_windows, dev)
     mean = float(np.mean(list(per.values()))) if per else float("nan")
-    loop.record.setdefault("history", []).append(
-        {"step": loop.step, f"train_{loop.loss_name}": round(loop.running, 5), "valid_bpd": round(mean, 5),
-         "elapsed_s": round(loop.elapsed, 1)})
-    loop.record["valid_bpd"], loop.record["valid_bpd_per_genre"] = mean, per
+    row = {"step": loop.step, f"train_{loop.loss_name}": round(loop.running, 5), figure: round(mean, 5),
+           "elapsed_s": round(loop.elapsed, 1)}
+    if getattr(model, "last_losses", None) is not None:
+        row["critic"], row["generator"] = (round(v, 5) for v in model.last_losses)
+    loop.record.setdefault("history", []).append(row)
+    loop.record[figure], loop.record[f"{figure}_per_genre"] = mean, per
     if not quiet:
-        tqdm.write(f"step {loop.step}: train {loop.loss_name} {loop.running:.4f}  valid {mean:.4f} bits/dim  "
+        unit = "bits/dim" if model.has_likelihood else "gap"
+        tqdm.write(f"step {loop.step}: train {loop.loss_name} {loop.running:.4f}  valid {mean:.4f} {unit}  "
                    + " ".join(f"{k}={v:.4f}" for k, v in per.items()))
 
 
