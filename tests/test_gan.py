@@ -91,6 +91,29 @@ def test_joint_training_stays_finite_and_the_critic_learns():
     assert hist[-5:, 0].mean() < hist[:5, 0].mean()  # the critic learns to tell them apart
 
 
+def test_mode_seeking_moves_windows_of_different_latents_apart():
+    def spread(gan, cond) -> float:
+        z = torch.randn(2, 16, gan.config.dim, generator=torch.Generator().manual_seed(5))
+        vec, pmap = gan.context_encoder(cond.context, 16)
+        held = gan._held(cond, None, vec)
+        w1, w2 = (gan._window(zi, gan._condition(cond, vec), pmap, held) for zi in z)
+        return float((w1 - w2).abs().mean().detach())
+
+    x, cond = _batch()
+    alone = {}  # the generator's windows after 25 steps against a fixed critic
+    for weight in (0.0, 1.0):
+        gan = _gan(mode_seeking=weight)
+        ids = set(map(id, gan.critic.parameters()))
+        opt = torch.optim.Adam([p for p in gan.parameters() if id(p) not in ids], lr=3e-3)
+        for _ in range(25):
+            loss = gan.loss(x, cond, generator=torch.Generator().manual_seed(0)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        alone[weight] = spread(gan, cond)
+    assert alone[1.0] > 1.5 * alone[0.0], alone
+
+
 def test_clean_is_the_composers_rule_and_passes_gradients():
     g = torch.Generator().manual_seed(3)
     w = (torch.rand(64, 2, 8, 4, generator=g) < 0.5).float()
@@ -130,6 +153,8 @@ def test_config_rejects_bad_values():
         GANConfig(objective="minimax")
     with pytest.raises(MusicflowError, match="critic_lr"):
         GANConfig(critic_lr=0.0)
+    with pytest.raises(MusicflowError, match="mode_seeking"):
+        GANConfig(mode_seeking=-1.0)
 
 
 # -- the checkpoint and the Composer -----------------------------------------------------------------

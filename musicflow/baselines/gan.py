@@ -15,8 +15,10 @@ The default recipe is MuseGAN's (Dong et al. 2018): the critic sees the generato
 themselves (``binary="soft"``), a Wasserstein critic with a gradient penalty
 (``objective="wgan-gp"``), and a composed window is the probabilities thresholded at one half.
 Two time scales (the critic learns ``critic_lr`` times faster, Adam betas (0, 0.9)) let one critic
-step per generator step suffice. The alternatives stay selectable for comparison: binary neurons
-with a straight-through gradient (``binary="deterministic"``, or ``"stochastic"``, whose cell noise
+step per generator step suffice. A conditional generator fed this much context learns to ignore
+its latent (every seed then gives the same piece), so a mode-seeking term (Mao et al. 2019) asks
+two latents' windows under one condition to lie apart in proportion to the latents. The
+alternatives stay selectable for comparison: binary neurons with a straight-through gradient (``binary="deterministic"``, or ``"stochastic"``, whose cell noise
 is then part of the latent, so a latent still decodes to one window) and the hinge loss with a
 spectrally normalised critic (``objective="hinge"``); on this corpus they collapsed
 (``docs/experiments.md``).
@@ -35,7 +37,8 @@ both, each on its own objective.
 References: Goodfellow et al., "Generative Adversarial Nets" (2014); Gulrajani et al., "Improved
 Training of Wasserstein GANs" (2017); Heusel et al., "GANs Trained by a Two Time-Scale Update Rule"
 (2017); Miyato et al., "Spectral Normalization for Generative Adversarial Networks" and "cGANs with
-Projection Discriminator" (2018); Karras et al., "Progressive Growing of GANs" (2018); Dong et al.,
+Projection Discriminator" (2018); Mao et al., "Mode Seeking Generative Adversarial Networks for
+Diverse Image Synthesis" (2019); Karras et al., "Progressive Growing of GANs" (2018); Dong et al.,
 "MuseGAN" (2018); Dong & Yang, "Convolutional Generative Adversarial Networks with Binary Neurons
 for Polyphonic Music Generation" (2018).
 """
@@ -89,7 +92,7 @@ class GANConfig(ConfigDict):
     critic_lr: float = 4.0  # the critic's learning rate, a multiple of the generator's (TTUR)
     #: Weight of the mode-seeking term: the generator loses ``-log`` of how far two latents' windows
     #: lie apart for each unit their latents do, so that it cannot ignore its latent.
-    mode_seeking: float = 0.0
+    mode_seeking: float = 0.2
     #: What the critic sees of a generated window: ``soft`` (the cells' probabilities; composing
     #: thresholds them at one half), or binary neurons with a straight-through gradient:
     #: ``deterministic`` (sounds above one half) or ``stochastic`` (a Bernoulli draw whose uniform
