@@ -18,10 +18,10 @@ Two time scales (the critic learns ``critic_lr`` times faster, Adam betas (0, 0.
 step per generator step suffice. A conditional generator fed this much context learns to ignore
 its latent (every seed then gives the same piece), so a mode-seeking term (Mao et al. 2019) asks
 two latents' windows under one condition to lie apart in proportion to the latents. The
-alternatives stay selectable for comparison: binary neurons with a straight-through gradient (``binary="deterministic"``, or ``"stochastic"``, whose cell noise
-is then part of the latent, so a latent still decodes to one window) and the hinge loss with a
-spectrally normalised critic (``objective="hinge"``); on this corpus they collapsed
-(``docs/experiments.md``).
+alternatives stay selectable for comparison: binary neurons with a straight-through gradient
+(``binary="deterministic"``, or ``"stochastic"``, whose cell noise is then part of the latent,
+so a latent still decodes to one window) and the hinge loss with a spectrally normalised critic
+(``objective="hinge"``); on this corpus they collapsed (``docs/experiments.md``).
 
 A GAN has no likelihood: ``log_prob`` and ``bits_per_dim`` raise a one-line error, and
 ``has_likelihood`` is false, so scoring, classifying, genre guidance and the evaluation's bits/dim
