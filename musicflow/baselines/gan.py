@@ -316,8 +316,9 @@ class GAN(Flow):
 
     def losses(self, x: torch.Tensor, cond: Condition, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per window, the critic's hinge loss ``relu(1 - D(real)) + relu(1 + D(fake))``, which
-        reaches the critic alone (the fake is detached), and the generator's ``-D(fake)``, which
+        """Per window, the critic's loss (``wgan-gp``: ``D(fake) - D(real)`` plus the gradient
+        penalty; ``hinge``: ``relu(1 - D(real)) + relu(1 + D(fake))``), which reaches the critic
+        alone (the fake is detached), and the generator's ``-D(fake)`` (plus the mode-seeking term), which
         reaches the generator alone (through a critic whose weights take no gradient from it).
         Context dropout (in training mode) hides the same rows' context from both players."""
         c = self.config
@@ -331,7 +332,8 @@ class GAN(Flow):
             drop = torch.rand(b, generator=generator, device=x.device) < c.context_dropout
         vec, pmap = self.context_encoder(cond.context, b, drop)
         z = torch.randn(b, c.dim, generator=generator, device=x.device, dtype=x.dtype)
-        fake = self.fold(self._window(z, self._condition(cond, vec), pmap, self._held(cond, drop, vec)))
+        gvec, held = self._condition(cond, vec), self._held(cond, drop, vec)
+        fake = self.fold(self._window(z, gvec, pmap, held))
         cvec, cmap = self.critic.context(cond.context, b, drop)
         real = self.fold(x)
         d_real = self.critic(real, cvec, cmap, cond.genre)
@@ -340,7 +342,7 @@ class GAN(Flow):
             loss_g = -self.critic(fake, cvec.detach(), cmap.detach(), cond.genre)
         if c.mode_seeking > 0:  # Mao et al. 2019: a second latent for every condition
             z2 = torch.randn(b, c.dim, generator=generator, device=x.device, dtype=x.dtype)
-            fake2 = self.fold(self._window(z2, self._condition(cond, vec), pmap, self._held(cond, drop, vec)))
+            fake2 = self.fold(self._window(z2, gvec, pmap, held))
             apart = (fake - fake2).abs().flatten(1).mean(dim=1) / (z - z2).abs().mean(dim=1)
             loss_g = loss_g - c.mode_seeking * torch.log(apart + 1e-4)
         if c.objective == "hinge":
