@@ -43,6 +43,7 @@ QUICK = {
     "bench_boulanger": ["--corpus", "jsb", "--samples", "1"],
     "bench_serve": ["--repeats", "1"],
     "bench_parts": ["--chorales", "3"],
+    "bench_drift": ["--windows", "4", "--pieces", "2", "--genre", "chorale"],
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
                   "--classify-pieces", "2"]
