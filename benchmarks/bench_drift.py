@@ -63,9 +63,7 @@ def statistics(states: np.ndarray, phase: np.ndarray) -> dict:
 def teacher_forced(model, rolls, genre, phase, generator) -> np.ndarray:
     """One frame sampled at every step of ``rolls`` ``(B, T, keys)`` given the real steps before it."""
     b, t, k = rolls.shape
-    states = model.states(rolls, genre, phase).reshape(b * t, -1)
-    past = model.history(rolls).reshape(b * t, -1, k)
-    features = model.frame_features(states, past, genre.repeat_interleave(t, 0))
+    features = model.step_features(rolls, genre, phase).flatten(0, 1)
     u = torch.rand(b * t, k, generator=generator)
     return model.decode_keys(features, u, 1.0, None, model.decode_plan()).view(b, t, k).numpy()
 

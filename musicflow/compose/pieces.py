@@ -200,8 +200,7 @@ class PieceComposer(Composer):
         phase = self._phases(1, t, bars)
         experts, share = self._genre_rows(weights, 1)
         e = len(experts)
-        feats = [model.frame_features(model.states(states, g[None], phase)[0], model.history(states)[0],
-                                      g[None].expand(t, -1)) for g in experts]
+        feats = [model.step_features(states, g[None], phase)[0] for g in experts]
         features = torch.stack(feats, dim=1).flatten(0, 1)  # step-major: (t * e, keys, channels)
         frame = model.decode_keys(features, u[0], 1.0, None if e == 1 else share.expand(t, -1))
         return states_roll(frame.numpy().astype(np.uint8))

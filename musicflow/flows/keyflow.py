@@ -212,6 +212,16 @@ class KeyFlow(KeyDecoding, SequenceFlow):
                     h = h + self.adapters(extra, state)
         return h
 
+    def step_features(self, rolls: torch.Tensor, genre: torch.Tensor | None = None,
+                      phase: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`frame_features` of every step of ``rolls`` ``(B, T, keys)``, each given the real
+        steps before it (teacher forcing): ``(B, T, keys, channels)``."""
+        b, t, k = rolls.shape
+        g = None if genre is None else genre.repeat_interleave(t, 0)
+        features = self.frame_features(self.states(rolls, genre, phase).flatten(0, 1),
+                                       self.history(rolls).flatten(0, 1), g)
+        return features.view(b, t, k, -1)
+
     def key_logit(self, features: torch.Tensor, frame: torch.Tensor, key: int) -> torch.Tensor:
         """The logits of key ``key`` alone (``(N,)`` binary, ``(N, states - 1)`` otherwise) from
         :meth:`frame_features` and the keys below it in ``frame`` ``(N, keys)``: one key's share of
