@@ -14,7 +14,9 @@ from the first N pieces of the corpus's train split (file order, no choosing) an
 - the musical-metric overlap (``evaluate.fidelity.STATS``; mean over metrics of the overlap of
   their histograms) between ``--pieces`` pieces composed in the style (8 bars, seeds 100..,
   ``Composer.compose_rolls``) and 8-bar windows of the unseen pieces, beside the same overlap for
-  pieces the model composes in the nearest built-in genre (the one the learner started from);
+  pieces the model composes in the nearest built-in genre (the one the learner started from), and
+  for reference the same overlap for the learning files' own 8-bar windows (what a model that
+  reproduced the user's files exactly would reach);
 - copying: the share of the composed pieces' 4-bar windows found in the style's files (any offset
   and transposition) and the longest copied run of beats.
 
@@ -187,6 +189,7 @@ def main() -> None:
                     "classified_as_style": scores["classified_as_style"],
                     "overlap_style_pieces": round(overlap(rolls, real, low), 3),
                     "overlap_nearest_builtin_pieces": round(overlap(near_rolls, real, low), 3),
+                    "overlap_learning_files": round(overlap(real_windows(c, files), real, low), 3),
                     "copied_4bar_share": cp["copied_4bar_share"],
                     "longest_copied_beats": cp["longest_copied_beats"],
                     "learner_copy_check": info["copying"]}

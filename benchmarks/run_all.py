@@ -200,10 +200,10 @@ def _bench_mix(d: dict) -> list[str]:
 def _bench_style(d: dict) -> list[str]:
     rows = [[s, n, c["learn_seconds"], c["unseen_bits_per_dim_style"], c["unseen_bits_per_dim_best_builtin"],
              c["classified_as_style"], c["overlap_style_pieces"], c["overlap_nearest_builtin_pieces"],
-             c["copied_4bar_share"]]
+             c.get("overlap_learning_files", ""), c["copied_4bar_share"]]
             for s, row in d.get("styles", {}).items() for n, c in row["by_size"].items()]
     head = ["style", "files", "learn s", "unseen bits/dim", "best built-in", "classified as style",
-            "overlap", "nearest built-in overlap", "copied 4-bar share"]
+            "overlap", "nearest built-in overlap", "learning files' overlap", "copied 4-bar share"]
     if d.get("adapter"):
         head.append("adapter kept (rank)")
         rows = [r + [c.get("adapter_kept", 0)]
