@@ -211,6 +211,33 @@ def test_one_keys_logit_alone_is_that_keys_share_of_the_frames_logits():
     torch.testing.assert_close(alone, model.logits(x, state, past), atol=1e-5, rtol=0)
 
 
+
+@pytest.mark.parametrize("experts,temperature", [(1, 1.0), (2, 0.8), (3, 1.3)])
+def test_decoding_a_frame_at_once_gives_the_key_by_key_states(experts, temperature):
+    """The fixed-point decoder against sampling each key in turn from its own logits (the
+    convolution path, not the decoder's plan), for one genre and for a product of genres."""
+    model = _model(keys=24, states=3, genres=3).double()
+    n, k = 40, 24
+    gen = torch.Generator().manual_seed(1)
+    state = torch.randn(n * experts, 8, generator=gen, dtype=torch.float64)
+    past = (torch.rand(n * experts, 4, k, generator=gen) < 0.3).double()
+    genre = torch.eye(3, dtype=torch.float64)[torch.arange(n * experts) % experts]
+    features = model.frame_features(state, past, genre)
+    u = torch.rand(n, k, generator=gen, dtype=torch.float64)
+    share = torch.softmax(torch.randn(n, experts, generator=gen, dtype=torch.float64), 1)
+    decoded = model.decode_keys(features, u, temperature, None if experts == 1 else share)
+
+    frame = torch.zeros(n, k, dtype=torch.float64)
+    for key in range(k):
+        logits = model.key_logit(features, frame.repeat_interleave(experts, 0), key)
+        logp = torch.log_softmax(torch.nn.functional.pad(logits, (1, 0)) / temperature, -1)
+        logp = logp.view(n, experts, 3)
+        p = torch.softmax((share[..., None] * logp).sum(1), -1) if experts > 1 else logp[:, 0].exp()
+        frame[:, key] = (u[:, key, None] >= p.cumsum(-1)[:, :-1]).sum(-1).double()
+    assert torch.equal(decoded, frame.long())
+    assert 0 < (decoded > 0).double().mean() < 1  # both silent and sounding keys were decoded
+
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "boulanger"
 
 

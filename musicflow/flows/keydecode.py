@@ -36,26 +36,38 @@ class KeyDecoding:
         """The key states ``(n, keys)`` of one frame decoded from base points ``u`` ``(n, keys)``,
         key by key, given :meth:`frame_features` ``(n * e, keys, channels)`` of ``e`` experts per
         frame (frame-major) mixed as a product of experts with weights ``share`` ``(n, e)`` (rows
-        summing to 1; ``None``: one expert). What a key adds to the keys above it accumulates as the
-        frame is decoded, so each key costs one pass of the per-key blocks. ``plan`` is
-        :meth:`decode_plan`, computed once for many frames."""
+        summing to 1; ``None``: one expert). ``plan`` is :meth:`decode_plan`, computed once for many
+        frames.
+
+        Solved as a fixed point rather than one key after another: every unsettled key is decoded
+        at once from the current guess of the keys below it, until nothing changes. A key reads only
+        the keys below it, so the keys below the lowest one that changed, and that one, are final
+        after each pass: the fixed point is reached within ``keys + 1`` passes and is the key-by-key
+        decoding. A frame settles in a few passes, each one batched pass of the per-key blocks
+        instead of one small pass per key."""
         n, k = u.shape
         e = 1 if share is None else share.shape[1]
         s = self.config.states
         wb, layers = plan if plan is not None else self.decode_plan()
-        below = torch.zeros_like(features)
+        c = features.shape[-1]
+        adds = wb.reshape(k * s, k * c)  # (key below, its state) -> what every key reads
         states = torch.zeros(n, k, dtype=torch.long, device=u.device)
-        for key in range(k):
-            h = features[:, key] + below[:, key]
+        low = 0  # keys below ``low`` are final
+        while low < k:
+            onehot = F.one_hot(states, s).to(features.dtype).view(n, k * s)
+            below = (onehot @ adds[:, low * c:]).view(n, -1, c)
+            h = features[:, low:] + (below if e == 1 else below.repeat_interleave(e, 0))
             for l1, l2 in layers[:-1]:  # the residual blocks, without module-call overhead
                 h = h + F.linear(F.relu(F.linear(F.relu(h), *l1)), *l2)
             logp = F.log_softmax(F.linear(h, *layers[-1]) / temperature, -1)
-            p = logp.exp() if e == 1 else torch.softmax((share[..., None] * logp.view(n, e, s)).sum(1), -1)
-            state = (u[:, key, None] >= p.cumsum(-1)[:, :-1]).sum(-1)
-            states[:, key] = state
-            if key + 1 < k:
-                rows = wb[key, state, key + 1:]
-                below[:, key + 1:] += rows if e == 1 else rows.repeat_interleave(e, 0)
+            p = logp.exp() if e == 1 else torch.softmax(
+                (share[:, :, None, None] * logp.view(n, e, k - low, s)).sum(1), -1)
+            new = (u[:, low:, None] >= p.cumsum(-1)[..., :-1]).sum(-1)
+            changed = (new != states[:, low:]).any(0).nonzero()
+            if not len(changed):
+                break
+            states[:, low:] = new
+            low += int(changed[0]) + 1
         return states
 
     @torch.no_grad()
