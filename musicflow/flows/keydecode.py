@@ -34,10 +34,10 @@ class KeyDecoding:
     def decode_keys(self, features: torch.Tensor, u: torch.Tensor, temperature: float = 1.0,
                     share: torch.Tensor | None = None, plan: tuple | None = None) -> torch.Tensor:
         """The key states ``(n, keys)`` of one frame decoded from base points ``u`` ``(n, keys)``,
-        key by key, given :meth:`frame_features` ``(n * e, keys, channels)`` of ``e`` experts per
-        frame (frame-major) mixed as a product of experts with weights ``share`` ``(n, e)`` (rows
-        summing to 1; ``None``: one expert). ``plan`` is :meth:`decode_plan`, computed once for many
-        frames.
+        each key given the keys below it and :meth:`frame_features` ``(n * e, keys, channels)`` of
+        ``e`` experts per frame (frame-major) mixed as a product of experts with weights ``share``
+        ``(n, e)`` (rows summing to 1; ``None``: one expert). ``plan`` is :meth:`decode_plan`,
+        computed once for many frames.
 
         Solved as a fixed point rather than one key after another: every unsettled key is decoded
         at once from the current guess of the keys below it, until nothing changes. A key reads only
