@@ -79,11 +79,12 @@ def file_rolls(c: Composer, files: list[Path]) -> list[np.ndarray]:
     return [ds.roll(i) for i in range(len(ds))]
 
 
-def real_windows(c: Composer, files: list[Path], per_piece: int = 3) -> np.ndarray:
-    """Up to ``per_piece`` 8-bar windows (4/4) of each file, one after another from its start."""
+def real_windows(c: Composer, rolls: list[np.ndarray], per_piece: int = 3) -> np.ndarray:
+    """Up to ``per_piece`` 8-bar windows (4/4) of each file's roll (:func:`file_rolls`), one after
+    another from its start."""
     steps = BARS * c.spec.bar_steps()
     out = []
-    for roll in file_rolls(c, files):
+    for roll in rolls:
         out += [roll[..., s:s + steps] for s in range(0, roll.shape[-1] - steps + 1, steps)][:per_piece]
     return np.stack(out).astype(np.float32)
 
@@ -161,7 +162,7 @@ def main() -> None:
             folder = Path(tmp) / style
             train = write_midi(data["train"][:max(args.sizes)], folder / "train", style, args.max_bars)
             unseen = write_midi(data["valid"][:args.unseen], folder / "valid", style, args.max_bars)
-            real = real_windows(base, unseen)
+            real = real_windows(base, file_rolls(base, unseen))
             row = {"unseen_windows": len(real), "by_size": {}}
             for n in args.sizes:
                 files = train[:n]
@@ -174,7 +175,8 @@ def main() -> None:
                 rolls = c.compose_rolls(style, args.pieces, BARS, args.seed)
                 near = info["start"]
                 near_rolls = base.compose_rolls(near, args.pieces, BARS, args.seed)
-                cp = copying([key_states(r) for r in rolls], [key_states(r) for r in file_rolls(c, files)],
+                own = file_rolls(c, files)
+                cp = copying([key_states(r) for r in rolls], [key_states(r) for r in own],
                              c.spec.bar_steps())
                 cell = {
                     "learn_seconds": round(seconds, 1), "steps": info["steps"], "held_out": info["held_out"],
@@ -189,7 +191,7 @@ def main() -> None:
                     "classified_as_style": scores["classified_as_style"],
                     "overlap_style_pieces": round(overlap(rolls, real, low), 3),
                     "overlap_nearest_builtin_pieces": round(overlap(near_rolls, real, low), 3),
-                    "overlap_learning_files": round(overlap(real_windows(c, files), real, low), 3),
+                    "overlap_learning_files": round(overlap(real_windows(c, own), real, low), 3),
                     "copied_4bar_share": cp["copied_4bar_share"],
                     "longest_copied_beats": cp["longest_copied_beats"],
                     "learner_copy_check": info["copying"]}

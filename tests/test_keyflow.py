@@ -211,7 +211,6 @@ def test_one_keys_logit_alone_is_that_keys_share_of_the_frames_logits():
     torch.testing.assert_close(alone, model.logits(x, state, past), atol=1e-5, rtol=0)
 
 
-
 @pytest.mark.parametrize("experts,temperature", [(1, 1.0), (2, 0.8), (3, 1.3)])
 def test_decoding_a_frame_at_once_gives_the_key_by_key_states(experts, temperature):
     """The fixed-point decoder against sampling each key in turn from its own logits (the
