@@ -98,8 +98,7 @@ def main() -> None:
         pieces = composer.compose_rolls({g: 1.0}, args.pieces, args.bars, args.seed)
         w, _ = composer.genre_weights({g: 1.0})
         steps = pieces.shape[-1]
-        comp_phase = np.concatenate([composer._bar_grid(composer.metre(w, args.seed + i), steps)[0].numpy()
-                                     for i in range(args.pieces)])
+        comp_phase = composer.piece_phases(w, args.pieces, steps, args.seed).numpy().reshape(-1)
         comp_states = np.concatenate([key_states(roll).astype(np.int64) for roll in pieces])
         result["genres"][g] = {"real": statistics(real_states, ph),
                                "teacher_forced": statistics(forced[keep], ph),

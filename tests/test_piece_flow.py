@@ -236,6 +236,16 @@ def test_compose_is_seeded_and_batched_composing_gives_the_same_pieces(composer)
         composer.compose_result("low", seed=1, guidance=2)
 
 
+def test_piece_phases_follow_the_time_signature_each_piece_is_composed_in(composer):
+    composer.ck.info["metres"] = {"low": {"3/4": 0.5, "4/4": 0.5}}
+    phases = composer.piece_phases({"low": 1.0}, 6, 48, seed=10).numpy()
+    sigs = [composer.compose_result("low", seed=10 + i, bars=1).time_signature for i in range(6)]
+    assert set(sigs) == {"3/4", "4/4"}  # both drawn, so the check below reads both
+    for ph, sig in zip(phases, sigs):
+        bar = 12 if sig == "3/4" else 16
+        np.testing.assert_array_equal(ph, np.arange(48) % bar)
+
+
 def test_a_mix_of_one_genre_is_that_genre_and_a_mix_differs_from_both(composer):
     z = composer._latents(1, 32)[None]
     low = composer._grow_states(z, torch.tensor([[0.0, 1.0]]), None)

@@ -266,6 +266,12 @@ class PieceComposer(Composer):
         bar = self.spec.bar_steps(*sig)
         return self._phases(n, steps, np.arange(0, steps + bar, bar))
 
+    def piece_phases(self, weights: dict[str, float], n: int, steps: int, seed: int) -> torch.Tensor:
+        """Each step's place in its bar ``(n, steps)`` for the pieces of seeds ``seed .. seed + n - 1``,
+        each in the time signature :meth:`metre` draws for it: what :meth:`compose_rolls` composes
+        on, for reading its pieces bar by bar."""
+        return torch.cat([self._bar_grid(self.metre(weights, int(seed) + i), steps) for i in range(n)])
+
     def compose_result(self, genre: GenreArg | None = None, *, seed: int | None = None,
                        options: Options | None = None, **settings) -> Result:
         """A new piece of ``bars`` bars; see :meth:`Composer.compose_result`. Its time signature is
@@ -298,7 +304,7 @@ class PieceComposer(Composer):
         w, vec = self.genre_weights(genre)
         steps = o.bars * BAR
         z = torch.stack([self._latents(int(seed) + i, steps) for i in range(n)])
-        phase = torch.cat([self._bar_grid(self.metre(w, int(seed) + i), steps) for i in range(n)])
+        phase = self.piece_phases(w, n, steps, seed)
         return self._grow_states(z, vec, None, o.temperature, phase=phase, mix=self.mixing(o.mix))
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, *, outline=None,
