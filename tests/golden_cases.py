@@ -126,8 +126,9 @@ def other_model_cases() -> dict:
     c = Composer.load("cnf")
     out["cnf compose"] = midi_hash(c.compose("chorale", bars=1, seed=7))
     out["cnf compose guided"] = midi_hash(c.compose("celtic", bars=1, seed=7, guidance=2))
-    # Rounded: the neural ODE's adaptive solve moves the last digits between CPUs.
-    out["cnf score"] = {k: round(v, 4) for k, v in c.score(tunes()[1])["whole"].items()}
+    # Not rounded: the neural ODE's adaptive solve moves the last digits between CPUs, which the
+    # comparison's relative tolerance absorbs; rounding would turn 0.04095 into a step of 0.25%.
+    out["cnf score"] = c.score(tunes()[1])["whole"]
     c = Composer.load("vae")
     out["vae compose"] = midi_hash(c.compose("classical", bars=BARS, seed=7))
     out["vae classify"] = c.classify(tunes()[1])
