@@ -61,11 +61,14 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     (register, density, voices; :func:`musicflow.data.windows.outline`) for a model that takes one,
     shared by the piece's particles; ``(1 or B, W, 4)``: one per window (a piece read block by
     block, or a path between two such pieces). ``mix`` goes to a model's ``decode`` unless it is
-    ``"embed"`` (the weighted genre embedding, which every model reads from ``genre``)."""
+    ``"embed"`` (the weighted genre embedding, which every model reads from ``genre``). A model
+    whose config sets ``one_voice`` holds each piece whose plan has one voice to one line
+    (:func:`one_line`)."""
     # One function, though long: a single loop over windows carries the particles, their weights,
     # the held notes and the chosen latents from window to window; split, all of them would travel
     # through every helper.
     native = model.native_guidance
+    one_voice = bool(getattr(model.config, "one_voice", False))
     kw = {"guidance": guidance} if native and guidance is not None else {}
     if mix != "embed":  # a model that mixes its genres' fields itself (the neural ODE)
         kw["mix"] = mix
@@ -102,6 +105,11 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
                          Condition(genre_dev, ctx_t.to(dev), plan_dev), **kw).cpu()
         held = tail[:, 1, :, -1] > 0 if tail.shape[-1] else None
         chunk = clean_continuation((v > threshold).numpy(), held)
+        if plan_k is not None and one_voice:
+            solo = ((plan_k[:, 3] > 0) & (plan_k[:, 3] <= 1 + 1e-6)).numpy()
+            if solo.any():
+                chunk[solo] = one_line(chunk[solo], v[torch.from_numpy(solo)].numpy(),
+                                       None if held is None else held[solo])
         chunks.append(chunk.reshape(b, k, *chunk.shape[1:]))
         lineage = np.concatenate([lineage, np.broadcast_to(np.arange(k), (b, k))[..., None]], axis=-1)
         tail = np.concatenate([tail, chunk], axis=-1)[..., -keep:]
@@ -236,6 +244,42 @@ def clean_continuation(chunk: np.ndarray, held: np.ndarray | None) -> np.ndarray
         prev = sus[..., t] & (on[..., t] | prev)
         keep[..., t] = prev
     return np.stack([on & keep, keep], axis=1).astype(np.float32)
+
+
+def one_line(chunk: np.ndarray, values: np.ndarray, held: np.ndarray | None) -> np.ndarray:
+    """A clean chunk ``(B, 2, P, T)`` held to one voice, for pieces whose outline plans one
+    (voices 1: a tune). At each step the line either goes on with the note it sounds, where the
+    chunk sustains that note without striking it again, or starts one of the step's new onsets,
+    whichever the model's continuous output ``values`` ``(B, 2, P, T)`` holds more strongly (the
+    sustain cell of the going note, the onset cells of the new ones; ties keep the going note).
+    Every other cell falls silent. ``held`` ``(B, P)``: what the step before the chunk sounds (its
+    highest pitch carries the line).
+
+    A flow that decides a beat's cells together can put a stray second note under a tune; the
+    outline says there is none, so the line keeps its own notes and loses only the strays.
+
+    >>> c = np.zeros((1, 2, 3, 2), bool); c[0, :, 0, 0] = c[0, :, 2, 0] = True; c[0, 1, 0, 1] = True
+    >>> v = np.zeros((1, 2, 3, 2)); v[0, 0, 2, 0] = 0.9; v[0, 0, 0, 0] = 0.7
+    >>> one_line(c, v, None)[0, 1].astype(int).tolist()  # the stronger onset wins; row 0 then rests
+    [[0, 0], [0, 0], [1, 0]]
+    """
+    on, sus = chunk[:, 0] > 0, chunk[:, 1] > 0
+    b, p, t_len = sus.shape
+    rows = np.arange(b)
+    cur = np.full(b, -1)
+    if held is not None:
+        cur = np.where(held.any(1), p - 1 - np.argmax(held[:, ::-1], axis=1), -1)
+    keep = np.zeros_like(sus)
+    for t in range(t_len):
+        at = cur.clip(0)
+        goes_on = (cur >= 0) & sus[rows, at, t] & ~on[rows, at, t]
+        stay = np.where(goes_on, values[rows, 1, at, t], -np.inf)
+        score = np.where(on[..., t], values[:, 0, :, t], -np.inf)
+        best = score.max(1)
+        new = np.where(np.isfinite(best), score.argmax(1), -1)
+        cur = np.where(goes_on & (stay >= best), cur, new)
+        keep[rows[cur >= 0], cur[cur >= 0], t] = True
+    return np.stack([on & keep, keep], axis=1).astype(chunk.dtype)
 
 
 @torch.no_grad()

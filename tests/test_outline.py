@@ -219,3 +219,56 @@ def test_musicflow_models_names_the_default_and_says_which_compose_to_outlines()
     assert "composes to outlines" in lines["glow-music21.pt (--model glow)"]
     assert "outlines" not in lines["keyflow-music21.pt (the default)"]
     assert "outlines" not in lines["glow-no-outline-music21.pt (--model glow-no-outline)"]
+
+
+class _Chords(torch.nn.Module):
+    """A stand-in flow whose every beat strikes rows 2 and 5 together and holds them, row 5 the
+    more confident: what a flow that puts a stray note under a tune does at its worst."""
+
+    native_guidance = True
+
+    class config:
+        context_steps = 8
+        one_voice = True
+
+    def decode(self, z, cond, **kw):
+        v = torch.zeros(z.shape[0], 2, 8, 4)
+        v[:, 1, 2], v[:, 1, 5] = 0.8, 0.8
+        v[:, 0, 2, 0], v[:, 0, 5, 0] = 0.7, 0.9
+        return v
+
+
+def test_a_plan_of_one_voice_keeps_one_line_and_a_plan_of_two_keeps_both():
+    from musicflow.sampling import generate
+
+    spec, z, g = PianoRollSpec(pitches=8), torch.zeros(1, 3, 64), torch.ones(1, 1)
+    for voices, rows in ((1.0, [5]), (2.0, [2, 5])):
+        plan = torch.tensor([[0.0, 7.0, 1.0, voices]])
+        roll = generate(_Chords(), z, g, spec, outline=plan)[0]
+        assert np.flatnonzero(roll[1].any(-1)).tolist() == rows
+        assert roll[0].sum() == 3 * len(rows)  # a note struck every beat in each row kept
+    # No plan, or a model that does not ask for it: the model's own cells.
+    assert np.flatnonzero(generate(_Chords(), z, g, spec)[0, 1].any(-1)).tolist() == [2, 5]
+    free = _Chords()
+    free.config = type("config", (), {"context_steps": 8, "one_voice": False})
+    roll = generate(free, z, g, spec, outline=torch.tensor([[0.0, 7.0, 1.0, 1.0]]))[0]
+    assert np.flatnonzero(roll[1].any(-1)).tolist() == [2, 5]
+    # A line held into the chunk goes on while the chunk sustains it more strongly than it strikes
+    # anything new; a stronger new onset takes the line over.
+    from musicflow.sampling import one_line
+
+    c = np.zeros((1, 2, 8, 4), np.float32)
+    c[0, 1, 2], c[0, 1, 5, 2:], c[0, 0, 5, 2] = 1, 1, 1  # row 2 held, row 5 struck at step 2
+    for strike, rows in ((0.9, ([1, 1, 0, 0], [0, 0, 1, 1])), (0.5, ([1, 1, 1, 1], [0, 0, 0, 0]))):
+        v = c * 0.7
+        v[0, 0, 5, 2] = strike
+        out = one_line(c, v, np.eye(8, dtype=bool)[[2]])[0]
+        assert (out[1, 2].tolist(), out[1, 5].tolist()) == rows
+
+
+def test_the_shipped_neural_ode_keeps_a_tune_planned_with_one_voice_to_one_line():
+    c = Composer.load("cnf")
+    assert c.model.config.one_voice
+    for genre in ("german-folk", "celtic"):
+        r = c.compose_result(genre, bars=2, seed=0, outline={"voices": 1})
+        assert r.roll[1].any() and (r.roll[1].sum(0) <= 1).all()

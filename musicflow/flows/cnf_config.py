@@ -54,6 +54,7 @@ class CNFConfig(ConfigDict):
     alpha: float = 0.05  # the logit margin (flows/dequantize.py)
     genre_dropout: float = 0.15  # share of training rows given the null genre (guidance)
     guidance: float = 1.0  # the guidance composing uses when none is given (1: plain)
+    one_voice: bool = False  # a piece whose outline plans one voice is decoded as one line (sampling.py)
     context_dropout: float = 0.1  # share of training rows given no context
     method: str = "dopri5"
     likelihood_steps: int = 8  # used when ``method`` is a fixed-step method
@@ -86,7 +87,7 @@ class CNFConfig(ConfigDict):
         if not self.dequant_scale > 0:
             raise MusicflowError(f"CNFConfig.dequant_scale must be positive, got {self.dequant_scale!r}")
         logit_alpha(self)
-        flags(self, ("chroma", "reach", "outline", "pooled"))
+        flags(self, ("chroma", "reach", "outline", "pooled", "one_voice"))
         probabilities(self, ("genre_dropout", "context_dropout", "outline_dropout"))
         if not (math.isfinite(self.guidance) and self.guidance >= 0):
             raise MusicflowError(f"CNFConfig.guidance must be a number >= 0, got {self.guidance!r}")
