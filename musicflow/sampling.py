@@ -63,7 +63,9 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     block, or a path between two such pieces). ``mix`` goes to a model's ``decode`` unless it is
     ``"embed"`` (the weighted genre embedding, which every model reads from ``genre``). A model
     whose config sets ``one_voice`` holds each piece whose plan has one voice to one line
-    (:func:`one_line`)."""
+    (:func:`one_line`), in which a sustain that no onset leads into starts a note
+    (:func:`strike_orphans`) instead of falling silent: a tune rests far less often than such a
+    flow's dropped sustains would make it (measured in ``docs/generation.md``)."""
     # One function, though long: a single loop over windows carries the particles, their weights,
     # the held notes and the chosen latents from window to window; split, all of them would travel
     # through every helper.
@@ -104,12 +106,14 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
         v = model.decode(latents[:, i].reshape(b * k, -1).to(dev),
                          Condition(genre_dev, ctx_t.to(dev), plan_dev), **kw).cpu()
         held = tail[:, 1, :, -1] > 0 if tail.shape[-1] else None
-        chunk = clean_continuation((v > threshold).numpy(), held)
+        raw = (v > threshold).numpy()
+        chunk = clean_continuation(raw, held)
         if plan_k is not None and one_voice:
             solo = ((plan_k[:, 3] > 0) & (plan_k[:, 3] <= 1 + 1e-6)).numpy()
             if solo.any():
-                chunk[solo] = one_line(chunk[solo], v[torch.from_numpy(solo)].numpy(),
-                                       None if held is None else held[solo])
+                held_solo = None if held is None else held[solo]
+                chunk[solo] = one_line(clean_continuation(strike_orphans(raw[solo], held_solo), held_solo),
+                                       v[torch.from_numpy(solo)].numpy(), held_solo)
         chunks.append(chunk.reshape(b, k, *chunk.shape[1:]))
         lineage = np.concatenate([lineage, np.broadcast_to(np.arange(k), (b, k))[..., None]], axis=-1)
         tail = np.concatenate([tail, chunk], axis=-1)[..., -keep:]
@@ -244,6 +248,23 @@ def clean_continuation(chunk: np.ndarray, held: np.ndarray | None) -> np.ndarray
         prev = sus[..., t] & (on[..., t] | prev)
         keep[..., t] = prev
     return np.stack([on & keep, keep], axis=1).astype(np.float32)
+
+
+def strike_orphans(chunk: np.ndarray, held: np.ndarray | None) -> np.ndarray:
+    """A binary chunk ``(B, 2, P, T)`` in which every sustain cell that no note leads into (no onset
+    in the cell, the pitch silent the step before, here or in ``held`` ``(B, P)``) starts a note:
+    :func:`clean_continuation` would drop it and leave a hole where the model asked for a sound.
+
+    >>> c = np.zeros((1, 2, 1, 3), bool); c[0, 1, 0, 1:] = True
+    >>> strike_orphans(c, None)[0, 0, 0].tolist()
+    [False, True, False]
+    """
+    on, sus = chunk[:, 0].copy(), chunk[:, 1]
+    prev = np.zeros(sus.shape[:2], bool) if held is None else held
+    for t in range(sus.shape[-1]):
+        on[..., t] |= sus[..., t] & ~prev
+        prev = sus[..., t]
+    return np.stack([on, sus], axis=1)
 
 
 def one_line(chunk: np.ndarray, values: np.ndarray, held: np.ndarray | None) -> np.ndarray:
