@@ -267,11 +267,11 @@ def test_a_plan_of_one_voice_keeps_one_line_and_a_plan_of_two_keeps_both():
 
 
 class _Unstruck(_Chords):
-    """A stand-in flow that sustains row 3 on the last two steps of every beat and never strikes it."""
+    """A stand-in flow that sustains row 3 on steps 0, 2 and 3 of every beat and never strikes it."""
 
     def decode(self, z, cond, **kw):
         v = torch.zeros(z.shape[0], 2, 8, 4)
-        v[:, 1, 3, 2:] = 0.8
+        v[:, 1, 3, 0], v[:, 1, 3, 2:] = 0.8, 0.8
         return v
 
 
@@ -280,9 +280,10 @@ def test_a_tune_sounds_a_sustain_the_model_never_struck_and_a_plan_of_two_drops_
 
     spec, z, g = PianoRollSpec(pitches=8), torch.zeros(1, 3, 64), torch.ones(1, 1)
     tune = generate(_Unstruck(), z, g, spec, outline=torch.tensor([[0.0, 7.0, 1.0, 1.0]]))[0]
-    assert tune[1, 3].tolist() == [0, 0, 1, 1] * 3
-    assert tune[0, 3].tolist() == [0, 0, 1, 0] * 3  # each sound a note of its own
-    assert tune.sum() == 9
+    assert tune[1, 3].tolist() == [1, 0, 1, 1] * 3
+    # Each sound after a rest is a note of its own; a sound held over from the beat before goes on.
+    assert tune[0, 3].tolist() == [1, 0, 1, 0] + [0, 0, 1, 0] * 2
+    assert tune.sum() == 13
     chords = generate(_Unstruck(), z, g, spec, outline=torch.tensor([[0.0, 7.0, 1.0, 2.0]]))[0]
     assert not chords.any()
 

@@ -54,7 +54,7 @@ class CNFConfig(ConfigDict):
     alpha: float = 0.05  # the logit margin (flows/dequantize.py)
     genre_dropout: float = 0.15  # share of training rows given the null genre (guidance)
     guidance: float = 1.0  # the guidance composing uses when none is given (1: plain)
-    one_voice: bool = False  # a piece whose outline plans one voice is decoded as one line (sampling.py)
+    one_voice: bool = False  # a one-voice plan decodes as one line, sounding unstruck sustains (sampling.py)
     context_dropout: float = 0.1  # share of training rows given no context
     method: str = "dopri5"
     likelihood_steps: int = 8  # used when ``method`` is a fixed-step method
