@@ -107,13 +107,15 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
                          Condition(genre_dev, ctx_t.to(dev), plan_dev), **kw).cpu()
         held = tail[:, 1, :, -1] > 0 if tail.shape[-1] else None
         raw = (v > threshold).numpy()
-        chunk = clean_continuation(raw, held)
+        solo = np.zeros(b * k, bool)
         if plan_k is not None and one_voice:
             solo = ((plan_k[:, 3] > 0) & (plan_k[:, 3] <= 1 + 1e-6)).numpy()
-            if solo.any():
-                held_solo = None if held is None else held[solo]
-                chunk[solo] = one_line(clean_continuation(strike_orphans(raw[solo], held_solo), held_solo),
-                                       v[torch.from_numpy(solo)].numpy(), held_solo)
+        held_solo = None if held is None else held[solo]
+        if solo.any():
+            raw[solo] = strike_orphans(raw[solo], held_solo)
+        chunk = clean_continuation(raw, held)
+        if solo.any():
+            chunk[solo] = one_line(chunk[solo], v[torch.from_numpy(solo)].numpy(), held_solo)
         chunks.append(chunk.reshape(b, k, *chunk.shape[1:]))
         lineage = np.concatenate([lineage, np.broadcast_to(np.arange(k), (b, k))[..., None]], axis=-1)
         tail = np.concatenate([tail, chunk], axis=-1)[..., -keep:]

@@ -17,6 +17,7 @@ from musicflow.compose.latent import Result, new_seed
 from musicflow.compose.options import Options
 from musicflow.errors import MusicflowError
 from musicflow.roll import key_states
+from musicflow.sampling import strike_orphans
 
 
 def parse_span(text: str) -> tuple[int, int]:
@@ -68,7 +69,9 @@ def infill(c, midi, bars: tuple[int, int], genre=None, seed: int | None = None, 
     gaps = c._grow_states(z, vec, inp.roll[..., :start], o.temperature, grid, mix=c.mixing(o.mix))
     after = inp.roll[..., end:]
     rolls = np.concatenate([gaps, np.broadcast_to(after, (k, *after.shape))], axis=-1)
-    rolls[..., end:end + 1] = _seam(rolls[..., end - 1:end], rolls[..., end:end + 1])
+    # The first step after the span: a note the original held over from the old span, which the
+    # new span no longer sounds, is struck anew rather than left held from nothing.
+    rolls[..., end:end + 1] = strike_orphans(rolls[..., end:end + 1] > 0, rolls[:, 1, :, end - 1] > 0)
     if k > 1 and end < length:
         score = _after_log_likelihood(c, rolls, w, grid, end)
         draw = torch.Generator().manual_seed(seed)
@@ -80,16 +83,6 @@ def infill(c, midi, bars: tuple[int, int], genre=None, seed: int | None = None, 
     sig = tuple(sigs[0][1:]) if sigs else (4, 4)
     return Result(c.to_midi(roll, o, -inp.shift, inp.tempo, time_signature=sig), roll, z[pick], seed, w,
                   None, f"{sig[0]}/{sig[1]}")
-
-
-def _seam(last: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """The first step after the span: a note the original held over from the old span, which the
-    new span no longer sounds, is struck anew rather than left held from nothing."""
-    onset, sustain = first[..., 0:1, :, :], first[..., 1:2, :, :]
-    orphan = (sustain > 0) & (onset == 0) & (last[..., 1:2, :, :] == 0)
-    out = first.copy()
-    out[..., 0:1, :, :] = np.where(orphan, 1, onset)
-    return out
 
 
 @torch.no_grad()
