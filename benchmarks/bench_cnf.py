@@ -35,7 +35,9 @@ from musicflow.flows.base import Condition  # noqa: E402
 from musicflow.paths import checkpoints_dir, default_dataset  # noqa: E402
 from musicflow.training import model_windows  # noqa: E402
 
-SETTINGS = [("euler", 4), ("euler", 8), ("midpoint", 4), ("rk4", 1), ("rk4", 2), ("rk4", 4), ("rk4", 8)]
+# (method, steps, spacing): spacing above 1 puts the short steps near the noise end (odefunc.Solver).
+SETTINGS = [("euler", 4, 1.0), ("euler", 8, 1.0), ("midpoint", 4, 1.0), ("midpoint", 4, 1.3), ("rk4", 1, 1.0),
+            ("rk4", 2, 1.0), ("rk4", 4, 1.0), ("rk4", 8, 1.0)]
 REFERENCE = ("rk4", 16)
 LIKELIHOOD_SOLVERS = ["rk4:2", "rk4:4", "rk4:8", "rk4:16"]
 
@@ -115,6 +117,7 @@ def same_windows_bpd(models: dict, windows, per_genre: int, seed: int = 0) -> di
 
 
 TUNING_SEED = 1000  # the settings sweep's pieces: seeds apart from every reported figure's
+FLOOR_SEED = 5000  # the second reference of the NFE sweep (its noise floor)
 RATES = ("empty_beat_rate",)  # shares near zero: compared in points, not relative to the reference
 
 
@@ -124,28 +127,43 @@ def nfe_sweep(comp: Composer, cfg, low: int, args, result: dict) -> None:
     reference's, the empty-beat rate (a share near zero, where 5% of it is noise) within 1 point."""
     model, n, bars, temp = comp.model, args.samples, args.bars, args.temperature
     try:
-        model.config = replace(cfg, sample_method=REFERENCE[0], sample_steps=REFERENCE[1])
+        model.config = replace(cfg, sample_method=REFERENCE[0], sample_steps=REFERENCE[1], sample_spacing=1.0)
         t0 = time.perf_counter()
         ref, ref_nfe = pieces(comp, n, bars, temp)
         ref_s = time.perf_counter() - t0
         ref_stats = {gname: stat_means(r, low) for gname, r in ref.items()}
+
+        def deviations(got: dict) -> tuple[dict, dict]:
+            dev = {s: float(np.mean([abs(got[k][s] - ref_stats[k][s]) / max(abs(ref_stats[k][s]), 1e-3)
+                                     for k in got])) for s in STATS}
+            points = {s: 100 * float(np.mean([abs(got[k][s] - ref_stats[k][s]) for k in got])) for s in RATES}
+            return dev, points
+
+        # The floor: the reference solver again, on other seeds. Where a setting's pieces part ways
+        # with the reference's (one note differs and the rest of the piece follows), its statistics
+        # differ by what any two sets of n pieces differ by; this says how large that is.
+        other, _ = pieces(comp, n, bars, temp, seed=FLOOR_SEED)
+        dev, points = deviations({k: stat_means(r, low) for k, r in other.items()})
+        floor = {"seeds": f"{FLOOR_SEED}..{FLOOR_SEED + n - 1}",
+                 "relative_stat_deviation": {k: round(v, 4) for k, v in dev.items()},
+                 "rate_deviation_points": {k: round(v, 2) for k, v in points.items()},
+                 "worst_relative_deviation_besides_rates": round(max(v for k, v in dev.items()
+                                                                     if k not in RATES), 4)}
+        print("floor", floor["worst_relative_deviation_besides_rates"], points, flush=True)
         sweep = [{"method": REFERENCE[0], "steps": REFERENCE[1], "nfe_per_beat": ref_nfe,
                   "seconds": round(ref_s, 1), "reference": True,
                   "empty_beat_rate": round(float(np.mean([v["empty_beat_rate"] for v in ref_stats.values()])),
                                            4)}]
-        for method, steps in SETTINGS:
-            model.config = replace(cfg, sample_method=method, sample_steps=steps)
+        for method, steps, spacing in SETTINGS:
+            model.config = replace(cfg, sample_method=method, sample_steps=steps, sample_spacing=spacing)
             t0 = time.perf_counter()
             rolls, nfe = pieces(comp, n, bars, temp)
             secs = time.perf_counter() - t0
             agree = float(np.mean([(rolls[k][:, 1] == ref[k][:, 1]).mean() for k in rolls]))
-            got = {k: stat_means(r, low) for k, r in rolls.items()}
-            dev = {s: float(np.mean([abs(got[k][s] - ref_stats[k][s]) / max(abs(ref_stats[k][s]), 1e-3)
-                                     for k in rolls])) for s in STATS}
-            points = {s: 100 * float(np.mean([abs(got[k][s] - ref_stats[k][s]) for k in rolls]))
-                      for s in RATES}
+            dev, points = deviations({k: stat_means(r, low) for k, r in rolls.items()})
             worst = max(v for k, v in dev.items() if k not in RATES)
-            sweep.append({"method": method, "steps": steps, "nfe_per_beat": nfe, "seconds": round(secs, 1),
+            sweep.append({"method": method, "steps": steps, "spacing": spacing, "nfe_per_beat": nfe,
+                          "seconds": round(secs, 1),
                           "sustain_cells_agreeing_with_reference": round(agree, 4),
                           "mean_relative_stat_deviation_besides_rates": round(float(np.mean(
                               [v for k, v in dev.items() if k not in RATES])), 4),
@@ -153,11 +171,12 @@ def nfe_sweep(comp: Composer, cfg, low: int, args, result: dict) -> None:
                           "rate_deviation_points": {k: round(v, 2) for k, v in points.items()},
                           "worst_relative_deviation_besides_rates": round(worst, 4),
                           "passes": bool(worst <= 0.05 and all(v <= 1.0 for v in points.values()))})
-            print(method, steps, f"worst {worst:.3f}", points, flush=True)
+            print(method, steps, spacing, f"worst {worst:.3f}", points, flush=True)
     finally:
         model.config = cfg
     close = [s for s in sweep[1:] if s["passes"]]
     result["quality_vs_nfe"] = sweep
+    result["quality_vs_nfe_floor"] = floor
     result.pop("fewest_nfe_within_5pct_of_reference", None)
     result["fewest_nfe_passing"] = (
         min(close, key=lambda s: (s["nfe_per_beat"], s["worst_relative_deviation_besides_rates"]))
@@ -167,7 +186,9 @@ def nfe_sweep(comp: Composer, cfg, low: int, args, result: dict) -> None:
         f"{n} pieces x {bars} bars per genre at guidance {cfg.guidance}, seeds 0..{n - 1}, same latents "
         f"and outlines for every setting; reference {REFERENCE[0]} x {REFERENCE[1]} steps; relative "
         f"deviation = |stat - reference stat| / |reference stat| per genre, averaged over genres; "
-        f"passes: every statistic within 5%, the empty-beat rate within 1 point; {cut}")
+        f"passes: every statistic within 5%, the empty-beat rate within 1 point; {cut}; floor: the "
+        f"reference solver's pieces on seeds {FLOOR_SEED}.. against the reference, what two independent "
+        f"sets of {n} pieces per genre differ by")
 
 
 def settings_sweep(comp: Composer, ds, clf, args, result: dict) -> None:

@@ -183,6 +183,35 @@ def test_flow_helper_counts_evaluations():
     assert nfe == 10 and torch.allclose(w, torch.full((2, 3), math.exp(-1.0)), atol=5e-3)
 
 
+def test_spaced_steps_follow_their_grid_either_way():
+    # dy/dt = t: the midpoint rule is exact for it on any grid, and each step's midpoint evaluation
+    # shows where the steps fell.
+    times = []
+
+    def f(t, y):
+        times.append(round(float(t), 4))
+        return t * torch.ones_like(y)
+
+    s = Solver.parse("midpoint:2^2")
+    assert str(s) == "midpoint:2^2" and s.grid(0.0, 1.0) == [0.0, 0.25, 1.0]
+    w, nfe = flow(f, torch.zeros(1, 1), 0.0, 1.0, s)
+    assert nfe == 4 and torch.allclose(w, torch.tensor([[0.5]]))
+    assert times[1::2] == [0.125, 0.625]  # midpoints of [0, 0.25] and [0.25, 1]
+    times.clear()
+    w, _ = flow(f, torch.full((1, 1), 0.5), 1.0, 0.0, s)  # backwards over the same grid
+    assert torch.allclose(w, torch.zeros(1, 1), atol=1e-6) and times[1::2] == [0.625, 0.125]
+    # A spaced sampler decodes what the adaptive encoder encoded, as the equal-step one does.
+    model = randomise(tiny_cnf(rtol=1e-7, atol=1e-7, sample_method="rk4", sample_steps=16,
+                               sample_spacing=1.5)).eval()
+    x, c = rolls(), cond()
+    assert torch.allclose(model.decode(model.encode(x, c), c), centre(x), atol=1e-3)
+    for bad in ("rk4:4^x", "rk4:4^0", "dopri5^2"):
+        with pytest.raises(MusicflowError):
+            Solver.parse(bad)
+    with pytest.raises(MusicflowError, match="equal steps"):
+        model.use_likelihood_solver("rk4:4^2")
+
+
 # -- training, checkpoints, CLI ---------------------------------------------------------------
 
 @pytest.fixture

@@ -85,6 +85,8 @@ class CNF(Flow):
 
     def use_likelihood_solver(self, text: str) -> None:
         s = Solver.parse(text)
+        if s.spacing != 1:
+            raise MusicflowError(f"ode solver {text!r}: likelihoods take equal steps; drop the ^ spacing")
         self.config = replace(self.config, method=s.method, likelihood_steps=s.steps)
 
     def __init__(self, config: CNFConfig | None = None) -> None:

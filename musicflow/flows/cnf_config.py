@@ -21,7 +21,7 @@ class CNFConfig(ConfigDict):
 
     Three solvers: ``method``/``rtol``/``atol`` (adaptive; a fixed-step ``method`` takes
     ``likelihood_steps`` steps) for likelihoods and ``encode``;
-    ``sample_method``/``sample_steps`` (fixed-step) for ``decode`` and sampling;
+    ``sample_method``/``sample_steps``/``sample_spacing`` (fixed-step) for ``decode`` and sampling;
     ``train_method``/``train_steps`` (fixed-step) for maximum-likelihood training and the cheap
     validation estimate. ``exact_trace_dim``: windows of at most this many dimensions get the exact
     trace, larger ones Hutchinson's estimate with ``probes`` probes.
@@ -62,6 +62,7 @@ class CNFConfig(ConfigDict):
     atol: float = 1e-5
     sample_method: str = "rk4"
     sample_steps: int = 8
+    sample_spacing: float = 1.0  # the sample solver's steps at times (i / steps) ** spacing (odefunc.Solver)
     train_method: str = "rk4"
     train_steps: int = 4
     adjoint: bool = False  # adjoint gradients through the likelihood and training solves
@@ -107,7 +108,8 @@ class CNFConfig(ConfigDict):
 
     @property
     def sample_solver(self) -> Solver:
-        return Solver(self.sample_method, steps=self.sample_steps, rtol=self.rtol, atol=self.atol)
+        return Solver(self.sample_method, steps=self.sample_steps, rtol=self.rtol, atol=self.atol,
+                      spacing=self.sample_spacing)
 
     @property
     def train_solver(self) -> Solver:
