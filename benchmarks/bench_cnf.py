@@ -117,7 +117,7 @@ def same_windows_bpd(models: dict, windows, per_genre: int, seed: int = 0) -> di
 
 
 TUNING_SEED = 1000  # the settings sweep's pieces: seeds apart from every reported figure's
-FLOOR_SEED = 5000  # the second reference of the NFE sweep (its noise floor)
+FLOOR_SEED = 5000  # the NFE sweep's unrelated pieces: what two sets of pieces differ by
 RATES = ("empty_beat_rate",)  # shares near zero: compared in points, not relative to the reference
 
 
@@ -139,9 +139,9 @@ def nfe_sweep(comp: Composer, cfg, low: int, args, result: dict) -> None:
             points = {s: 100 * float(np.mean([abs(got[k][s] - ref_stats[k][s]) for k in got])) for s in RATES}
             return dev, points
 
-        # The floor: the reference solver again, on other seeds. Where a setting's pieces part ways
-        # with the reference's (one note differs and the rest of the piece follows), its statistics
-        # differ by what any two sets of n pieces differ by; this says how large that is.
+        # Unrelated pieces: the reference solver again, on other seeds. A setting whose pieces all
+        # part ways with the reference's (one note differs and the rest of the piece follows)
+        # would differ by about this much; one whose pieces never do, by nothing.
         other, _ = pieces(comp, n, bars, temp, seed=FLOOR_SEED)
         dev, points = deviations({k: stat_means(r, low) for k, r in other.items()})
         floor = {"seeds": f"{FLOOR_SEED}..{FLOOR_SEED + n - 1}",
@@ -150,7 +150,7 @@ def nfe_sweep(comp: Composer, cfg, low: int, args, result: dict) -> None:
                  "worst_relative_deviation_besides_rates": round(max(v for k, v in dev.items()
                                                                      if k not in RATES), 4)}
         print("floor", floor["worst_relative_deviation_besides_rates"], points, flush=True)
-        sweep = [{"method": REFERENCE[0], "steps": REFERENCE[1], "nfe_per_beat": ref_nfe,
+        sweep = [{"method": REFERENCE[0], "steps": REFERENCE[1], "spacing": 1.0, "nfe_per_beat": ref_nfe,
                   "seconds": round(ref_s, 1), "reference": True,
                   "empty_beat_rate": round(float(np.mean([v["empty_beat_rate"] for v in ref_stats.values()])),
                                            4)}]
@@ -186,9 +186,9 @@ def nfe_sweep(comp: Composer, cfg, low: int, args, result: dict) -> None:
         f"{n} pieces x {bars} bars per genre at guidance {cfg.guidance}, seeds 0..{n - 1}, same latents "
         f"and outlines for every setting; reference {REFERENCE[0]} x {REFERENCE[1]} steps; relative "
         f"deviation = |stat - reference stat| / |reference stat| per genre, averaged over genres; "
-        f"passes: every statistic within 5%, the empty-beat rate within 1 point; {cut}; floor: the "
-        f"reference solver's pieces on seeds {FLOOR_SEED}.. against the reference, what two independent "
-        f"sets of {n} pieces per genre differ by")
+        f"passes: every statistic within 5%, the empty-beat rate within 1 point; {cut}; "
+        f"quality_vs_nfe_floor: the reference solver's pieces on seeds {FLOOR_SEED}.. against the "
+        f"reference, what two unrelated sets of {n} pieces per genre differ by")
 
 
 def settings_sweep(comp: Composer, ds, clf, args, result: dict) -> None:
@@ -301,7 +301,8 @@ def main() -> None:
     model.eval()
     cond = Condition(g[:1], torch.zeros(1, 2, cfg.pitches, cfg.context_steps))
     t = median_time(lambda: model.sample(256, cond, 0.8, torch.Generator().manual_seed(0)), 3)
-    result["default_solver"] = {"method": cfg.sample_method, "steps": cfg.sample_steps, "nfe": model.last_nfe}
+    result["default_solver"] = {"method": cfg.sample_method, "steps": cfg.sample_steps,
+                                "spacing": cfg.sample_spacing, "nfe": model.last_nfe}
     result["sample_bars_per_s_batched"] = round(256 * cfg.steps / 16 / t, 1)
     comp = Composer(ck, decoding=args.decoding)
     t = median_time(lambda: comp.compose(ck.genres[0], bars=8, seed=0), 3)

@@ -4,6 +4,7 @@ estimator, encode/decode round trips, flow matching, guidance, checkpoints and t
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -204,8 +205,13 @@ def test_spaced_steps_follow_their_grid_either_way():
     model = randomise(tiny_cnf(rtol=1e-7, atol=1e-7, sample_method="rk4", sample_steps=16,
                                sample_spacing=1.5)).eval()
     x, c = rolls(), cond()
-    assert torch.allclose(model.decode(model.encode(x, c), c), centre(x), atol=1e-3)
-    for bad in ("rk4:4^x", "rk4:4^0", "dopri5^2"):
+    assert model.config.sample_solver.spacing == 1.5
+    z = model.encode(x, c)
+    assert torch.allclose(model.decode(z, c), centre(x), atol=1e-3)
+    few = replace(model.config, sample_steps=2)
+    equal = replace(few, sample_spacing=1.0).sample_solver
+    assert not torch.allclose(model.decode(z, c, solver=few.sample_solver), model.decode(z, c, solver=equal))
+    for bad in ("rk4:4^x", "rk4:4^0", "rk4:4^", "dopri5:^2", "explicit_adams:4^2"):
         with pytest.raises(MusicflowError):
             Solver.parse(bad)
     with pytest.raises(MusicflowError, match="equal steps"):

@@ -30,6 +30,7 @@ from musicflow.errors import MusicflowError
 from musicflow.flows.rng import draw
 
 FIXED = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
+ONE_STEP = ("euler", "midpoint", "heun2", "heun3", "rk4")  # no memory of earlier steps: any grid will do
 ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
 
@@ -63,8 +64,12 @@ class Solver:
             raise MusicflowError(f"solver steps must be a positive integer, got {self.steps!r}")
         if not (self.rtol > 0 and self.atol > 0):
             raise MusicflowError("solver rtol and atol must be positive")
-        if not (isinstance(self.spacing, (int, float)) and math.isfinite(self.spacing) and self.spacing > 0):
+        if isinstance(self.spacing, bool) or not (isinstance(self.spacing, (int, float))
+                                                  and math.isfinite(self.spacing) and self.spacing > 0):
             raise MusicflowError(f"solver spacing must be a positive number, got {self.spacing!r}")
+        if self.spacing != 1 and self.method not in ONE_STEP:
+            # Adams methods weigh earlier steps as if all were equal; adaptive ones choose their own.
+            raise MusicflowError(f"solver spacing {self.spacing!r}: only for {', '.join(ONE_STEP)}")
 
     @classmethod
     def parse(cls, text: str, **kw) -> Solver:
@@ -80,9 +85,9 @@ class Solver:
         steps, _, spacing = steps.partition("^")
         if method in FIXED and not steps.isdigit():
             raise MusicflowError(f"solver {text!r}: a fixed-step method needs its steps, e.g. {method}:8")
-        if method in ADAPTIVE and (steps or spacing):
-            raise MusicflowError(f"solver {text!r}: an adaptive method takes no step count")
-        if spacing:
+        if method in ADAPTIVE and (steps or "^" in text):
+            raise MusicflowError(f"solver {text!r}: an adaptive method takes no step count or spacing")
+        if "^" in text:
             try:
                 kw["spacing"] = float(spacing)
             except ValueError:
@@ -93,7 +98,7 @@ class Solver:
         """The text :meth:`parse` reads back: ``"rk4:8"``, ``"midpoint:4^1.6"``, ``"dopri5"``."""
         if self.method not in FIXED:
             return self.method
-        return f"{self.method}:{self.steps}" + (f"^{self.spacing:g}" if self.spacing != 1 else "")
+        return f"{self.method}:{self.steps}" + (f"^{self.spacing:.12g}" if self.spacing != 1 else "")
 
     def grid(self, t0: float, t1: float) -> list[float]:
         """The times a fixed-step solve from ``t0`` to ``t1`` steps through (see :attr:`spacing`)."""
