@@ -79,9 +79,7 @@ class CNF(Flow):
     @property
     def likelihood_solver(self) -> str:
         s = self.config.likelihood_solver
-        if s.evaluations_per_solve:
-            return f"{s.method}:{s.steps}"
-        return f"{s.method} rtol={s.rtol} atol={s.atol}"
+        return str(s) if s.evaluations_per_solve else f"{s} rtol={s.rtol} atol={s.atol}"
 
     def use_likelihood_solver(self, text: str) -> None:
         s = Solver.parse(text)
