@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pretty_midi
 import pytest
 import torch
 from click.testing import CliRunner
@@ -17,7 +18,9 @@ from musicflow.data.dataset import Dataset
 from musicflow.data.windows import OUTLINE_BARS, WindowSet, outline
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
+from musicflow.flows.cnf_config import CNFConfig
 from musicflow.flows.dequantize import centre
+from musicflow.flows.glow import GlowConfig
 from musicflow.roll import PianoRollSpec
 
 TINY = {"levels": 1, "depth": 2, "hidden": 8, "context_channels": 4, "cond_dim": 8, "embed_dim": 4,
@@ -64,6 +67,28 @@ def test_windows_carry_their_blocks_outline_and_transposition_moves_it(registers
     moved = w.outlines(np.array([i]), shift=2)[0]
     assert moved[:2].tolist() == pytest.approx((want[:2] + 2).tolist())
     assert moved[2:].tolist() == pytest.approx(want[2:].tolist())
+
+
+def test_stretch_outlines_cover_128_steps_whatever_the_metre(tmp_path):
+    (tmp_path / "reels").mkdir()
+    midi = make_midi(tmp_path / "reels" / "a.mid", [(60 + b % 5, b / 2, b / 2 + 0.5) for b in range(128)])
+    pm = pretty_midi.PrettyMIDI(str(midi))  # 32 bars of 2/4 in eighths: 256 steps
+    pm.time_signature_changes = [pretty_midi.TimeSignature(2, 4, 0.0)]
+    pm.write(str(midi))
+    ds, _ = build_dataset(str(tmp_path), cache_dir=None, quiet=True, pitches=48)
+    ds.pieces[0]["split"] = "train"
+    roll = ds.roll(0) > 0
+    assert ds.piece_bars(0)[:3].tolist() == [0, 8, 16] and roll.shape[-1] == 256
+    for stretches, span in ((False, 8 * 8), (True, 8 * 16)):
+        w = WindowSet(ds, "train", 4, 16, grid=4, outlines=True, stretches=stretches)
+        # whole blocks but the last: 8 bars of 2/4 (64 steps), or 128-step stretches
+        assert len(w.block_outline) == 256 // span - 1
+        i = int(np.flatnonzero(w.starts - w.piece_starts == 64)[0])  # the window on bar 9
+        want = outline(roll[..., 64 // span * span:(64 // span + 1) * span])
+        assert w.outlines(np.array([i]))[0].tolist() == pytest.approx(want.tolist())
+    assert GlowConfig(outline=True, outline_stretch=True).outline_stretch
+    with pytest.raises(MusicflowError, match="CNFConfig.outline_stretch must be true or false"):
+        CNFConfig(outline_stretch=1)
 
 
 def test_the_glow_sees_the_outline_and_still_inverts_exactly():

@@ -106,15 +106,19 @@ class WindowSet:
     ``outlines`` (for models conditioned on them) each window also knows the :func:`outline` of
     the block of :data:`OUTLINE_BARS` bars it starts in (:meth:`outlines`), and ``block_outline``
     and ``block_labels`` hold those of the whole blocks, the real plans a composer can draw from.
+    With ``stretches`` a block is a stretch of ``OUTLINE_BARS`` bars of 4/4 (128 steps) from the
+    first bar line, whatever the metre: the length composing writes under one plan. Eight bars of
+    a 2/4 tune are half as long, and denser per quarter when written in eighths; eight of 4/2 twice
+    as long, and wider.
     """
 
     def __init__(self, ds: Dataset, split: str | None, window: int = 16, context: int = 64,
                  hop: int | None = None, genres: list[str] | None = None, grid: int | None = None,
-                 outlines: bool = False):
+                 outlines: bool = False, stretches: bool = False):
         self.genres = genres or ds.genres
         self.window, self.context = window, context
         rolls, starts, piece_starts, labels, window_outline, blocks, block_labels = [], [], [], [], [], [], []
-        beat = ds.spec.steps_per_quarter
+        beat, span = ds.spec.steps_per_quarter, OUTLINE_BARS * ds.spec.bar_steps()
         offset = context  # leading silence so every context slice is in bounds
         for i in ds.indices(split):
             genre = ds.pieces[i]["genre"]
@@ -123,8 +127,9 @@ class WindowSet:
             roll = ds.roll(i) > 0
             bars = ds.piece_bars(i)
             if outlines:  # blocks of OUTLINE_BARS bars; a pickup belongs to the first, the rest to the last
-                edges = np.unique(np.clip(np.r_[0, bars[OUTLINE_BARS::OUTLINE_BARS], roll.shape[-1]],
-                                          0, max(roll.shape[-1], 1)))
+                cuts = (np.arange(bars[0] + span, roll.shape[-1], span) if stretches and len(bars)
+                        else bars[OUTLINE_BARS::OUTLINE_BARS])
+                edges = np.unique(np.clip(np.r_[0, cuts, roll.shape[-1]], 0, max(roll.shape[-1], 1)))
                 block = np.stack([outline(roll[..., a:b], beat) for a, b in zip(edges[:-1], edges[1:])])
                 blocks.append(block[:-1])  # whole blocks, bar line to bar line: the last may be short
                 block_labels += [self.genres.index(genre)] * (len(block) - 1)

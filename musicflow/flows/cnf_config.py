@@ -41,6 +41,9 @@ class CNFConfig(ConfigDict):
     reach: bool = False  # the context's pitch map sees the whole pitch range (flows/nets.py)
     outline: bool = False  # conditioned on the outline of the window's 8-bar block (as the Glow)
     outline_dropout: float = 0.25
+    # Outlines of 128-step stretches (8 bars of 4/4, as composed) instead of 8 bars of the piece's
+    # own metre: a 2/4 block is half as long and a 4/2 block twice (data/windows.py: WindowSet).
+    outline_stretch: bool = False
     embed_dim: int = 16  # genre embedding size
     cond_dim: int = 64  # size of the global conditioning vector
     hidden: int = 64  # channels of the vector field
@@ -88,7 +91,7 @@ class CNFConfig(ConfigDict):
         if not self.dequant_scale > 0:
             raise MusicflowError(f"CNFConfig.dequant_scale must be positive, got {self.dequant_scale!r}")
         logit_alpha(self)
-        flags(self, ("chroma", "reach", "outline", "pooled", "one_voice"))
+        flags(self, ("chroma", "reach", "outline", "outline_stretch", "pooled", "one_voice"))
         probabilities(self, ("genre_dropout", "context_dropout", "outline_dropout"))
         if not (math.isfinite(self.guidance) and self.guidance >= 0):
             raise MusicflowError(f"CNFConfig.guidance must be a number >= 0, got {self.guidance!r}")

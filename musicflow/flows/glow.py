@@ -84,6 +84,7 @@ class GlowConfig(ConfigDict):
     # OutlineEncoder) joins the condition, dropped with this probability in training.
     outline: bool = False
     outline_dropout: float = 0.25
+    outline_stretch: bool = False  # of 128-step stretches, not the piece's own 8 bars (as the CNF)
 
     def __post_init__(self) -> None:
         positive_ints(self, ("pitches", "steps", "n_genres", "levels", "depth", "hidden", "cond_dim",
@@ -102,7 +103,7 @@ class GlowConfig(ConfigDict):
                 f"GlowConfig.dequantization must be one of {DEQUANTIZERS}, got {self.dequantization!r}"
             )
         logit_alpha(self)
-        flags(self, ("autoregressive", "chroma", "reach", "echo", "outline"))
+        flags(self, ("autoregressive", "chroma", "reach", "echo", "outline", "outline_stretch"))
         if self.coupling not in ("affine", "spline"):
             raise MusicflowError(f"GlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}")
         if not isinstance(self.bins, int) or self.bins < 2:

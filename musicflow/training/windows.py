@@ -96,7 +96,7 @@ def model_windows(ds: Dataset, split: str, mcfg, genres: list[str], outlines: bo
     or more (a hop of half a window lets 3/4 bars all start one), every beat-aligned ``steps``
     for shorter windows; with their blocks' outlines for a model conditioned on them."""
     beat = ds.spec.steps_per_quarter
-    kw = {"genres": genres, "outlines": outlines}
+    kw = {"genres": genres, "outlines": outlines, "stretches": getattr(mcfg, "outline_stretch", False)}
     if mcfg.steps < 4 * beat:
         return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, grid=mcfg.steps, **kw)
     return WindowSet(ds, split, mcfg.steps, mcfg.context_steps, hop=mcfg.steps // 2, **kw)
