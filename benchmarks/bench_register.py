@@ -76,8 +76,12 @@ def main() -> None:
     out: dict = {"windows_per_genre": args.windows, "seeds": "windows numpy 0, samples torch 0",
                  "per_genre": {}}
     for g in first.genres:
-        ws = WindowSet(ds, "test", window=steps, context=first.model.config.context_steps, genres=[g],
-                       grid=steps, outlines=outlined)
+        def windows(stretches: bool = False, genre: str = g) -> WindowSet:
+            return WindowSet(ds, "test", window=steps, context=first.model.config.context_steps,
+                             genres=[genre], grid=steps, outlines=outlined, stretches=stretches)
+
+        ws = windows()
+        by_stretch = {False: ws}  # the same windows; their outlines as each model was trained on them
         ok = sounding_last_bar(ws, bar)
         idx = np.sort(np.random.default_rng(0).choice(ok, size=min(args.windows, len(ok)), replace=False))
         x, ctx, _ = ws.batch(idx)
@@ -90,7 +94,10 @@ def main() -> None:
             name = Path(path).name if len(models) == 1 else path
             plans = {name: None}
             if model.takes_outline:
-                plans[f"{name} + outline"] = ws.outlines(idx)
+                stretch = model.config.outline_stretch
+                if stretch not in by_stretch:
+                    by_stretch[stretch] = windows(stretch)
+                plans[f"{name} + outline"] = by_stretch[stretch].outlines(idx)
             for key, plan in plans.items():
                 gen = torch.Generator().manual_seed(0)
                 with torch.no_grad():

@@ -71,8 +71,10 @@ def test_windows_carry_their_blocks_outline_and_transposition_moves_it(registers
 
 def test_stretch_outlines_cover_128_steps_whatever_the_metre(tmp_path):
     (tmp_path / "reels").mkdir()
-    midi = make_midi(tmp_path / "reels" / "a.mid", [(60 + b % 5, b / 2, b / 2 + 0.5) for b in range(128)])
-    pm = pretty_midi.PrettyMIDI(str(midi))  # 32 bars of 2/4 in eighths: 256 steps
+    # 32 bars of 2/4 in eighths (256 steps), an octave higher from bar 9 (step 64) on
+    notes = [(60 + b % 5 + 12 * (b >= 32), b / 2, b / 2 + 0.5) for b in range(128)]
+    midi = make_midi(tmp_path / "reels" / "a.mid", notes)
+    pm = pretty_midi.PrettyMIDI(str(midi))
     pm.time_signature_changes = [pretty_midi.TimeSignature(2, 4, 0.0)]
     pm.write(str(midi))
     ds, _ = build_dataset(str(tmp_path), cache_dir=None, quiet=True, pitches=48)
@@ -83,9 +85,12 @@ def test_stretch_outlines_cover_128_steps_whatever_the_metre(tmp_path):
         w = WindowSet(ds, "train", 4, 16, grid=4, outlines=True, stretches=stretches)
         # whole blocks but the last: 8 bars of 2/4 (64 steps), or 128-step stretches
         assert len(w.block_outline) == 256 // span - 1
-        i = int(np.flatnonzero(w.starts - w.piece_starts == 64)[0])  # the window on bar 9
-        want = outline(roll[..., 64 // span * span:(64 // span + 1) * span])
-        assert w.outlines(np.array([i]))[0].tolist() == pytest.approx(want.tolist())
+        for at in (0, 60, 64, 124, 128):  # each window reads the outline of the block it starts in
+            i = int(np.flatnonzero(w.starts - w.piece_starts == at)[0])
+            want = outline(roll[..., at // span * span:(at // span + 1) * span])
+            assert w.outlines(np.array([i]))[0].tolist() == pytest.approx(want.tolist())
+        low, high = w.outlines(np.flatnonzero(w.starts - w.piece_starts == 64))[0, :2].tolist()
+        assert high - low == (4 if span == 64 else 16)  # bar 9 on: one octave, or both octaves
     assert GlowConfig(outline=True, outline_stretch=True).outline_stretch
     with pytest.raises(MusicflowError, match="CNFConfig.outline_stretch must be true or false"):
         CNFConfig(outline_stretch=1)
