@@ -94,6 +94,9 @@ def test_stretch_outlines_cover_128_steps_whatever_the_metre(tmp_path):
     assert GlowConfig(outline=True, outline_stretch=True).outline_stretch
     with pytest.raises(MusicflowError, match="CNFConfig.outline_stretch must be true or false"):
         CNFConfig(outline_stretch=1)
+    for config in (GlowConfig, CNFConfig):  # a stretch option on a model that reads no outline
+        with pytest.raises(MusicflowError, match=f"{config.__name__}.outline_stretch needs outline=true"):
+            config(outline_stretch=True)
 
 
 def test_the_glow_sees_the_outline_and_still_inverts_exactly():

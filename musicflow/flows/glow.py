@@ -104,6 +104,9 @@ class GlowConfig(ConfigDict):
             )
         logit_alpha(self)
         flags(self, ("autoregressive", "chroma", "reach", "echo", "outline", "outline_stretch"))
+        if self.outline_stretch and not self.outline:
+            raise MusicflowError("GlowConfig.outline_stretch needs outline=true (it says which outlines the "
+                                 "model reads)")
         if self.coupling not in ("affine", "spline"):
             raise MusicflowError(f"GlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}")
         if not isinstance(self.bins, int) or self.bins < 2:
