@@ -43,6 +43,13 @@ def flags(config: Any, names: Iterable[str]) -> None:
             _fail(config, name, "true or false", repr(value))
 
 
+def needs(config: Any, name: str, flag: str) -> None:
+    """The flag ``name`` is set only with the flag ``flag`` it refines (a setting that would
+    otherwise do nothing, silently)."""
+    if getattr(config, name) and not getattr(config, flag):
+        raise MusicflowError(f"{type(config).__name__}.{name} needs {flag}=true")
+
+
 def probabilities(config: Any, names: Iterable[str]) -> None:
     """Each field in ``names`` (a dropout rate) is in ``[0, 1)``."""
     for name in names:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import ConfigDict
-from musicflow.flows.checks import flags, logit_alpha, positive_ints, probabilities
+from musicflow.flows.checks import flags, logit_alpha, needs, positive_ints, probabilities
 from musicflow.flows.odefunc import Solver
 
 OBJECTIVES = ("fm", "ml")
@@ -92,9 +92,7 @@ class CNFConfig(ConfigDict):
             raise MusicflowError(f"CNFConfig.dequant_scale must be positive, got {self.dequant_scale!r}")
         logit_alpha(self)
         flags(self, ("chroma", "reach", "outline", "outline_stretch", "pooled", "one_voice"))
-        if self.outline_stretch and not self.outline:
-            raise MusicflowError("CNFConfig.outline_stretch needs outline=true (it says which outlines the "
-                                 "model reads)")
+        needs(self, "outline_stretch", "outline")
         probabilities(self, ("genre_dropout", "context_dropout", "outline_dropout"))
         if not (math.isfinite(self.guidance) and self.guidance >= 0):
             raise MusicflowError(f"CNFConfig.guidance must be a number >= 0, got {self.guidance!r}")

@@ -30,7 +30,7 @@ from torch import nn
 from musicflow.errors import MusicflowError
 from musicflow.flows.autoregressive import PitchAutoregressive
 from musicflow.flows.base import Condition, ConfigDict, Flow, Transform
-from musicflow.flows.checks import flags, logit_alpha, positive_ints, probabilities
+from musicflow.flows.checks import flags, logit_alpha, needs, positive_ints, probabilities
 from musicflow.flows.coupling import Coupling
 from musicflow.flows.dequantize import Logit, UniformDequantizer, VariationalDequantizer, centre, quantize
 from musicflow.flows.layers import ActNorm, AffineCoupling, ConditionalPrior, InvConv1x1, Split, Squeeze
@@ -104,9 +104,7 @@ class GlowConfig(ConfigDict):
             )
         logit_alpha(self)
         flags(self, ("autoregressive", "chroma", "reach", "echo", "outline", "outline_stretch"))
-        if self.outline_stretch and not self.outline:
-            raise MusicflowError("GlowConfig.outline_stretch needs outline=true (it says which outlines the "
-                                 "model reads)")
+        needs(self, "outline_stretch", "outline")
         if self.coupling not in ("affine", "spline"):
             raise MusicflowError(f"GlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}")
         if not isinstance(self.bins, int) or self.bins < 2:
