@@ -10,7 +10,7 @@
 Each ``benchmarks/bench_*.py`` runs in its own process and saves ``results/<name>.json``. In quick
 mode a script gets the arguments in :data:`QUICK`, or ``--quick`` if its source declares that flag,
 or nothing. ``musicflow evaluate`` runs for every shipped flow checkpoint
-(``checkpoints/{glow,cnf}-music21.pt``) and saves ``results/evaluate-<kind>.json`` and ``.md``.
+(``checkpoints/{keyflow,glow,cnf}-music21.pt``) and saves ``results/evaluate-<kind>.json`` and ``.md``.
 The summary renders the known results as tables, and the top-level numbers of any other.
 """
 
@@ -47,7 +47,7 @@ QUICK = {
 }
 EVALUATE_QUICK = ["--samples", "4", "--test-windows", "50", "--real-windows", "20", "--mix-samples", "2",
                   "--classify-pieces", "2"]
-FLOWS = ("glow", "cnf")
+FLOWS = ("keyflow", "glow", "cnf")
 # The neural ODE's likelihoods cost a solve per window and genre: fixed RK4 steps (within 0.2 nats
 # of the adaptive solver per window, benchmarks/bench_cnf.py) and fewer test windows and pieces.
 EVALUATE_ARGS = {"cnf": ["--samples", "30", "--bars", "8", "--ode-solver", "rk4:8", "--test-windows", "300",
