@@ -95,6 +95,7 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     totals = torch.zeros(b * k, genre.shape[1] + 1)  # each particle's log p(piece | asked, each genre)
     before = torch.zeros(b * k)  # each particle's log_ratio(totals) before its last window
     rows = np.arange(b)[:, None]
+    over = np.zeros(b * k, bool)  # a one-line piece's last window held its note over a silent one
     for i in tqdm(range(w), desc="compose", unit="beat", disable=not progress, leave=False):
         plan_k = None if plans is None else plans[:, i].repeat_interleave(k, 0)
         plan_dev = None if plan_k is None else plan_k.to(dev)
@@ -116,6 +117,9 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
         chunk = clean_continuation(raw, held)
         if solo.any():
             chunk[solo] = one_line(chunk[solo], v[torch.from_numpy(solo)].numpy(), held_solo)
+            if held_solo is not None:
+                chunk[solo], over[solo] = hold_over(chunk[solo], held_solo, ~over[solo])
+        over &= solo
         chunks.append(chunk.reshape(b, k, *chunk.shape[1:]))
         lineage = np.concatenate([lineage, np.broadcast_to(np.arange(k), (b, k))[..., None]], axis=-1)
         tail = np.concatenate([tail, chunk], axis=-1)[..., -keep:]
@@ -129,7 +133,7 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
             lineage = lineage[rows, anc]
             flat = (rows * k + anc).reshape(-1)  # the kept particles' rows of the (B * K) batch
             kept = torch.from_numpy(flat)
-            tail, totals, before = tail[flat], totals[kept], ratio[kept]
+            tail, totals, before, over = tail[flat], totals[kept], ratio[kept], over[flat]
     pick = lineage[:, 0]  # (B, W): the kept particle's latent of each window
     rolls = np.concatenate([prefix, *(chunks[j][np.arange(b), pick[:, j]] for j in range(w))], axis=-1)
     if not return_latents:
@@ -267,6 +271,30 @@ def strike_orphans(chunk: np.ndarray, held: np.ndarray | None) -> np.ndarray:
         on[..., t] |= sus[..., t] & ~prev
         prev = sus[..., t]
     return np.stack([on, sus], axis=1)
+
+
+def hold_over(chunk: np.ndarray, held: np.ndarray, may: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A one-line chunk ``(B, 2, P, T)`` (:func:`one_line`) that sounds nothing, right after a step
+    that sounds a note (the highest of ``held`` ``(B, P)``), holds that note through the chunk
+    instead, where ``may`` ``(B,)`` allows it: the caller forbids a second window in a row. Returns
+    the chunk and which rows were held over.
+
+    A flow that decides a beat at a time must restate a long note's sustain in every beat it
+    spans; where it fails, a hole opens in the middle of a phrase (the neural ODE's German folk
+    tunes fell silent on beats spread evenly through the piece, where real tunes rest at phrase
+    ends). One beat held over mends a dropped sustain; a longer rest still falls silent.
+
+    >>> c = np.zeros((2, 2, 3, 2), np.float32); c[1, :, 0, 0] = 1
+    >>> held = np.array([[True, True, False], [False, True, False]])
+    >>> out, did = hold_over(c, held, np.array([True, True]))
+    >>> out[0, 1].astype(int).tolist(), bool(out[0, 0].any()), did.tolist()  # pitch 1 held, unstruck
+    ([[0, 0], [1, 1], [0, 0]], False, [True, False])
+    """
+    out = chunk.copy()
+    top = held.shape[1] - 1 - np.argmax(held[:, ::-1], axis=1)
+    did = may & held.any(1) & ~out[:, 1].any(axis=(1, 2))
+    out[did, 1, top[did], :] = 1
+    return out, did
 
 
 def one_line(chunk: np.ndarray, values: np.ndarray, held: np.ndarray | None) -> np.ndarray:

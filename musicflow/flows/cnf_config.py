@@ -44,6 +44,10 @@ class CNFConfig(ConfigDict):
     # Outlines of 128-step stretches (8 bars of 4/4, as composed) instead of 8 bars of the piece's
     # own metre: a 2/4 block is half as long and a 4/2 block twice (data/windows.py: WindowSet).
     outline_stretch: bool = False
+    # The plans composing draws from: "blocks" (the training blocks'), or "matched" (a genre whose
+    # blocks plan denser or sparser stretches than its real 128-step ones, by more than 15%, draws
+    # from those stretches; training/windows.py: outline_bank).
+    outline_bank: str = "blocks"
     embed_dim: int = 16  # genre embedding size
     cond_dim: int = 64  # size of the global conditioning vector
     hidden: int = 64  # channels of the vector field
@@ -93,6 +97,11 @@ class CNFConfig(ConfigDict):
         logit_alpha(self)
         flags(self, ("chroma", "reach", "outline", "outline_stretch", "pooled", "one_voice"))
         needs(self, "outline_stretch", "outline")
+        if self.outline_bank not in ("blocks", "matched"):
+            raise MusicflowError(f"CNFConfig.outline_bank must be blocks or matched, "
+                                 f"got {self.outline_bank!r}")
+        if self.outline_bank == "matched" and not self.outline:
+            raise MusicflowError("CNFConfig.outline_bank=matched needs outline=true")
         probabilities(self, ("genre_dropout", "context_dropout", "outline_dropout"))
         if not (math.isfinite(self.guidance) and self.guidance >= 0):
             raise MusicflowError(f"CNFConfig.guidance must be a number >= 0, got {self.guidance!r}")

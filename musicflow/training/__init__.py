@@ -10,7 +10,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 _HOME = {"TrainConfig": "settings", "Optimisation": "settings", "calibrate": "windows",
-         "evaluate_bpd": "windows", "model_windows": "windows", "outline_bank": "windows",
+         "evaluate_bpd": "windows", "model_bank": "windows", "model_windows": "windows",
+         "outline_bank": "windows",
          "pick_device": "windows", "train": "windows"}
 
 if TYPE_CHECKING:
@@ -18,14 +19,15 @@ if TYPE_CHECKING:
     from musicflow.training.windows import (
         calibrate,
         evaluate_bpd,
+        model_bank,
         model_windows,
         outline_bank,
         pick_device,
         train,
     )
 
-__all__ = ["Optimisation", "TrainConfig", "calibrate", "evaluate_bpd", "model_windows", "outline_bank",
-           "pick_device", "train"]
+__all__ = ["Optimisation", "TrainConfig", "calibrate", "evaluate_bpd", "model_bank", "model_windows",
+           "outline_bank", "pick_device", "train"]
 
 
 def __getattr__(name: str):

@@ -293,10 +293,12 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
         "seconds": round(out.seconds, 1), "settings": asdict(cfg)}
     info.setdefault("metres", {})[name] = metres(whole)[name]
     if not sequence and model.takes_outline:
-        from musicflow.training.windows import model_windows, outline_bank
+        from musicflow.training.windows import model_bank, model_windows
 
-        info.setdefault("outlines", {})[name] = outline_bank(
-            model_windows(whole, "train", model.config, genres + [name], True), cfg.seed)[name]
+        names = genres + [name]
+        windows = model_windows(whole, "train", model.config, names, True)
+        bank = model_bank(whole, windows, model.config, names, cfg.seed)
+        info.setdefault("outlines", {})[name] = bank[name]
     return Checkpoint(ck.kind, model, ck.spec, genres + [name], info), out
 
 
