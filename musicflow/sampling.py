@@ -64,7 +64,8 @@ def generate(model, latents: torch.Tensor, genre: torch.Tensor, spec: PianoRollS
     ``"embed"`` (the weighted genre embedding, which every model reads from ``genre``). A model
     whose config sets ``one_voice`` holds each piece whose plan has one voice to one line
     (:func:`one_line`), in which a sustain that no onset leads into starts a note
-    (:func:`strike_orphans`) instead of falling silent: a tune rests far less often than such a
+    (:func:`strike_orphans`) instead of falling silent, and a window that comes out silent right
+    after a note holds that note over (:func:`hold_over`): a tune rests far less often than such a
     flow's dropped sustains would make it (measured in ``docs/generation.md``)."""
     # One function, though long: a single loop over windows carries the particles, their weights,
     # the held notes and the chosen latents from window to window; split, all of them would travel
@@ -280,9 +281,9 @@ def hold_over(chunk: np.ndarray, held: np.ndarray, may: np.ndarray) -> tuple[np.
     the chunk and which rows were held over.
 
     A flow that decides a beat at a time must restate a long note's sustain in every beat it
-    spans; where it fails, a hole opens in the middle of a phrase (the neural ODE's German folk
-    tunes fell silent on beats spread evenly through the piece, where real tunes rest at phrase
-    ends). One beat held over mends a dropped sustain; a longer rest still falls silent.
+    spans; where it fails, a hole opens in the middle of a phrase. One beat held over mends a
+    dropped sustain; a longer rest still falls silent, and a one-beat rest right after a note is
+    lost (``docs/generation.md``).
 
     >>> c = np.zeros((2, 2, 3, 2), np.float32); c[1, :, 0, 0] = 1
     >>> held = np.array([[True, True, False], [False, True, False]])

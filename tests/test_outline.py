@@ -43,14 +43,14 @@ def test_outline_counts_range_density_and_voices_by_hand():
 def test_a_matched_bank_plans_from_stretches_where_the_blocks_plan_denser_ones(tmp_path):
     from musicflow.training.windows import model_bank, outline_bank
 
-    # "tunes": a 2/4 tune in eighths and a 4/4 one in quarters, 256 steps each. Eight bars of the
+    # "airs": a 2/4 tune in eighths and a 4/4 one in quarters, 256 steps each. Eight bars of the
     # 2/4 tune are 64 steps, so it gives three whole blocks to the 4/4 tune's one (mean density
     # 1.75 onsets per beat) but one whole 128-step stretch as the other does (1.5): 17% apart.
-    # "hymns": the 4/4 tune alone, whose blocks are its stretches.
-    for genre, pieces in (("tunes", ((2, 0.5), (4, 1.0))), ("hymns", ((4, 1.0),))):
+    # "hymns", drawn after it from the same seeded stream: a 4/4 tune, whose blocks are its stretches.
+    for genre, pieces in (("airs", ((2, 0.5, 64), (4, 1.0, 64))), ("hymns", ((4, 1.0, 128),))):
         (tmp_path / genre).mkdir()
-        for i, (num, step) in enumerate(pieces):
-            notes = [(60 + k % 5, k * step, (k + 1) * step) for k in range(int(64 / step))]
+        for i, (num, step, beats) in enumerate(pieces):
+            notes = [(60 + k % 5, k * step, (k + 1) * step) for k in range(int(beats / step))]
             midi = make_midi(tmp_path / genre / f"{i}.mid", notes)
             pm = pretty_midi.PrettyMIDI(str(midi))
             pm.time_signature_changes = [pretty_midi.TimeSignature(num, 4, 0.0)]
@@ -60,18 +60,23 @@ def test_a_matched_bank_plans_from_stretches_where_the_blocks_plan_denser_ones(t
         p["split"] = "train"
     blocks = WindowSet(ds, "train", 4, 16, grid=4, outlines=True)
     stretches = WindowSet(ds, "train", 4, 16, grid=4, outlines=True, stretches=True)
-    plain, matched = outline_bank(blocks, 0), outline_bank(blocks, 0, stretches=stretches)
-    density = {g: np.mean([r[2] for r in plain[g]]) for g in plain}
-    assert density["tunes"] == pytest.approx(1.75) and density["hymns"] == pytest.approx(1.0)
-    assert sorted(r[2] for r in matched["tunes"]) == pytest.approx([1.0, 2.0])
-    assert matched["hymns"] == plain["hymns"]
+    plain = outline_bank(blocks, 0, per_genre=2)
+    matched = outline_bank(blocks, 0, per_genre=2, stretches=stretches)
+    every = {g: blocks.block_outline[blocks.block_labels == i][:, 2] for i, g in enumerate(ds.genres)}
+    assert every["airs"].mean() == pytest.approx(1.75) and every["hymns"].tolist() == [1.0] * 3
+    assert sorted(r[2] for r in matched["airs"]) == pytest.approx([1.0, 2.0])  # both stretches
+    assert len(plain["hymns"]) == 2 and matched["hymns"] == plain["hymns"]  # the same draw
+    assert outline_bank(blocks, 0, stretches=stretches)["airs"] == matched["airs"]
     cfg = CNFConfig(pitches=48, outline=True, outline_bank="matched")
-    assert model_bank(ds, blocks, cfg, ds.genres, 0) == matched
-    assert model_bank(ds, blocks, CNFConfig(pitches=48, outline=True), ds.genres, 0) == plain
+    assert model_bank(ds, blocks, cfg, ds.genres, 0) == outline_bank(blocks, 0, stretches=stretches)
+    plain_cfg = CNFConfig(pitches=48, outline=True)
+    assert model_bank(ds, blocks, plain_cfg, ds.genres, 0) == outline_bank(blocks, 0)
     with pytest.raises(MusicflowError, match="CNFConfig.outline_bank must be blocks or matched"):
         CNFConfig(outline=True, outline_bank="stretches")
-    with pytest.raises(MusicflowError, match="outline_bank=matched needs outline=true"):
-        CNFConfig(outline_bank="matched")
+    for bad in ({}, {"outline": True, "outline_stretch": True}):
+        with pytest.raises(MusicflowError, match="matched needs outline=true and outline_stretch=false"):
+            CNFConfig(outline_bank="matched", **bad)
+
 
 @pytest.fixture(scope="module")
 def registers(tmp_path_factory):
@@ -357,25 +362,40 @@ def test_a_tune_sounds_a_sustain_the_model_never_struck_and_a_plan_of_two_drops_
 
 
 class _Falls(_Chords):
-    """A stand-in flow that strikes row 4 and holds it through the first beat, then falls silent."""
+    """A stand-in flow that strikes row 4 and holds it through the windows in ``sounding``, and
+    falls silent in the others."""
+
+    sounding = (0,)
 
     def decode(self, z, cond, **kw):
         v = torch.zeros(z.shape[0], 2, 8, 4)
-        first = z[:, 0] == 0
-        v[first, 1, 4], v[first, 0, 4, 0] = 0.9, 0.9
+        on = torch.isin(z[:, 0], torch.tensor(self.sounding, dtype=z.dtype))
+        v[on, 1, 4], v[on, 0, 4, 0] = 0.9, 0.9
         return v
+
+
+class _FallsTwice(_Falls):
+    sounding = (0, 2)
 
 
 def test_a_tune_holds_its_note_over_one_silent_beat_and_then_rests():
     from musicflow.sampling import generate
 
-    spec, g = PianoRollSpec(pitches=8), torch.ones(1, 1)
-    z = torch.arange(4.0)[None, :, None].expand(1, 4, 64)  # the window's index: only the first sounds
-    tune = generate(_Falls(), z, g, spec, outline=torch.tensor([[0.0, 7.0, 1.0, 1.0]]))[0]
+    spec, g, tune_plan = PianoRollSpec(pitches=8), torch.ones(1, 1), torch.tensor([[0.0, 7.0, 1.0, 1.0]])
+    z = torch.arange(4.0)[None, :, None].expand(1, 4, 64)  # each window's latent holds its index
+    tune = generate(_Falls(), z, g, spec, outline=tune_plan)[0]
     assert tune[1, 4].tolist() == [1] * 8 + [0] * 8  # one beat held over, then a rest
     assert tune[0].sum() == 1 and tune[1].sum() == 8  # held, not struck again
+    # One window in a row: after a held-over window the note must sound again to be held again.
+    twice = generate(_FallsTwice(), z, g, spec, outline=tune_plan)[0]
+    assert twice[1, 4].tolist() == [1] * 16 and twice[0, 4].tolist() == ([1] + [0] * 7) * 2
     chords = generate(_Falls(), z, g, spec, outline=torch.tensor([[0.0, 7.0, 1.0, 2.0]]))[0]
     assert chords[1, 4].tolist() == [1] * 4 + [0] * 12  # a plan of two voices: the model's own rest
+    # A window planned with two voices between them (the model's own cells) starts the count anew.
+    one, two = [0.0, 7.0, 1.0, 1.0], [0.0, 7.0, 1.0, 2.0]
+    plans = torch.tensor([[one, one, two, one]])
+    assert generate(_FallsTwice(), z, g, spec, outline=plans)[0, 1, 4].tolist() == [1] * 16
+
 
 def test_the_shipped_neural_ode_keeps_a_tune_planned_with_one_voice_to_one_line():
     c = Composer.load("cnf")

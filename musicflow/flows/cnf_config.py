@@ -61,7 +61,9 @@ class CNFConfig(ConfigDict):
     alpha: float = 0.05  # the logit margin (flows/dequantize.py)
     genre_dropout: float = 0.15  # share of training rows given the null genre (guidance)
     guidance: float = 1.0  # the guidance composing uses when none is given (1: plain)
-    one_voice: bool = False  # a one-voice plan decodes as one line, sounding unstruck sustains (sampling.py)
+    # A one-voice plan decodes as one line that sounds unstruck sustains and holds a note over a
+    # silent beat (sampling.py: one_line, strike_orphans, hold_over).
+    one_voice: bool = False
     context_dropout: float = 0.1  # share of training rows given no context
     method: str = "dopri5"
     likelihood_steps: int = 8  # used when ``method`` is a fixed-step method
@@ -100,8 +102,9 @@ class CNFConfig(ConfigDict):
         if self.outline_bank not in ("blocks", "matched"):
             raise MusicflowError(f"CNFConfig.outline_bank must be blocks or matched, "
                                  f"got {self.outline_bank!r}")
-        if self.outline_bank == "matched" and not self.outline:
-            raise MusicflowError("CNFConfig.outline_bank=matched needs outline=true")
+        if self.outline_bank == "matched" and (not self.outline or self.outline_stretch):
+            raise MusicflowError("CNFConfig.outline_bank=matched needs outline=true and "
+                                 "outline_stretch=false (a stretch-trained bank already holds stretches)")
         probabilities(self, ("genre_dropout", "context_dropout", "outline_dropout"))
         if not (math.isfinite(self.guidance) and self.guidance >= 0):
             raise MusicflowError(f"CNFConfig.guidance must be a number >= 0, got {self.guidance!r}")

@@ -114,7 +114,7 @@ def outline_bank(windows: WindowSet, seed: int, per_genre: int = 1000,
     ``stretches``), a genre whose blocks' mean density of onsets differs from its stretches' by more
     than :data:`BANK_TOLERANCE` draws its plans from the stretches: a composed piece is a 128-step
     stretch, and eight bars of a 2/4 tune written in eighths plan a denser one than the genre's real
-    stretches hold (German folk: 1.21 onsets per beat against 0.90). The blocks are drawn first
+    stretches hold. The blocks are drawn first
     whatever a genre's source, so the other genres' plans stay as they were."""
     rng = np.random.default_rng(seed)
     bank = {}
@@ -136,7 +136,7 @@ def model_bank(ds: Dataset, windows: WindowSet, mcfg, genres: list[str],
     """The plans an outlined model of config ``mcfg`` stores: :func:`outline_bank` of its training
     ``windows``, matched to 128-step stretches where the config's ``outline_bank`` is ``"matched"``."""
     stretches = None
-    if getattr(mcfg, "outline_bank", "blocks") == "matched" and not getattr(mcfg, "outline_stretch", False):
+    if getattr(mcfg, "outline_bank", "blocks") == "matched":  # only the neural ODE's config has it
         stretches = WindowSet(ds, "train", 16, 0, hop=16, genres=genres, outlines=True, stretches=True)
     return outline_bank(windows, seed, stretches=stretches)
 
