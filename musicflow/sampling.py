@@ -274,6 +274,12 @@ def strike_orphans(chunk: np.ndarray, held: np.ndarray | None) -> np.ndarray:
     return np.stack([on, sus], axis=1)
 
 
+def _line_pitch(held: np.ndarray) -> np.ndarray:
+    """The pitch that carries a one-line piece's line at a step sounding ``held`` ``(B, P)``: its
+    highest sounding pitch, -1 where nothing sounds."""
+    return np.where(held.any(1), held.shape[1] - 1 - np.argmax(held[:, ::-1], axis=1), -1)
+
+
 def hold_over(chunk: np.ndarray, held: np.ndarray, may: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A one-line chunk ``(B, 2, P, T)`` (:func:`one_line`) that sounds nothing, right after a step
     that sounds a note (the highest of ``held`` ``(B, P)``), holds that note through the chunk
@@ -292,8 +298,8 @@ def hold_over(chunk: np.ndarray, held: np.ndarray, may: np.ndarray) -> tuple[np.
     ([[0, 0], [1, 1], [0, 0]], False, [True, False])
     """
     out = chunk.copy()
-    top = held.shape[1] - 1 - np.argmax(held[:, ::-1], axis=1)
-    did = may & held.any(1) & ~out[:, 1].any(axis=(1, 2))
+    top = _line_pitch(held)
+    did = may & (top >= 0) & ~out[:, 1].any(axis=(1, 2))
     out[did, 1, top[did], :] = 1
     return out, did
 
@@ -320,7 +326,7 @@ def one_line(chunk: np.ndarray, values: np.ndarray, held: np.ndarray | None) -> 
     rows = np.arange(b)
     cur = np.full(b, -1)
     if held is not None:
-        cur = np.where(held.any(1), p - 1 - np.argmax(held[:, ::-1], axis=1), -1)
+        cur = _line_pitch(held)
     keep = np.zeros_like(sus)
     for t in range(t_len):
         at = cur.clip(0)

@@ -38,8 +38,6 @@ def test_outline_counts_range_density_and_voices_by_hand():
     assert voices == pytest.approx((16 + 1) / 9)  # sounding cells per sounding step
     assert outline(np.zeros((2, 12, 16), bool)).tolist() == [6.0, 6.0, 0.0, 0.0]
 
-
-
 def test_a_matched_bank_plans_from_stretches_where_the_blocks_plan_denser_ones(tmp_path):
     from musicflow.training.windows import model_bank, outline_bank
 
@@ -358,7 +356,6 @@ def test_a_tune_sounds_a_sustain_the_model_never_struck_and_a_plan_of_two_drops_
     assert tune.sum() == 13
     chords = generate(_Unstruck(), z, g, spec, outline=torch.tensor([[0.0, 7.0, 1.0, 2.0]]))[0]
     assert not chords.any()
-
 
 
 class _Falls(_Chords):

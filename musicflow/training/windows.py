@@ -114,8 +114,8 @@ def outline_bank(windows: WindowSet, seed: int, per_genre: int = 1000,
     ``stretches``), a genre whose blocks' mean density of onsets differs from its stretches' by more
     than :data:`BANK_TOLERANCE` draws its plans from the stretches: a composed piece is a 128-step
     stretch, and eight bars of a 2/4 tune written in eighths plan a denser one than the genre's real
-    stretches hold. The blocks are drawn first
-    whatever a genre's source, so the other genres' plans stay as they were."""
+    stretches hold. The blocks are drawn first whatever a genre's source, so the other genres'
+    plans stay as they were."""
     rng = np.random.default_rng(seed)
     bank = {}
     for gi, name in enumerate(windows.genres):
