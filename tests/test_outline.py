@@ -38,17 +38,22 @@ def test_outline_counts_range_density_and_voices_by_hand():
     assert voices == pytest.approx((16 + 1) / 9)  # sounding cells per sounding step
     assert outline(np.zeros((2, 12, 16), bool)).tolist() == [6.0, 6.0, 0.0, 0.0]
 
-def test_a_matched_bank_plans_from_stretches_where_the_blocks_plan_denser_ones(tmp_path):
+def test_a_matched_bank_plans_from_stretches_where_the_blocks_plan_another_piece(tmp_path):
     from musicflow.training.windows import model_bank, outline_bank
 
-    # "airs": a 2/4 tune in eighths and a 4/4 one in quarters, 256 steps each. Eight bars of the
-    # 2/4 tune are 64 steps, so it gives three whole blocks to the 4/4 tune's one (mean density
-    # 1.75 onsets per beat) but one whole 128-step stretch as the other does (1.5): 17% apart.
+    # "airs": a 2/4 tune in eighths (256 steps) and a 4/4 one in quarters (640 steps). Eight bars
+    # of the 2/4 tune are 64 steps: three whole blocks at 2 onsets per beat, with the 4/4 tune's
+    # four at 1 (mean 10/7), where the stretches hold one at 2 and four at 1 (mean 6/5): 19% apart,
+    # while most of its blocks are as long as a stretch.
     # "hymns", drawn after it from the same seeded stream: a 4/4 tune, whose blocks are its stretches.
-    for genre, pieces in (("airs", ((2, 0.5, 64), (4, 1.0, 64))), ("hymns", ((4, 1.0, 128),))):
+    # "songs": a 2/4 tune in quarters rising a step every 8 notes: as dense in blocks as in
+    # stretches, but its blocks are half a stretch, and a stretch spans 3 semitones to a block's 1.
+    for genre, pieces in (("airs", ((2, 0.5, 64), (4, 1.0, 160))), ("hymns", ((4, 1.0, 128),)),
+                          ("songs", ((2, 1.0, 64),))):
         (tmp_path / genre).mkdir()
         for i, (num, step, beats) in enumerate(pieces):
-            notes = [(60 + k % 5, k * step, (k + 1) * step) for k in range(int(beats / step))]
+            pitch = (lambda k: 60 + k // 8) if genre == "songs" else (lambda k: 60 + k % 5)
+            notes = [(pitch(k), k * step, (k + 1) * step) for k in range(int(beats / step))]
             midi = make_midi(tmp_path / genre / f"{i}.mid", notes)
             pm = pretty_midi.PrettyMIDI(str(midi))
             pm.time_signature_changes = [pretty_midi.TimeSignature(num, 4, 0.0)]
@@ -61,10 +66,14 @@ def test_a_matched_bank_plans_from_stretches_where_the_blocks_plan_denser_ones(t
     plain = outline_bank(blocks, 0, per_genre=2)
     matched = outline_bank(blocks, 0, per_genre=2, stretches=stretches)
     every = {g: blocks.block_outline[blocks.block_labels == i][:, 2] for i, g in enumerate(ds.genres)}
-    assert every["airs"].mean() == pytest.approx(1.75) and every["hymns"].tolist() == [1.0] * 3
-    assert sorted(r[2] for r in matched["airs"]) == pytest.approx([1.0, 2.0])  # both stretches
+    assert every["airs"].mean() == pytest.approx(10 / 7) and every["hymns"].tolist() == [1.0] * 3
+    assert sorted(blocks.block_steps[blocks.block_labels == 0].tolist()) == [64] * 3 + [128] * 4
+    airs = outline_bank(blocks, 0, stretches=stretches)["airs"]
+    assert sorted(r[2] for r in airs) == pytest.approx([1.0] * 4 + [2.0])  # the five stretches
+    assert len(matched["airs"]) == 2 and all(r in airs for r in matched["airs"])
     assert len(plain["hymns"]) == 2 and matched["hymns"] == plain["hymns"]  # the same draw
-    assert outline_bank(blocks, 0, stretches=stretches)["airs"] == matched["airs"]
+    assert [r[1] - r[0] for r in plain["songs"]] == [1.0, 1.0] and every["songs"].tolist() == [1.0] * 3
+    assert [(r[1] - r[0], r[2]) for r in matched["songs"]] == [(3.0, 1.0)]  # its one stretch
     cfg = CNFConfig(pitches=48, outline=True, outline_bank="matched")
     assert model_bank(ds, blocks, cfg, ds.genres, 0) == outline_bank(blocks, 0, stretches=stretches)
     plain_cfg = CNFConfig(pitches=48, outline=True)
@@ -350,10 +359,10 @@ def test_a_tune_sounds_a_sustain_the_model_never_struck_and_a_plan_of_two_drops_
 
     spec, z, g = PianoRollSpec(pitches=8), torch.zeros(1, 3, 64), torch.ones(1, 1)
     tune = generate(_Unstruck(), z, g, spec, outline=torch.tensor([[0.0, 7.0, 1.0, 1.0]]))[0]
-    assert tune[1, 3].tolist() == [1, 0, 1, 1] * 3
+    assert tune[1, 3].tolist() == [1] * 12  # each one-step rest then bridged (bridge_rests)
     # Each sound after a rest is a note of its own; a sound held over from the beat before goes on.
     assert tune[0, 3].tolist() == [1, 0, 1, 0] + [0, 0, 1, 0] * 2
-    assert tune.sum() == 13
+    assert tune.sum() == 16
     chords = generate(_Unstruck(), z, g, spec, outline=torch.tensor([[0.0, 7.0, 1.0, 2.0]]))[0]
     assert not chords.any()
 
@@ -392,6 +401,37 @@ def test_a_tune_holds_its_note_over_one_silent_beat_and_then_rests():
     one, two = [0.0, 7.0, 1.0, 1.0], [0.0, 7.0, 1.0, 2.0]
     plans = torch.tensor([[one, one, two, one]])
     assert generate(_FallsTwice(), z, g, spec, outline=plans)[0, 1, 4].tolist() == [1] * 16
+
+
+class _Breathes(_Chords):
+    """A stand-in flow that strikes row 4 on every beat and holds it for the steps its window's
+    latent names (2, 1, 4: rests of two steps, then three)."""
+
+    def decode(self, z, cond, **kw):
+        v = torch.zeros(z.shape[0], 2, 8, 4)
+        for b, held in enumerate(z[:, 0].long().tolist()):
+            v[b, 1, 4, :held], v[b, 0, 4, 0] = 0.9, 0.9
+        return v
+
+
+def test_a_tune_sounds_on_through_a_rest_of_an_eighth_and_keeps_longer_ones():
+    from musicflow.sampling import generate
+
+    spec, g, tune_plan = PianoRollSpec(pitches=8), torch.ones(1, 1), torch.tensor([[0.0, 7.0, 1.0, 1.0]])
+    z = torch.tensor([2.0, 1.0, 4.0])[None, :, None].expand(1, 3, 64)
+    tune = generate(_Breathes(), z, g, spec, outline=tune_plan)[0]
+    assert tune[1, 4].tolist() == [1, 1, 1, 1] + [1, 0, 0, 0] + [1, 1, 1, 1]
+    assert tune[0, 4].tolist() == [1, 0, 0, 0] * 3  # bridged, not struck again
+    chords = generate(_Breathes(), z, g, spec, outline=torch.tensor([[0.0, 7.0, 1.0, 2.0]]))[0]
+    assert chords[1, 4].tolist() == [1, 1, 0, 0] + [1, 0, 0, 0] + [1, 1, 1, 1]  # two voices: kept
+    one, two = [0.0, 7.0, 1.0, 1.0], [0.0, 7.0, 1.0, 2.0]
+    mixed = generate(_Breathes(), z, g, spec, outline=torch.tensor([[one, two, one]]))[0]
+    assert mixed[1, 4].tolist() == chords[1, 4].tolist()  # not one line throughout: kept
+    # A continuation leaves its prefix alone: the rest on the prefix's last step stays.
+    prefix = np.zeros((1, 2, 8, 4), np.float32)
+    prefix[0, :, 4, 0], prefix[0, 1, 4, 1:3] = 1, 1
+    cont = generate(_Breathes(), z[:, :1], g, spec, outline=tune_plan, prefix=prefix)[0]
+    assert cont[1, 4].tolist() == [1, 1, 1, 0] + [1, 1, 0, 0]
 
 
 def test_the_shipped_neural_ode_keeps_a_tune_planned_with_one_voice_to_one_line():

@@ -104,8 +104,9 @@ class WindowSet:
 
     Rolls are held once per piece as booleans; windows are index pairs into them. With
     ``outlines`` (for models conditioned on them) each window also knows the :func:`outline` of
-    the block of :data:`OUTLINE_BARS` bars it starts in (:meth:`outlines`), and ``block_outline``
-    and ``block_labels`` hold those of the whole blocks, the real plans a composer can draw from.
+    the block of :data:`OUTLINE_BARS` bars it starts in (:meth:`outlines`), and ``block_outline``,
+    ``block_labels`` and ``block_steps`` hold those of the whole blocks and their lengths, the real
+    plans a composer can draw from.
     With ``stretches`` a block is a stretch of ``OUTLINE_BARS`` bars of 4/4 (128 steps) from the
     first bar line, whatever the metre: the length composing writes under one plan. Eight bars of
     a 2/4 tune are half as long, and denser per quarter when written in eighths; eight of 4/2 twice
@@ -118,6 +119,7 @@ class WindowSet:
         self.genres = genres or ds.genres
         self.window, self.context = window, context
         rolls, starts, piece_starts, labels, window_outline, blocks, block_labels = [], [], [], [], [], [], []
+        block_steps = []
         beat, span = ds.spec.steps_per_quarter, OUTLINE_BARS * ds.spec.bar_steps()
         offset = context  # leading silence so every context slice is in bounds
         for i in ds.indices(split):
@@ -132,6 +134,7 @@ class WindowSet:
                 edges = np.unique(np.clip(np.r_[0, cuts, roll.shape[-1]], 0, max(roll.shape[-1], 1)))
                 block = np.stack([outline(roll[..., a:b], beat) for a, b in zip(edges[:-1], edges[1:])])
                 blocks.append(block[:-1])  # whole blocks, bar line to bar line: the last may be short
+                block_steps.append(np.diff(edges)[:-1])
                 block_labels += [self.genres.index(genre)] * (len(block) - 1)
             if grid:  # windows shorter than a bar: every `grid` steps, in phase with the bar lines
                 first = int(bars[0]) % grid if len(bars) else 0
@@ -157,6 +160,7 @@ class WindowSet:
         self.window_outline = np.concatenate([np.zeros((0, 4), np.float32), *window_outline])
         self.block_outline = np.concatenate([np.zeros((0, 4), np.float32), *blocks])
         self.block_labels = np.asarray(block_labels, dtype=np.int64)
+        self.block_steps = np.concatenate([np.zeros(0, np.int64), *block_steps]).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -45,8 +45,9 @@ class CNFConfig(ConfigDict):
     # own metre: a 2/4 block is half as long and a 4/2 block twice (data/windows.py: WindowSet).
     outline_stretch: bool = False
     # The plans composing draws from: "blocks" (the training blocks'), or "matched" (a genre whose
-    # blocks plan denser or sparser stretches than its real 128-step ones, by more than 15%, draws
-    # from those stretches; training/windows.py: outline_bank).
+    # blocks plan denser or sparser stretches than its real 128-step ones, by more than 15%, or
+    # half of whose blocks or more are half a stretch or less, draws from those stretches;
+    # training/windows.py: outline_bank).
     outline_bank: str = "blocks"
     embed_dim: int = 16  # genre embedding size
     cond_dim: int = 64  # size of the global conditioning vector
@@ -61,8 +62,9 @@ class CNFConfig(ConfigDict):
     alpha: float = 0.05  # the logit margin (flows/dequantize.py)
     genre_dropout: float = 0.15  # share of training rows given the null genre (guidance)
     guidance: float = 1.0  # the guidance composing uses when none is given (1: plain)
-    # A one-voice plan decodes as one line that sounds unstruck sustains and holds a note over a
-    # silent beat (sampling.py: one_line, strike_orphans, hold_over).
+    # A one-voice plan decodes as one line that sounds unstruck sustains, holds a note over a
+    # silent beat and through a rest of an eighth between two notes (sampling.py: one_line,
+    # strike_orphans, hold_over, bridge_rests).
     one_voice: bool = False
     context_dropout: float = 0.1  # share of training rows given no context
     method: str = "dopri5"

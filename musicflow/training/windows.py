@@ -111,20 +111,25 @@ def outline_bank(windows: WindowSet, seed: int, per_genre: int = 1000,
     checkpoint: the real plans that composing with an outlined model draws from.
 
     With ``stretches`` (the same pieces read in 128-step stretches, :class:`WindowSet`'s
-    ``stretches``), a genre whose blocks' mean density of onsets differs from its stretches' by more
-    than :data:`BANK_TOLERANCE` draws its plans from the stretches: a composed piece is a 128-step
-    stretch, and eight bars of a 2/4 tune written in eighths plan a denser one than the genre's real
-    stretches hold. The blocks are drawn first whatever a genre's source, so the other genres'
-    plans stay as they were."""
+    ``stretches``), a genre draws its plans from the stretches where its blocks plan another piece
+    than it composes: where their mean density of onsets differs from the stretches' by more than
+    :data:`BANK_TOLERANCE` (eight bars of a 2/4 tune written in eighths plan a denser stretch than
+    the genre's real ones hold), or where half its blocks or more hold at most half a stretch (a
+    composed piece then spans two of its blocks, and its real range is theirs together: a range grows
+    with length, a density does not). The blocks are drawn first whatever a genre's source, so
+    the other genres' plans stay as they were."""
     rng = np.random.default_rng(seed)
     bank = {}
     for gi, name in enumerate(windows.genres):
-        rows = every = windows.block_outline[windows.block_labels == gi]
+        mine = windows.block_labels == gi
+        rows = every = windows.block_outline[mine]
         if len(rows) > per_genre:
             rows = rows[np.sort(rng.choice(len(rows), per_genre, replace=False))]
-        if stretches is not None:
+        if stretches is not None and len(every):
             long = stretches.block_outline[stretches.block_labels == gi]
-            if len(long) and len(every) and abs(every[:, 2].mean() / long[:, 2].mean() - 1) > BANK_TOLERANCE:
+            span = stretches.block_steps[stretches.block_labels == gi]
+            short = len(span) and np.mean(windows.block_steps[mine] * 2 <= np.median(span)) >= 0.5
+            if len(long) and (short or abs(every[:, 2].mean() / long[:, 2].mean() - 1) > BANK_TOLERANCE):
                 pick = np.random.default_rng([seed, gi]).choice(len(long), min(per_genre, len(long)), False)
                 rows = long[np.sort(pick)]
         bank[name] = [[round(float(v), 4) for v in r] for r in rows]
