@@ -125,11 +125,11 @@ def outline_bank(windows: WindowSet, seed: int, per_genre: int = 1000,
         rows = every = windows.block_outline[mine]
         if len(rows) > per_genre:
             rows = rows[np.sort(rng.choice(len(rows), per_genre, replace=False))]
-        if stretches is not None and len(every):
-            long = stretches.block_outline[stretches.block_labels == gi]
-            span = stretches.block_steps[stretches.block_labels == gi]
-            short = len(span) and np.mean(windows.block_steps[mine] * 2 <= np.median(span)) >= 0.5
-            if len(long) and (short or abs(every[:, 2].mean() / long[:, 2].mean() - 1) > BANK_TOLERANCE):
+        theirs = np.zeros(0, bool) if stretches is None else stretches.block_labels == gi
+        if len(every) and theirs.any():
+            long = stretches.block_outline[theirs]
+            short = np.mean(windows.block_steps[mine] * 2 <= np.median(stretches.block_steps[theirs])) >= 0.5
+            if short or abs(every[:, 2].mean() / long[:, 2].mean() - 1) > BANK_TOLERANCE:
                 pick = np.random.default_rng([seed, gi]).choice(len(long), min(per_genre, len(long)), False)
                 rows = long[np.sort(pick)]
         bank[name] = [[round(float(v), 4) for v in r] for r in rows]
