@@ -334,7 +334,7 @@ def test_a_plan_of_one_voice_keeps_one_line_and_a_plan_of_two_keeps_both():
     assert np.flatnonzero(roll[1].any(-1)).tolist() == [2, 5]
     # A line held into the chunk goes on while the chunk sustains it more strongly than it strikes
     # anything new; a stronger new onset takes the line over.
-    from musicflow.sampling import one_line
+    from musicflow.lines import one_line
 
     c = np.zeros((1, 2, 8, 4), np.float32)
     c[0, 1, 2], c[0, 1, 5, 2:], c[0, 0, 5, 2] = 1, 1, 1  # row 2 held, row 5 struck at step 2

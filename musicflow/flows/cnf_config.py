@@ -63,8 +63,8 @@ class CNFConfig(ConfigDict):
     genre_dropout: float = 0.15  # share of training rows given the null genre (guidance)
     guidance: float = 1.0  # the guidance composing uses when none is given (1: plain)
     # A one-voice plan decodes as one line that sounds unstruck sustains, holds a note over a
-    # silent beat and through a rest of an eighth between two notes (sampling.py: one_line,
-    # strike_orphans, hold_over, bridge_rests).
+    # silent beat and through a rest of an eighth between two notes (lines.py: one_line,
+    # hold_over, bridge_rests; sampling.py: strike_orphans).
     one_voice: bool = False
     context_dropout: float = 0.1  # share of training rows given no context
     method: str = "dopri5"
