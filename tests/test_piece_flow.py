@@ -150,6 +150,7 @@ def test_training_lowers_the_loss_and_keeps_the_best_validation(tmp_path):
     assert last < first and record["valid_nats_per_step"] == min(h["valid_nats"] for h in record["history"])
     ck = load_checkpoint(tmp_path / "k.pt")
     assert ck.kind == "keyflow" and ck.genres == ["high", "low"] and ck.model.config.states == 3
+    assert set(ck.info["phrases"]) == {"high", "low"}  # how often each genre restates a bar
     assert not (tmp_path / "k.pt.resume").exists()
 
 

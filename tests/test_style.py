@@ -92,6 +92,7 @@ def test_learning_fits_only_the_new_genre_and_lowers_held_out_bits(checkpoint, t
     assert report.learned_bits_per_dim < 0.9 * start
     info = new.info["styles"]["mine"]
     assert info["files"] == 6 and len(info["content_hash"]) == 16 and info["held_out_bits_per_dim"] < start
+    assert 0 <= new.info["phrases"]["mine"] <= 1  # how often the user's bars restate a phrase
 
 
 def learn_style_ck(ck, tunes, **kw):

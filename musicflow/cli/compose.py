@@ -38,6 +38,7 @@ def _settings(**given) -> dict:
 @compose_option("bars", type=int)
 @compose_option("time_signature")
 @compose_option("mix", type=click.Choice(MIX_METHODS))
+@compose_option("repeat", type=click.FloatRange(0, 1))
 @compose_option("tempo", type=float)
 @compose_option("key")
 @program_option
@@ -53,7 +54,7 @@ def _settings(**given) -> dict:
 @wav_option
 @model_option
 @quiet_option
-def compose_cmd(genres, bars, time_signature, mix, tempo, key, program, parts, temperature, guidance,
+def compose_cmd(genres, bars, time_signature, mix, repeat, tempo, key, program, parts, temperature, guidance,
                 candidates, seed, num_outputs, output, save_latent, outline, png, wav, model, quiet) -> None:
     """Compose new music in a genre or a mix of genres."""
     from musicflow.compose import Options, new_seed
@@ -61,7 +62,8 @@ def compose_cmd(genres, bars, time_signature, mix, tempo, key, program, parts, t
 
     options = Options(**_settings(bars=bars, tempo=tempo, key=key, program=program, parts=parts,
                                   temperature=temperature, guidance=guidance, candidates=candidates,
-                                  outline=parse_outline(outline), time_signature=time_signature, mix=mix))
+                                  outline=parse_outline(outline), time_signature=time_signature, mix=mix,
+                                  repeat=repeat))
     c = composer(model, quiet)
     c.sampling(guidance, candidates)  # bad values fail before anything is written
     if num_outputs < 1:

@@ -277,6 +277,8 @@ class Composer(StyleOps, LatentOps, JudgeOps):
         if o.time_signature not in (None, "4/4"):
             raise MusicflowError(f"time_signature {o.time_signature}: this model composes in 4/4 "
                                  "(the sequence flow, --model keyflow, composes in others)")
+        if o.repeat is not None:
+            raise MusicflowError("repeat: only the sequence flow (--model keyflow) restates bars")
         w, vec = self.genre_weights(genre)
         steps, n = self._span(o.bars)
         guidance, k = self.sampling(o.guidance, o.candidates)

@@ -87,6 +87,10 @@ class Options:
     time_signature: str | None = setting(None, (
         "Time signature, e.g. 3/4 or 6/8, for a model that composes in several [default: drawn by the "
         "seed from the genre's own pieces; 4/4 for the Glow]."))
+    repeat: float | None = setting(None, (
+        "For the sequence flow: the share of bars 5-8 of every 8-bar period decoded from the latents "
+        "of the bar four before, so that a tune restates its phrases (0: never, 1: always) "
+        "[default: the genre's own, from how often its music restates a bar]."))
     parts: str = setting("one", (
         "Tracks of the MIDI file: 'one' merged track; 'satb' soprano, alto, tenor and bass; "
         "'melody-bass' melody, accompaniment and bass; 'auto' by how many notes sound at once. "
@@ -105,6 +109,8 @@ class Options:
             parse_key(self.key)
         if self.time_signature is not None:
             parse_time_signature(self.time_signature)
+        if self.repeat is not None and (not _number(self.repeat) or not 0 <= self.repeat <= 1):
+            raise MusicflowError(f"repeat must be a share in [0, 1], got {self.repeat!r}")
         if self.mix not in (None, *MIX_METHODS):
             raise MusicflowError(f"mix must be one of {', '.join(MIX_METHODS)}, got {self.mix!r}")
         parse_program(self.program)

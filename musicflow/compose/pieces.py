@@ -27,6 +27,7 @@ from musicflow.compose.genre import GenreArg
 from musicflow.compose.infill import infill, parse_span
 from musicflow.compose.latent import Result, new_seed
 from musicflow.compose.options import Options, parse_time_signature
+from musicflow.compose.phrases import default_share, restate
 from musicflow.compose.reading import Input, MidiInput
 from musicflow.errors import MusicflowError
 from musicflow.flows.keyflow import KeyFlow
@@ -262,6 +263,14 @@ class PieceComposer(Composer):
         pick = names[int(np.random.default_rng([int(seed), 1]).choice(len(names), p=p / p.sum()))]
         return parse_time_signature(pick)
 
+    def repeat_share(self, weights: dict[str, float], asked: float | None = None) -> float:
+        """The share of bars 5-8 of each 8-bar period that restate the bar four before
+        (:mod:`musicflow.compose.phrases`): ``asked``, or the genre mix's own from the checkpoint's
+        ``phrases`` (0 for a checkpoint without them)."""
+        if asked is not None:
+            return float(asked)
+        return default_share(self.ck.info.get("phrases") or {}, weights)
+
     def _bar_grid(self, sig: tuple[int, int], steps: int, n: int = 1) -> torch.Tensor:
         bar = self.spec.bar_steps(*sig)
         return self._phases(n, steps, np.arange(0, steps + bar, bar))
@@ -284,26 +293,29 @@ class PieceComposer(Composer):
         w, vec = self.genre_weights(genre)
         seed = new_seed(seed)
         sig = self.metre(w, seed, o.time_signature)
-        steps = o.bars * self.spec.bar_steps(*sig)
-        z = self._latents(seed, steps)
-        roll = self._grow_states(z[None], vec, None, o.temperature, phase=self._bar_grid(sig, steps),
+        bar = self.spec.bar_steps(*sig)
+        z = restate(self._latents(seed, o.bars * bar), bar, self.repeat_share(w, o.repeat), seed)
+        roll = self._grow_states(z[None], vec, None, o.temperature, phase=self._bar_grid(sig, len(z)),
                                  mix=self.mixing(o.mix))[0]
         return Result(self.to_midi(roll, o, time_signature=sig), roll, z, seed, w, None, f"{sig[0]}/{sig[1]}")
 
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
                       temperature: float = 1.0, guidance: float | None = None,
-                      candidates: int | None = None, outline=None, mix: str | None = None) -> np.ndarray:
+                      candidates: int | None = None, outline=None, mix: str | None = None,
+                      repeat: float | None = None) -> np.ndarray:
         """The rolls ``(n, 2, P, bars * 16)`` of the pieces that :meth:`compose_result` writes for
         seeds ``seed .. seed + n - 1``, decoded side by side in one batch, each in its own drawn
         time signature and cut to (or continued to) the length of ``bars`` bars of 4/4, so the
         pieces of every metre stack and compare with real excerpts of that length."""
         if n < 1:
             raise MusicflowError(f"n must be at least 1, got {n}")
-        o = Options(bars=bars, temperature=temperature, mix=mix)
+        o = Options(bars=bars, temperature=temperature, mix=mix, repeat=repeat)
         self.sampling(guidance, candidates)
         w, vec = self.genre_weights(genre)
-        steps = o.bars * BAR
-        z = torch.stack([self._latents(int(seed) + i, steps) for i in range(n)])
+        steps, share = o.bars * BAR, self.repeat_share(w, o.repeat)
+        sigs = [self.metre(w, int(seed) + i) for i in range(n)]
+        z = torch.stack([restate(self._latents(int(seed) + i, steps), self.spec.bar_steps(*sig), share,
+                                 int(seed) + i) for i, sig in enumerate(sigs)])
         phase = self.piece_phases(w, n, steps, seed)
         return self._grow_states(z, vec, None, o.temperature, phase=phase, mix=self.mixing(o.mix))
 

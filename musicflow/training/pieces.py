@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from musicflow.checkpoint import load_checkpoint, new_model, require_resume, save_checkpoint
 from musicflow.data.dataset import Dataset
+from musicflow.data.restatement import restatements
 from musicflow.errors import MusicflowError
 from musicflow.roll import bar_phases, key_states
 from musicflow.training.loop import Loop, current_state, dist_info, distributed, process_group, run_seeded
@@ -278,5 +279,5 @@ def _start(ds: Dataset, data, out, cfg: PieceTrainConfig, kind: str, overrides: 
         torch.manual_seed(cfg.seed)
         model = new_model(kind, overrides)
     record = {"train_config": asdict(cfg), "data": str(data), "data_hash": ds.content_hash(),
-              "command": command, "history": [], "metres": metres(ds)}
+              "command": command, "history": [], "metres": metres(ds), "phrases": restatements(ds)}
     return model, record, {"nats": math.inf, "state": None}

@@ -8,8 +8,8 @@ music's likelihood stops improving (whole files kept aside from 5 files on; with
 bars of every piece), and the best columns are kept. With ``adapter`` (the KeyFlow), a low-rank
 adapter of the new style (:class:`~musicflow.flows.styles.StyleAdapters`) is then fitted with the
 columns, and kept only if the held-out music scores better with it. The result is an ordinary
-checkpoint whose genres end with the new one, with where it came from in ``info["styles"]`` and its
-time signatures in ``info["metres"]``.
+checkpoint whose genres end with the new one, with where it came from in ``info["styles"]``, its
+time signatures in ``info["metres"]`` and how often its bars restate a phrase in ``info["phrases"]``.
 
 >>> from musicflow.training.settings import StyleConfig
 >>> StyleConfig().minutes
@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from musicflow.checkpoint import Checkpoint
 from musicflow.data.build import SourceFile, parse_files, resolve_source
 from musicflow.data.dataset import Dataset
+from musicflow.data.restatement import restatements
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
 from musicflow.flows.styles import add_style, remove_style, style_capable, with_adapter
@@ -292,6 +293,7 @@ def learn_style(ck: Checkpoint, paths: list[str | Path], name: str, cfg: StyleCo
                                    if cfg.adapter else {}),
         "seconds": round(out.seconds, 1), "settings": asdict(cfg)}
     info.setdefault("metres", {})[name] = metres(whole)[name]
+    info.setdefault("phrases", {})[name] = restatements(whole)[name]
     if not sequence and model.takes_outline:
         from musicflow.training.windows import model_bank, model_windows
 
