@@ -20,7 +20,7 @@ compares with the valid split instead: the one to choose settings such as ``--te
 ``musicflow evaluate`` samples them. Results go to ``benchmarks/results/bench_quality.json``.
 
     python benchmarks/bench_quality.py --model keyflow --model glow [--pieces 30] [--bars 8]
-        [--seed 100] [--guidance 1] [--baselines]
+        [--seed 100] [--guidance 1] [--repeat SHARE] [--baselines]
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--repeat", type=float, default=None,
+                    help="the sequence flow's share of restated bars [default: the genre's own]")
     ap.add_argument("--split", default="test",
                     help="real side: test (reporting) or valid (choosing settings)")
     ap.add_argument("--baselines", action="store_true")
@@ -77,14 +79,14 @@ def main() -> None:
     subjects = []
     for i, m in enumerate(args.model or ["keyflow"]):
         found = load_subjects(m, None, args.baselines and i == 0, ds, args.temperature)
-        found[0].name, found[0].guidance = str(m), args.guidance
+        found[0].name, found[0].guidance, found[0].repeat = str(m), args.guidance, args.repeat
         subjects += found
     genres = args.genre or subjects[0].composer.genres
     steps = args.bars * 16
     real = {g: real_windows(ds, args.split, g, 2 * args.pieces, steps, seed=0, with_pieces=True)
             for g in genres}
     result: dict = {"pieces": args.pieces, "bars": args.bars, "seed": args.seed, "split": args.split,
-                    "temperature": args.temperature, "models": {}, "floor": {}}
+                    "temperature": args.temperature, "repeat": args.repeat, "models": {}, "floor": {}}
     for s in subjects:
         per = {}
         for g in genres:

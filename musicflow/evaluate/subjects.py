@@ -26,6 +26,7 @@ class Subject:
     source: str
     guidance: float | None = 1.0  # baselines are sampled plainly
     candidates: int | None = None
+    repeat: float | None = None  # the sequence flow's restated bars (None: the genre's own)
 
 
 def rel_path(path: str | Path | None) -> str:
