@@ -28,6 +28,8 @@ def test_restating_copies_the_second_half_of_every_period_from_its_first():
         torch.testing.assert_close(bar(out, b), bar(z, src), rtol=0, atol=0)
     assert not torch.equal(bar(out, 12), bar(z, 4))  # the second period starts afresh
     assert torch.equal(restate(z, 4, 0.0, seed=2), z)
+    part = restate(z[:4 * 6 + 2], 4, 1.0, seed=2)  # a last bar of 2 steps in a second half
+    assert torch.equal(part[24:26], z[8:10])
 
 
 def test_restating_is_seeded_per_bar_and_a_longer_piece_starts_the_same():
@@ -51,7 +53,8 @@ def test_restated_bars_counts_sounding_bars_equal_to_the_bar_four_before():
     roll[:, 4, 2 * 5] = 1  # a second note in bar 6: it differs from bar 2
     roll[:, :, 2 * 14:2 * 15] = 0  # bar 15 silent: not counted
     assert restated_bars(roll, lines, 32) == (6, 7)
-    assert restated_bars(roll, np.r_[0, 3, 5:32:2], 32)[1] < 7  # unequal bars are not compared
+    # A 3-step first bar and a 1-step last bar: bars 5 and 16 are not compared with theirs.
+    assert restated_bars(roll, np.r_[0, 3, 5:32:2], 32) == (5, 5)
 
 
 def test_a_genres_default_share_follows_how_often_its_music_restates():
@@ -77,10 +80,17 @@ def test_composing_restates_by_the_genres_share_and_the_latents_keep_it(phrased)
     plain = phrased.compose_result("low", seed=3, bars=8, repeat=0)
     assert torch.equal(plain.latents[:48], r.latents[:48])
     assert not torch.equal(plain.latents[48:], r.latents[48:])
-    assert not torch.equal(phrased.compose_result("high", seed=3, bars=8).latents[48:], r.latents[:48])
+    high = phrased.compose_result("high", seed=3, bars=8).latents  # 4/4 bars, share 0
+    assert high.shape[0] == 128 and not torch.equal(high[64:], high[:64])
     np.testing.assert_array_equal(phrased.decode_latents(r.latents, "low", time_signature="3/4").roll, r.roll)
     rolls = phrased.compose_rolls("low", n=2, bars=8, seed=3)  # batched: the same pieces
     np.testing.assert_array_equal(rolls[0][..., :96], r.roll)
+    half = phrased.compose_result("low", seed=5, bars=8, repeat=0.5)  # some bars restated, some not
+    np.testing.assert_array_equal(phrased.compose_rolls("low", n=1, bars=8, seed=5, repeat=0.5)[0][..., :96],
+                                  half.roll)
+    restated = [torch.equal(half.latents[12 * b:12 * b + 12], half.latents[12 * b - 48:12 * b - 36])
+                for b in range(4, 8)]
+    assert restated == [True, True, False, False]  # the draws of seed 5
     with pytest.raises(MusicflowError, match="repeat must be a share"):
         phrased.compose_result("low", seed=3, repeat=-0.1)
 
@@ -95,10 +105,14 @@ def test_the_repeat_option_through_the_cli_and_as_a_subprocess(phrased, tmp_path
     assert a.read_bytes() == b.read_bytes()
     phrased.save(phrased.compose("low", seed=5, bars=8, repeat=0.5), tmp_path / "c.mid")
     assert (tmp_path / "c.mid").read_bytes() == a.read_bytes()
-    res = CliRunner().invoke(main, [*args[:-2], "--repeat", "2", "-o", str(a)])
-    assert res.exit_code == 2 and "--repeat" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(main, [*args[:-3], "--repeat", "2", "-o", str(a)])
+    assert res.exit_code == 2 and "repeat must be a share in [0, 1]" in res.output
+    assert "Traceback" not in res.output
 
 
 def test_only_the_sequence_flow_restates():
+    glow = Composer.load("glow")
     with pytest.raises(MusicflowError, match="only the sequence flow"):
-        Composer.load("glow").compose_result("celtic", seed=1, bars=1, repeat=0.5)
+        glow.compose_result("celtic", seed=1, bars=1, repeat=0.5)
+    with pytest.raises(MusicflowError, match="only the sequence flow"):
+        glow.compose_rolls("celtic", n=1, bars=1, seed=1, repeat=0.5)

@@ -38,7 +38,7 @@ def _settings(**given) -> dict:
 @compose_option("bars", type=int)
 @compose_option("time_signature")
 @compose_option("mix", type=click.Choice(MIX_METHODS))
-@compose_option("repeat", type=click.FloatRange(0, 1))
+@compose_option("repeat", type=float)
 @compose_option("tempo", type=float)
 @compose_option("key")
 @program_option

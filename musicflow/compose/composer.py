@@ -277,8 +277,7 @@ class Composer(StyleOps, LatentOps, JudgeOps):
         if o.time_signature not in (None, "4/4"):
             raise MusicflowError(f"time_signature {o.time_signature}: this model composes in 4/4 "
                                  "(the sequence flow, --model keyflow, composes in others)")
-        if o.repeat is not None:
-            raise MusicflowError("repeat: only the sequence flow (--model keyflow) restates bars")
+        self._fixed_form(o)
         w, vec = self.genre_weights(genre)
         steps, n = self._span(o.bars)
         guidance, k = self.sampling(o.guidance, o.candidates)
@@ -291,6 +290,12 @@ class Composer(StyleOps, LatentOps, JudgeOps):
         outline = None if plan is None else plan[0].tolist()
         return Result(self.to_midi(roll, o), roll, picked, seed, w, outline)
 
+    @staticmethod
+    def _fixed_form(o: Options) -> None:
+        """Only the sequence flow restates bars (``repeat``); a one-line error elsewhere."""
+        if o.repeat is not None:
+            raise MusicflowError("repeat: only the sequence flow (--model keyflow) restates bars")
+
     def compose(self, genre: GenreArg | None = None, *, seed: int | None = None,
                 options: Options | None = None, **settings) -> pretty_midi.PrettyMIDI:
         """The MIDI of :meth:`compose_result`."""
@@ -299,14 +304,15 @@ class Composer(StyleOps, LatentOps, JudgeOps):
     def compose_rolls(self, genre: GenreArg | None = None, n: int = 1, bars: int = 8, seed: int = 0,
                       temperature: float = DEFAULT_TEMPERATURE, guidance: float | None = None,
                       candidates: int | None = None, outline: OutlineArg = None,
-                      mix: str | None = None) -> np.ndarray:
+                      mix: str | None = None, repeat: float | None = None) -> np.ndarray:
         """The rolls ``(n, 2, P, steps)`` of the pieces that :meth:`compose_result` writes for seeds
         ``seed .. seed + n - 1``, generated side by side in one batch: the same latents, so the
         same pieces (up to float rounding), for a fraction of the time when decoding one window
         costs much the same for one piece as for many (the autoregressive Glow)."""
         if n < 1:
             raise MusicflowError(f"n must be at least 1, got {n}")
-        o = Options(bars=bars, temperature=temperature, mix=mix)
+        o = Options(bars=bars, temperature=temperature, mix=mix, repeat=repeat)
+        self._fixed_form(o)
         mix = self.mixing(mix)
         w, vec = self.genre_weights(genre)
         steps, windows = self._span(o.bars)

@@ -61,7 +61,8 @@ class Options:
 
     bars: int = setting(8, "Length in bars (of 4/4, or of the time signature the model composes in).")
     temperature: float = setting(DEFAULT_TEMPERATURE, (
-        "Latent temperature: 1 samples the model's own distribution; lower is sparser."))
+        "Latent temperature: 1 samples the model's own distribution (the sequence flow's with "
+        "repeat 0); lower is sparser."))
     guidance: float | None = setting(None, (
         "Genre strength: 1 plain sampling, 0 ignores the genre, above 1 makes the piece read more "
         "surely as the genre [default: 10 for the Glow, the checkpoint's own for the neural-ODE flow]."))

@@ -1,10 +1,11 @@
-"""Phrases that come back: the sequence flow restates bars as often as a genre's own music does.
+"""Phrases that come back: the sequence flow restates bars in proportion to how often a genre's own
+music does.
 
-Folk tunes state a phrase and then restate it, often with a new ending. In the train pieces of the
-corpus, bars 5-8 of an 8-bar period repeat the bar four before note for note in about a fifth of
-cases for celtic tunes and an eighth for German folk songs, and almost never in the polyphonic
-genres. A flow composing step by step has no reason to come back to what it composed: left alone,
-its tunes wander over a wider range and more pitch classes than real ones.
+Folk tunes state a phrase and then restate it, often with a new ending; the polyphonic genres
+rarely do (each genre's rate is in a checkpoint's ``info["phrases"]``, see
+:mod:`musicflow.data.restatement`). A flow composing step by step has no reason to come back to
+what it composed: left alone, its tunes wander over a wider range and more pitch classes than real
+ones.
 
 A flow offers a natural handle. A piece is a function of its latents, so a bar decoded from the
 latents of an earlier bar makes the choices that bar made wherever the model's distributions agree,
@@ -61,7 +62,13 @@ def restate(z: torch.Tensor, bar_steps: int, share: float, seed: int) -> torch.T
 
 def default_share(rates: Mapping[str, float], weights: Mapping[str, float]) -> float:
     """The share of restated bars for a genre mix ``weights``: :data:`SCALE` times the mix's
-    weighted rate, at most 1 (0 for genres without a rate)."""
+    weighted rate, at most 1 (0 for genres without a rate).
+
+    >>> round(default_share({"german-folk": 0.14, "chorale": 0.04}, {"german-folk": 1, "chorale": 1}), 2)
+    0.54
+    >>> default_share({"celtic": 0.3}, {"celtic": 1.0})
+    1.0
+    """
     total = sum(weights.values()) or 1.0
     rate = sum(w * float(rates.get(g, 0.0)) for g, w in weights.items()) / total
     return min(1.0, SCALE * rate)

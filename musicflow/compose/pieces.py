@@ -285,8 +285,9 @@ class PieceComposer(Composer):
                        options: Options | None = None, **settings) -> Result:
         """A new piece of ``bars`` bars; see :meth:`Composer.compose_result`. Its time signature is
         ``time_signature``, or drawn by the seed from the genre's own pieces (:meth:`metre`).
-        ``temperature`` divides every key's logits (1: the model's own distribution); ``outline``
-        does not apply."""
+        ``temperature`` divides every key's logits (1: the model's own distribution, with
+        ``repeat=0``); ``repeat`` is the share of restated bars (:mod:`musicflow.compose.phrases`);
+        ``outline`` does not apply."""
         o = Options.of(options, settings)
         self._no_outline(o)
         self.sampling(o.guidance, o.candidates)
@@ -316,7 +317,7 @@ class PieceComposer(Composer):
         sigs = [self.metre(w, int(seed) + i) for i in range(n)]
         z = torch.stack([restate(self._latents(int(seed) + i, steps), self.spec.bar_steps(*sig), share,
                                  int(seed) + i) for i, sig in enumerate(sigs)])
-        phase = self.piece_phases(w, n, steps, seed)
+        phase = torch.cat([self._bar_grid(sig, steps) for sig in sigs])
         return self._grow_states(z, vec, None, o.temperature, phase=phase, mix=self.mixing(o.mix))
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, *, outline=None,

@@ -1,8 +1,7 @@
 """How often a genre's music restates a bar: bars 5-8 of an 8-bar period that repeat, note for note,
-the bar four before. Folk tunes state a phrase and restate it (in the corpus's train pieces about
-three bars in ten for celtic tunes, one in seven for German folk songs); the polyphonic genres
-almost never do. Composing reads the rate to give its pieces the same form
-(:mod:`musicflow.compose.phrases`).
+the bar four before. Folk tunes state a phrase and restate it; the polyphonic genres rarely do.
+Training stores each genre's rate in the checkpoint, and composing restates bars in proportion to
+it (:mod:`musicflow.compose.phrases`).
 
 >>> import numpy as np
 >>> roll = np.zeros((2, 4, 16)); roll[:, 0, ::2] = 1   # 8 bars of 2 steps, one note each bar
@@ -13,6 +12,9 @@ almost never do. Composing reads the rate to give its pieces the same form
 from __future__ import annotations
 
 import numpy as np
+
+from musicflow.data.dataset import Dataset
+from musicflow.roll import SUSTAIN
 
 #: Bars per period, and how far back a bar of a period's second half looks.
 PERIOD, HALF = 8, 4
@@ -28,14 +30,14 @@ def restated_bars(roll: np.ndarray, bars: np.ndarray, length: int) -> tuple[int,
     same = count = 0
     for j in range(HALF, len(spans)):
         (a0, a1), (b0, b1) = spans[j], spans[j - HALF]
-        if j % PERIOD < HALF or a1 - a0 != b1 - b0 or not on[1, :, a0:a1].any():
+        if j % PERIOD < HALF or a1 - a0 != b1 - b0 or not on[SUSTAIN, :, a0:a1].any():
             continue
         count += 1
         same += bool((on[..., a0:a1] == on[..., b0:b1]).all())
     return same, count
 
 
-def restatements(ds, split: str = "train") -> dict[str, float]:
+def restatements(ds: Dataset, split: str = "train") -> dict[str, float]:
     """Each genre's rate of restated bars (:func:`restated_bars`) over its ``split`` pieces of the
     :class:`~musicflow.data.dataset.Dataset` ``ds`` (0 where no bar can be compared)."""
     out = {}
