@@ -391,3 +391,13 @@ def test_ode_solver_on_a_glow_or_bad_text_is_one_line(tiny, tmp_path):
     assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "neural-ODE" in r.output
     r = CliRunner().invoke(main, [*base, "--model", str(tiny / "cnf.pt"), "--ode-solver", "rk4"])
     assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "rk4:8" in r.output
+
+
+def test_repeat_on_a_glow_or_out_of_range_is_one_line(tiny, tmp_path):
+    base = ["evaluate", "--data", str(tiny / "tiny.npz"), "--classifier", str(tiny / "clf.pt"),
+            "--no-baselines", "-o", str(tmp_path / "r.json"), "--quiet"]
+    r = CliRunner().invoke(main, [*base, "--model", str(tiny / "glow.pt"), "--repeat", "0.5"])
+    assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "only the sequence flow" in r.output
+    r = CliRunner().invoke(main, [*base, "--model", str(tiny / "glow.pt"), "--repeat", "1.5"])
+    assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "repeat must be in [0, 1]" in r.output
+    assert not (tmp_path / "r.json").exists()

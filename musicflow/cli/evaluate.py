@@ -32,6 +32,7 @@ def evaluated(name: str, *decls: str, **kw):
 @evaluated("ode_solver")
 @evaluated("guidance", type=float)
 @evaluated("candidates", type=int)
+@evaluated("repeat", type=float)
 @click.option("--two-sample/--no-two-sample", default=True, show_default=True,
               help="Two-sample tests: can a classifier tell the pieces from real test excerpts?")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
@@ -47,8 +48,8 @@ def evaluated(name: str, *decls: str, **kw):
               help="JSON report; the markdown tables go beside it (.md).")
 @quiet_option
 def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, real_windows, mix_samples,
-                 classify_pieces, classify_bars, ode_solver, guidance, candidates, two_sample, baselines, vae,
-                 gan, classifier, output, quiet) -> None:
+                 classify_pieces, classify_bars, ode_solver, guidance, candidates, repeat, two_sample,
+                 baselines, vae, gan, classifier, output, quiet) -> None:
     """Evaluate a model against baselines: bits/dim, musical metrics, genre fidelity, likelihood
     classification, novelty, diversity, speed and two-sample tests against real music, in one JSON
     report and a markdown table."""
@@ -61,7 +62,7 @@ def evaluate_cmd(model, data, samples, bars, seed, temperature, test_windows, re
     cfg = EvalConfig(samples=samples, bars=bars, seed=seed, temperature=temperature,
                      test_windows=test_windows, real_windows=real_windows, mix_samples=mix_samples,
                      classify_pieces=classify_pieces, classify_bars=classify_bars, ode_solver=ode_solver,
-                     guidance=guidance, candidates=candidates, two_sample=two_sample)
+                     guidance=guidance, candidates=candidates, repeat=repeat, two_sample=two_sample)
     report = evaluate(model, data, cfg, baselines, vae, classifier, quiet, gan)
     out = Path(output)
     text = json.dumps(report, indent=1) + "\n"

@@ -277,7 +277,7 @@ class Composer(StyleOps, LatentOps, JudgeOps):
         if o.time_signature not in (None, "4/4"):
             raise MusicflowError(f"time_signature {o.time_signature}: this model composes in 4/4 "
                                  "(the sequence flow, --model keyflow, composes in others)")
-        self._fixed_form(o)
+        self.check_repeat(o.repeat)
         w, vec = self.genre_weights(genre)
         steps, n = self._span(o.bars)
         guidance, k = self.sampling(o.guidance, o.candidates)
@@ -290,10 +290,10 @@ class Composer(StyleOps, LatentOps, JudgeOps):
         outline = None if plan is None else plan[0].tolist()
         return Result(self.to_midi(roll, o), roll, picked, seed, w, outline)
 
-    @staticmethod
-    def _fixed_form(o: Options) -> None:
-        """Only the sequence flow restates bars (``repeat``); a one-line error elsewhere."""
-        if o.repeat is not None:
+    def check_repeat(self, repeat: float | None) -> None:
+        """A one-line error for a share of restated bars (``repeat``): only the sequence flow
+        restates (:mod:`musicflow.compose.phrases`)."""
+        if repeat is not None:
             raise MusicflowError("repeat: only the sequence flow (--model keyflow) restates bars")
 
     def compose(self, genre: GenreArg | None = None, *, seed: int | None = None,
@@ -312,7 +312,7 @@ class Composer(StyleOps, LatentOps, JudgeOps):
         if n < 1:
             raise MusicflowError(f"n must be at least 1, got {n}")
         o = Options(bars=bars, temperature=temperature, mix=mix, repeat=repeat)
-        self._fixed_form(o)
+        self.check_repeat(o.repeat)
         mix = self.mixing(mix)
         w, vec = self.genre_weights(genre)
         steps, windows = self._span(o.bars)

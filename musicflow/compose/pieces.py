@@ -263,6 +263,9 @@ class PieceComposer(Composer):
         pick = names[int(np.random.default_rng([int(seed), 1]).choice(len(names), p=p / p.sum()))]
         return parse_time_signature(pick)
 
+    def check_repeat(self, repeat: float | None) -> None:
+        """Any share in [0, 1] will do (``Options`` checks the range)."""
+
     def repeat_share(self, weights: dict[str, float], asked: float | None = None) -> float:
         """The share of bars 5-8 of each 8-bar period that restate the bar four before
         (:mod:`musicflow.compose.phrases`): ``asked``, or the genre mix's own from the checkpoint's

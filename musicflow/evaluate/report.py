@@ -307,7 +307,9 @@ def _subjects(model, vae, baselines: bool, ds: Dataset, cfg: EvalConfig, gan=Non
     subjects = load_subjects(model, vae, baselines, ds, cfg.temperature, gan)
     main = subjects[0].composer
     main.sampling(cfg.guidance, cfg.candidates)
+    main.check_repeat(cfg.repeat)
     subjects[0].guidance, subjects[0].candidates = cfg.guidance, cfg.candidates
+    subjects[0].repeat = cfg.repeat
     if cfg.ode_solver:
         use_ode_solver(main, cfg.ode_solver)
     return subjects

@@ -27,6 +27,8 @@ class EvalConfig:
                                   "dopri5].")
     guidance: float | None = setting(None, "The model's genre guidance [default: what compose uses].")
     candidates: int | None = setting(None, "Candidates per window under guidance [default: compose's].")
+    repeat: float | None = setting(None, "The sequence flow's share of restated bars, 0 to 1 [default: "
+                                         "each genre's own, as compose uses].")
     two_sample: bool = setting(True, "Two-sample tests: can a classifier tell the pieces from real test "
                                      "excerpts?")
 
@@ -36,3 +38,4 @@ class EvalConfig:
         require(self.real_windows >= 2, f"real_windows must be at least 2, got {self.real_windows}")
         require(self.mix_samples >= 0, f"mix_samples must be >= 0, got {self.mix_samples}")
         require(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
+        require(self.repeat is None or 0 <= self.repeat <= 1, f"repeat must be in [0, 1], got {self.repeat}")
