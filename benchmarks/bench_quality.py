@@ -14,6 +14,8 @@ compares with the valid split instead: the one to choose settings such as ``--te
 * ``cnn``: the same with a small convolutional net on the rolls;
 * ``real_halves``: both tests between two halves of the real pieces, the floor;
 * ``fidelity``: share of the pieces the independent genre classifier names as the genre asked for;
+* ``overlap``: the musical metrics' mean overlap (``musicflow evaluate``'s) of the pieces with the
+  real excerpts, beside ``overlap_reference``, that of as many real train excerpts;
 * ``seconds``: the time to generate the genre's pieces in one batch.
 
 ``--baselines`` adds the Bernoulli baseline (fitted on train) and the VAE checkpoint, sampled as
@@ -37,7 +39,8 @@ from common import save  # noqa: E402
 
 from musicflow.checkpoint import load_checkpoint  # noqa: E402
 from musicflow.data.dataset import Dataset  # noqa: E402
-from musicflow.evaluate.fidelity import classify_rolls, real_windows  # noqa: E402
+from musicflow.evaluate.fidelity import STATS, classify_rolls, real_windows, statistics  # noqa: E402
+from musicflow.evaluate.metrics import overlap_area  # noqa: E402
 from musicflow.evaluate.report import generate_pieces  # noqa: E402
 from musicflow.evaluate.subjects import load_subjects  # noqa: E402
 from musicflow.evaluate.twosample import realism  # noqa: E402
@@ -54,6 +57,11 @@ def _brief(test: dict | None) -> dict | None:
         if r["giveaways"]:
             out[f]["giveaways"] = {k: round(v, 2) for k, v in r["giveaways"]}
     return out
+
+
+def _overlap(a: dict, b: dict) -> float:
+    """The mean over the musical metrics of the overlap of two sets' histograms."""
+    return round(float(np.mean([overlap_area(a[k], b[k]) for k in STATS])), 3)
 
 
 def main() -> None:
@@ -85,8 +93,13 @@ def main() -> None:
     steps = args.bars * 16
     real = {g: real_windows(ds, args.split, g, 2 * args.pieces, steps, seed=0, with_pieces=True)
             for g in genres}
+    low = ds.spec.low
+    real_stats = {g: statistics(real[g][0], low) for g in genres}
+    reference = {g: _overlap(statistics(real_windows(ds, "train", g, args.pieces, steps, seed=0), low),
+                             real_stats[g]) for g in genres}
     result: dict = {"pieces": args.pieces, "bars": args.bars, "seed": args.seed, "split": args.split,
-                    "temperature": args.temperature, "repeat": args.repeat, "models": {}, "floor": {}}
+                    "temperature": args.temperature, "repeat": args.repeat, "models": {}, "floor": {},
+                    "overlap_reference": reference}
     for s in subjects:
         per = {}
         for g in genres:
@@ -97,16 +110,20 @@ def main() -> None:
             fidelity = float((classify_rolls(clf, rolls).argmax(1) == gi).mean())
             tests = realism(rolls, real[g][0], real[g][1], ds.spec.low, seed=0)
             per[g] = {"seconds": round(seconds, 2), "fidelity": round(fidelity, 3),
+                      "overlap": _overlap(statistics(rolls, low), real_stats[g]),
                       **_brief(tests["generated"])}
             result["floor"].setdefault(g, _brief(tests["real_halves"]))
             print(f"{s.name:>14} {g:>13}: metrics {per[g]['metrics']['accuracy']:.2f} "
-                  f"cnn {per[g]['cnn']['accuracy']:.2f} fidelity {fidelity:.2f} ({seconds:.1f} s)",
+                  f"cnn {per[g]['cnn']['accuracy']:.2f} fidelity {fidelity:.2f} "
+                  f"overlap {per[g]['overlap']:.3f} of {reference[g]:.3f} ({seconds:.1f} s)",
                   flush=True)
         acc = {f: [v[f]["accuracy"] for v in per.values()] for f in ("metrics", "cnn")}
+        ratio = {g: round(v["overlap"] / reference[g], 3) for g, v in per.items()}
         result["models"][s.name] = {"source": s.source, "guidance": s.guidance, "per_genre": per,
                                     "worst_genre": {f: max(a) for f, a in acc.items()},
                                     "mean": {f: round(float(np.mean(a)), 3) for f, a in acc.items()},
-                                    "min_fidelity": min(v["fidelity"] for v in per.values())}
+                                    "min_fidelity": min(v["fidelity"] for v in per.values()),
+                                    "overlap_ratio": ratio}
     save(args.name, result)
 
 
