@@ -384,9 +384,13 @@ def test_cnf_report_uses_the_asked_ode_solver(tiny):
     assert c.model.last_nfe == 12
 
 
-def test_ode_solver_on_a_glow_or_bad_text_is_one_line(tiny, tmp_path):
-    base = ["evaluate", "--data", str(tiny / "tiny.npz"), "--classifier", str(tiny / "clf.pt"),
+def _evaluate_args(tiny, tmp_path) -> list[str]:
+    return ["evaluate", "--data", str(tiny / "tiny.npz"), "--classifier", str(tiny / "clf.pt"),
             "--no-baselines", "-o", str(tmp_path / "r.json"), "--quiet"]
+
+
+def test_ode_solver_on_a_glow_or_bad_text_is_one_line(tiny, tmp_path):
+    base = _evaluate_args(tiny, tmp_path)
     r = CliRunner().invoke(main, [*base, "--model", str(tiny / "glow.pt"), "--ode-solver", "rk4:8"])
     assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "neural-ODE" in r.output
     r = CliRunner().invoke(main, [*base, "--model", str(tiny / "cnf.pt"), "--ode-solver", "rk4"])
@@ -394,8 +398,7 @@ def test_ode_solver_on_a_glow_or_bad_text_is_one_line(tiny, tmp_path):
 
 
 def test_repeat_on_a_glow_or_out_of_range_is_one_line(tiny, tmp_path):
-    base = ["evaluate", "--data", str(tiny / "tiny.npz"), "--classifier", str(tiny / "clf.pt"),
-            "--no-baselines", "-o", str(tmp_path / "r.json"), "--quiet"]
+    base = _evaluate_args(tiny, tmp_path)
     r = CliRunner().invoke(main, [*base, "--model", str(tiny / "glow.pt"), "--repeat", "0.5"])
     assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "only the sequence flow" in r.output
     r = CliRunner().invoke(main, [*base, "--model", str(tiny / "glow.pt"), "--repeat", "1.5"])

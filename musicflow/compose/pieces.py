@@ -278,11 +278,17 @@ class PieceComposer(Composer):
         bar = self.spec.bar_steps(*sig)
         return self._phases(n, steps, np.arange(0, steps + bar, bar))
 
-    def piece_phases(self, weights: dict[str, float], n: int, steps: int, seed: int) -> torch.Tensor:
+    def piece_metres(self, weights: dict[str, float], n: int, seed: int) -> list[tuple[int, int]]:
+        """The time signature :meth:`metre` draws for each piece of seeds ``seed .. seed + n - 1``."""
+        return [self.metre(weights, int(seed) + i) for i in range(n)]
+
+    def piece_phases(self, weights: dict[str, float], n: int, steps: int, seed: int,
+                     metres: list[tuple[int, int]] | None = None) -> torch.Tensor:
         """Each step's place in its bar ``(n, steps)`` for the pieces of seeds ``seed .. seed + n - 1``,
-        each in the time signature :meth:`metre` draws for it: what :meth:`compose_rolls` composes
-        on, for reading its pieces bar by bar."""
-        return torch.cat([self._bar_grid(self.metre(weights, int(seed) + i), steps) for i in range(n)])
+        each in the time signature :meth:`metre` draws for it (or ``metres``, already drawn): what
+        :meth:`compose_rolls` composes on, for reading its pieces bar by bar."""
+        metres = self.piece_metres(weights, n, seed) if metres is None else metres
+        return torch.cat([self._bar_grid(sig, steps) for sig in metres])
 
     def compose_result(self, genre: GenreArg | None = None, *, seed: int | None = None,
                        options: Options | None = None, **settings) -> Result:
@@ -317,10 +323,10 @@ class PieceComposer(Composer):
         self.sampling(guidance, candidates)
         w, vec = self.genre_weights(genre)
         steps, share = o.bars * BAR, self.repeat_share(w, o.repeat)
-        sigs = [self.metre(w, int(seed) + i) for i in range(n)]
+        sigs = self.piece_metres(w, n, seed)
         z = torch.stack([restate(self._latents(int(seed) + i, steps), self.spec.bar_steps(*sig), share,
                                  int(seed) + i) for i, sig in enumerate(sigs)])
-        phase = torch.cat([self._bar_grid(sig, steps) for sig in sigs])
+        phase = self.piece_phases(w, n, steps, seed, sigs)
         return self._grow_states(z, vec, None, o.temperature, phase=phase, mix=self.mixing(o.mix))
 
     def decode_latents(self, latents: torch.Tensor, genre: GenreArg | None = None, *, outline=None,

@@ -58,10 +58,9 @@ def generate_pieces(s: Subject, weights: dict[str, float], n: int, bars: int, se
     """``n`` pieces of ``bars`` bars, piece ``i`` from seed ``seed + i``: the pieces of
     ``Composer.compose(seed=seed + i)`` with the subject's temperature and guidance, generated in
     batches. ``(n, 2, P, T)``."""
-    extra = {} if s.repeat is None else {"repeat": s.repeat}
     return np.concatenate([
         s.composer.compose_rolls(weights, min(batch, n - i), bars, seed + i, s.temperature, s.guidance,
-                                 s.candidates, **extra)
+                                 s.candidates, repeat=s.repeat)
         for i in range(0, n, batch)])
 
 
