@@ -2,7 +2,9 @@
 floor of starting Python with torch (``python -c "import torch"``), both as subprocesses, and the
 peak memory of that command; API latency with the checkpoint loaded, 8 bars in every genre (as
 compose samples by default, and plainly, guidance 1), 64 bars, and the bars per second of a batch
-of pieces; and likelihood classification of held-out test pieces.
+of pieces; for the sequence flow, the same 8-bar pieces decoded one step a pass (its steps-ahead
+decoding's baseline, with a check that the pieces are the same); and likelihood classification of
+held-out test pieces.
 
     python benchmarks/bench_compose.py [--model keyflow --model glow] [--repeats 5]
     python benchmarks/bench_compose.py --model cnf --model glow --short --pieces 0 --name bench_compose_cnf
@@ -19,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
@@ -38,7 +42,6 @@ def wall(cmd: list[str], repeats: int) -> float:
 def classify_held_out(c: Composer, per_genre: int, bars: int = 16) -> dict:
     """Likelihood classification (Bayes, uniform prior) of the first ``bars`` bars of up to
     ``per_genre`` test pieces of each genre (the first pieces in dataset order, no selection)."""
-    import numpy as np
     import pretty_midi
 
     from musicflow.data.dataset import Dataset
@@ -107,6 +110,20 @@ def api_times(c: Composer, repeats: int, pieces: int, short: bool = False) -> di
            "64_bars_s_median": median(lambda seed: c.compose(bars=64, seed=seed)),
            f"batch_{pieces}_pieces_of_8_bars_s": round(batch, 2),
            "batch_bars_per_s": round(pieces * 8 / batch, 2)}
+    ahead = getattr(c, "ahead", 1)
+    if ahead > 1:  # the sequence flow decodes steps ahead: the same pieces one step a pass
+        cases = [(g, seed) for g in c.genres for seed in range(repeats)]
+        c.ahead = 1
+        steps = {g: median(lambda seed, g=g: c.compose(g, bars=8, seed=seed)) for g in c.genres}
+        one = [c.compose_result(g, bars=8, seed=seed).roll for g, seed in cases]
+        c.ahead = ahead
+        same = all(np.array_equal(r, c.compose_result(g, bars=8, seed=seed).roll)
+                   for r, (g, seed) in zip(one, cases))
+        out.update({
+            "8_bars_step_by_step_s_median_per_genre": steps,
+            "step_by_step_over_default_per_genre": {g: round(steps[g] / per_genre[g], 2) for g in steps},
+            "slowest_over_fastest_genre_step_by_step": round(max(steps.values()) / min(steps.values()), 2),
+            "same_pieces_step_by_step": bool(same)})
     out["64_over_8_bars"] = round(out["64_bars_s_median"] / per_genre[c.default_genre], 2)
     out["8_bars_default_over_plain"] = round(out["8_bars_s_median"] / out["8_bars_plain_s_median"], 2)
     return out

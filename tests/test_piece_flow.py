@@ -22,6 +22,7 @@ from musicflow.compose.pieces import PieceComposer, to_normal, to_uniform
 from musicflow.data.dataset import Dataset
 from musicflow.errors import MusicflowError
 from musicflow.flows.base import Condition
+from musicflow.flows.keydecode import AHEAD
 from musicflow.flows.keyflow import KeyFlow, KeyFlowConfig
 from musicflow.roll import PianoRollSpec, key_states, states_roll
 from musicflow.training.pieces import train_pieces
@@ -216,6 +217,33 @@ def composer(tmp_path) -> PieceComposer:
     c = Composer.load(path)
     assert isinstance(c, PieceComposer)
     return c
+
+
+@pytest.mark.parametrize("experts,prefix", [(1, False), (1, True), (2, True)])
+def test_decoding_steps_ahead_gives_the_step_by_step_states(experts, prefix):
+    """Speculative passes (the next frames guessed to hold every sounding key, kept up to the first
+    wrong guess) against the flow's own key-by-key decoding and against one step at a time, for one
+    genre and a product of two, from the start and after a prefix, alone and in a batch."""
+    model = _model()
+    t, k, t0 = 40, 12, 5 if prefix else 0
+    gen = torch.Generator().manual_seed(3)
+    u = torch.rand(3, t, k, generator=gen)
+    u[:, 12:30] = 0.0  # silence, whatever came before: the guesses come true there
+    genres = torch.eye(3)[1:1 + experts]
+    share = None if experts == 1 else torch.tensor([[0.3, 0.7]])
+    pre = torch.randint(0, 3, (1, t0, k), generator=gen).float() if prefix else None
+    phase = _phase(1, t0 + t)
+    kept = []
+    ahead = model.decode_steps(u[:1], genres, share, phase, pre, progress=kept.append)
+    assert torch.equal(ahead, model.decode_steps(u[:1], genres, share, phase, pre, ahead=1))
+    assert sum(kept) == t and min(kept) == 1 and max(kept) == AHEAD  # both kinds of pass ran
+    assert ahead.shape == (1, t, k) and (ahead[0, :12] > 0).any()
+    if experts == 1:
+        keys = model.decode_frames(u[:1], pre, genre=genres, phase=phase).floor()
+        assert torch.equal(ahead, keys)
+        batch = model.decode_steps(u, genres, share, phase.expand(3, -1),
+                                   None if pre is None else pre.expand(3, -1, -1))
+        assert torch.equal(batch[:1], ahead)
 
 
 def test_normal_latents_map_to_the_base_and_back():

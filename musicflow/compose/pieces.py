@@ -30,6 +30,7 @@ from musicflow.compose.options import Options, parse_time_signature
 from musicflow.compose.phrases import default_share, restate
 from musicflow.compose.reading import Input, MidiInput
 from musicflow.errors import MusicflowError
+from musicflow.flows.keydecode import AHEAD
 from musicflow.flows.keyflow import KeyFlow
 from musicflow.roll import bar_phases, key_states, states_roll
 
@@ -61,6 +62,9 @@ class PieceComposer(Composer):
         if decoding != "exact":
             raise MusicflowError("decoding: a sequence flow samples notes exactly (no threshold to set)")
         super().__init__(checkpoint, "exact", progress)
+        #: The most steps one pass decodes when composing one piece (1: step by step; the pieces
+        #: are the same either way, see :meth:`KeyFlow.decode_steps`).
+        self.ahead = AHEAD
 
     def _window_sizes(self) -> tuple[int, int]:
         # Evaluation scores bars given 4 bars before them (bar phases counted from the context's
@@ -96,34 +100,11 @@ class PieceComposer(Composer):
         """Key states ``(n, T, keys)`` decoded from base points ``u`` ``(n, T, keys)`` after
         ``prefix`` ``(n, T0, keys)``, under a genre mix (by ``mix``: a product of experts, see the
         module, or the mixed embedding), ``phase`` ``(n, T0 + T)``."""
-        model = self.model
-        n, t, k = u.shape
+        n, t, _ = u.shape
         experts, share = self._genre_rows(weights, n, mix)
-        e = len(experts)
-        genre = experts.repeat(n, 1)  # piece-major: (n * e, G)
-        rolls = u.new_zeros(n, 0, k) if prefix is None else prefix.float()
-        ph = phase.repeat_interleave(e, 0)
-        h = model._initial(n * e)
-        prev = u.new_zeros(n * e, 1, k)
-        t0 = rolls.shape[1]
-        if t0:
-            past = torch.cat([prev, rolls[:, :-1].repeat_interleave(e, 0)], dim=1)
-            _, h = model.recur(past, genre, ph[:, :t0], h)
-            prev = rolls[:, -1:].repeat_interleave(e, 0)
-        hist = model.config.history
-        out_frames = []
-        recent = rolls[:, -hist:].repeat_interleave(e, 0)
-        plan = model.decode_plan()
-        for step in tqdm(range(t), desc="compose", unit="step", disable=not self.progress, leave=False):
-            out, h = model.recur(prev, genre, ph[:, t0 + step:t0 + step + 1], h)
-            recent = torch.cat([recent, u.new_zeros(n * e, 1, k)], dim=1)[:, -hist - 1:]
-            features = model.frame_features(out[:, 0], model.history(recent)[:, -1], genre)
-            frame = model.decode_keys(features, u[:, step], temperature, None if e == 1 else share, plan)
-            frame = frame.to(u.dtype).repeat_interleave(e, 0)
-            recent[:, -1] = frame
-            prev = frame[:, None]
-            out_frames.append(frame.view(n, e, k)[:, 0])
-        return torch.stack(out_frames, dim=1)
+        with tqdm(total=t, desc="compose", unit="step", disable=not self.progress, leave=False) as bar:
+            return self.model.decode_steps(u, experts, None if len(experts) == 1 else share, phase, prefix,
+                                           temperature, self.ahead, bar.update)
 
     @torch.no_grad()
     def encode_states(self, states: torch.Tensor, weights: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
