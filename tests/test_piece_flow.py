@@ -21,6 +21,7 @@ from musicflow.compose import Composer
 from musicflow.compose.pieces import PieceComposer, to_normal, to_uniform
 from musicflow.data.dataset import Dataset
 from musicflow.errors import MusicflowError
+from musicflow.flows import keydecode
 from musicflow.flows.base import Condition
 from musicflow.flows.keydecode import AHEAD
 from musicflow.flows.keyflow import KeyFlow, KeyFlowConfig
@@ -244,6 +245,37 @@ def test_decoding_steps_ahead_gives_the_step_by_step_states(experts, prefix):
         batch = model.decode_steps(u, genres, share, phase.expand(3, -1),
                                    None if pre is None else pre.expand(3, -1, -1))
         assert torch.equal(batch[:1], ahead)
+
+
+def test_steps_ahead_decode_held_chords_back_with_the_lstm_caught_up_and_in_mixed_batches(monkeypatch):
+    """A roll of struck-then-held chords, encoded, decodes back ahead (the guesses come true for the
+    held steps, so windows are kept long and the LSTM's unread inputs are caught up); a batch under
+    a product of two genres with a different share per piece decodes as each piece alone."""
+    monkeypatch.setattr(keydecode, "CATCH_UP", 3)
+    model = _model()
+    t, k = 36, 12
+    gen = torch.Generator().manual_seed(5)
+    roll = torch.zeros(1, t, k)
+    for start in range(0, t, 6):
+        keys = torch.randperm(k, generator=gen)[:3]
+        roll[0, start, keys], roll[0, start + 1:start + 6, keys] = 2.0, 1.0
+    genre, phase = torch.eye(3)[1:2], _phase(1, t)
+    edge = torch.where(torch.rand(roll.shape, generator=gen) < 0.5, 0.001, 0.999)  # near bin edges:
+    z, _ = model.encode_frames(roll + edge, genre, phase)  # a slightly wrong LSTM state shows
+    kept = []
+    assert torch.equal(model.decode_steps(z, genre, None, phase, progress=kept.append), roll)
+    assert torch.equal(model.decode_steps(z, genre, None, phase, ahead=1), roll)
+    assert max(kept) >= 6 and sum(kept) == t
+
+    experts, share = torch.eye(3)[:2], torch.tensor([[0.2, 0.8], [0.5, 0.5], [0.9, 0.1]])
+    u = torch.cat([z, torch.rand(2, t, k, generator=gen)])
+    batch = model.decode_steps(u, experts, share, phase.expand(3, -1))
+    for i in range(3):
+        assert torch.equal(batch[i:i + 1], model.decode_steps(u[i:i + 1], experts, share[i:i + 1], phase))
+    assert not torch.equal(batch[1], batch[2])
+    with pytest.raises(MusicflowError, match="ahead"):
+        model.decode_steps(z, genre, None, phase, ahead=0)
+    assert model.decode_steps(z[:, :0], genre, None, phase).shape == (1, 0, k)
 
 
 def test_normal_latents_map_to_the_base_and_back():

@@ -10,9 +10,10 @@ time.
 Composing one piece also decodes several steps in one pass (:meth:`KeyDecoding.decode_steps`): most
 steps of music hold every note that sounds, so the next few frames are guessed to do so, the LSTM
 reads the guesses, and every guessed frame is decoded at once. A frame is exact when the frames
-before it match their guesses, so each pass keeps the frames up to the first that does not: the
-same states as decoding step by step, in fewer passes (about 5 steps a pass for Renaissance
-polyphony in long notes, 2 for a jig), each costing little more than one step.
+before it match their guesses, so each pass keeps the frames up to and including the first that
+does not: the same states as decoding step by step (up to float rounding, which could flip a key
+whose base point lies within about 1e-7 of a bin edge), in fewer passes (about 5 steps a pass for
+Renaissance polyphony in long notes, 2 for a jig), each costing little more than one step.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from musicflow.errors import MusicflowError
 #: pass's; each later pass decodes twice what the pass before it kept, at least 2.
 AHEAD, FIRST_AHEAD = 8, 4
 #: Steps the LSTM may re-read each pass before its state is moved on by a call of its own.
-CATCH_UP = 32
+CATCH_UP = 16
 
 
 class KeyDecoding:
@@ -72,8 +73,9 @@ class KeyDecoding:
 
         With a guess, the frames are a speculative window (:meth:`decode_steps`): frame ``j`` counts
         only if frames ``0 .. j - 1`` equal the guess, so once a frame's settled keys differ from it
-        the frames after that one are dropped. Returns the states ``(n, w, keys)`` of the first
-        ``w <= window`` frames, each the key-by-key decoding of its row."""
+        the frames after that one may be dropped (the caller keeps the frames up to and including
+        the first that differs). Returns the states ``(n, w, keys)`` of the first ``w <= window``
+        frames, each the key-by-key decoding of its row."""
         nw, k = u.shape
         n = nw // window
         e = 1 if share is None else share.shape[1]
@@ -121,9 +123,14 @@ class KeyDecoding:
         One piece is decoded up to ``ahead`` steps a pass (1: step by step; the same states either
         way): the frames after the last one decoded are guessed to hold every key that sounds in it,
         the LSTM reads the guesses and :meth:`decode_ahead` decodes the window, and the pass keeps its
-        frames up to the first that differs from the guess. Each pass tries twice what the last one
-        kept. A batch of pieces goes step by step, since a pass keeps only what every piece keeps."""
+        frames up to and including the first that differs from the guess. Each pass tries twice
+        what the last one kept. A batch of pieces goes step by step, since a pass keeps only what
+        every piece keeps."""
         n, t, k = u.shape
+        if ahead < 1:
+            raise MusicflowError(f"ahead must be at least 1 step a pass, got {ahead}")
+        if t == 0:
+            return u.new_zeros(n, 0, k)
         e = experts.shape[0]
         genre = experts.to(u.dtype).repeat(n, 1)  # piece-major: (n * e, G)
         ph = phase.repeat_interleave(e, 0)
