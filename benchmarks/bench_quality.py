@@ -39,8 +39,7 @@ from common import save  # noqa: E402
 
 from musicflow.checkpoint import load_checkpoint  # noqa: E402
 from musicflow.data.dataset import Dataset  # noqa: E402
-from musicflow.evaluate.fidelity import STATS, classify_rolls, real_windows, statistics  # noqa: E402
-from musicflow.evaluate.metrics import overlap_area  # noqa: E402
+from musicflow.evaluate.fidelity import classify_rolls, mean_overlap, real_windows, statistics  # noqa: E402
 from musicflow.evaluate.report import generate_pieces  # noqa: E402
 from musicflow.evaluate.subjects import load_subjects  # noqa: E402
 from musicflow.evaluate.twosample import realism  # noqa: E402
@@ -57,11 +56,6 @@ def _brief(test: dict | None) -> dict | None:
         if r["giveaways"]:
             out[f]["giveaways"] = {k: round(v, 2) for k, v in r["giveaways"]}
     return out
-
-
-def _overlap(a: dict, b: dict) -> float:
-    """The mean over the musical metrics of the overlap of two sets' histograms."""
-    return round(float(np.mean([overlap_area(a[k], b[k]) for k in STATS])), 3)
 
 
 def main() -> None:
@@ -95,8 +89,8 @@ def main() -> None:
             for g in genres}
     low = ds.spec.low
     real_stats = {g: statistics(real[g][0], low) for g in genres}
-    reference = {g: _overlap(statistics(real_windows(ds, "train", g, args.pieces, steps, seed=0), low),
-                             real_stats[g]) for g in genres}
+    reference = {g: round(mean_overlap(statistics(real_windows(ds, "train", g, args.pieces, steps, seed=0),
+                                                  low), real_stats[g]), 3) for g in genres}
     result: dict = {"pieces": args.pieces, "bars": args.bars, "seed": args.seed, "split": args.split,
                     "temperature": args.temperature, "repeat": args.repeat, "models": {}, "floor": {},
                     "overlap_reference": reference}
@@ -110,7 +104,7 @@ def main() -> None:
             fidelity = float((classify_rolls(clf, rolls).argmax(1) == gi).mean())
             tests = realism(rolls, real[g][0], real[g][1], ds.spec.low, seed=0)
             per[g] = {"seconds": round(seconds, 2), "fidelity": round(fidelity, 3),
-                      "overlap": _overlap(statistics(rolls, low), real_stats[g]),
+                      "overlap": round(mean_overlap(statistics(rolls, low), real_stats[g]), 3),
                       **_brief(tests["generated"])}
             result["floor"].setdefault(g, _brief(tests["real_halves"]))
             print(f"{s.name:>14} {g:>13}: metrics {per[g]['metrics']['accuracy']:.2f} "

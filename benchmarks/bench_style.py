@@ -46,8 +46,7 @@ from musicflow.compose import Composer  # noqa: E402
 from musicflow.compose.style import copying  # noqa: E402
 from musicflow.data.build import SourceFile, parse_files  # noqa: E402
 from musicflow.data.dataset import Dataset  # noqa: E402
-from musicflow.evaluate.fidelity import STATS, classify_rolls, statistics  # noqa: E402
-from musicflow.evaluate.metrics import overlap_area  # noqa: E402
+from musicflow.evaluate.fidelity import classify_rolls, mean_overlap, statistics  # noqa: E402
 from musicflow.evaluate.subjects import classifier_checkpoint  # noqa: E402
 from musicflow.io import Note, Piece  # noqa: E402
 from musicflow.io.boulanger import piece_notes, read_boulanger  # noqa: E402
@@ -90,8 +89,7 @@ def real_windows(c: Composer, rolls: list[np.ndarray], per_piece: int = 3) -> np
 
 
 def overlap(a: np.ndarray, b: np.ndarray, low: int) -> float:
-    sa, sb = statistics(a, low), statistics(b, low)
-    return float(np.mean([overlap_area(sa[k], sb[k]) for k in STATS]))
+    return mean_overlap(statistics(a, low), statistics(b, low))
 
 
 def unseen_scores(c: Composer, files: list[Path], style: str) -> dict:

@@ -389,18 +389,14 @@ def _evaluate_args(tiny, tmp_path) -> list[str]:
             "--no-baselines", "-o", str(tmp_path / "r.json"), "--quiet"]
 
 
-def test_ode_solver_on_a_glow_or_bad_text_is_one_line(tiny, tmp_path):
-    base = _evaluate_args(tiny, tmp_path)
-    r = CliRunner().invoke(main, [*base, "--model", str(tiny / "glow.pt"), "--ode-solver", "rk4:8"])
-    assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "neural-ODE" in r.output
-    r = CliRunner().invoke(main, [*base, "--model", str(tiny / "cnf.pt"), "--ode-solver", "rk4"])
-    assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "rk4:8" in r.output
-
-
-def test_repeat_on_a_glow_or_out_of_range_is_one_line(tiny, tmp_path):
-    base = _evaluate_args(tiny, tmp_path)
-    r = CliRunner().invoke(main, [*base, "--model", str(tiny / "glow.pt"), "--repeat", "0.5"])
-    assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "only the sequence flow" in r.output
-    r = CliRunner().invoke(main, [*base, "--model", str(tiny / "glow.pt"), "--repeat", "1.5"])
-    assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and "repeat must be in [0, 1]" in r.output
+@pytest.mark.parametrize("model,flag,value,needle", [
+    ("glow", "--ode-solver", "rk4:8", "neural-ODE"),
+    ("cnf", "--ode-solver", "rk4", "rk4:8"),
+    ("glow", "--repeat", "0.5", "only the sequence flow"),
+    ("glow", "--repeat", "1.5", "repeat must be in [0, 1]"),
+])
+def test_an_ode_solver_or_repeat_that_does_not_apply_is_one_line(tiny, tmp_path, model, flag, value, needle):
+    r = CliRunner().invoke(main, [*_evaluate_args(tiny, tmp_path), "--model", str(tiny / f"{model}.pt"),
+                                  flag, value])
+    assert r.exit_code != 0 and r.output.strip().count("\n") == 0 and needle in r.output
     assert not (tmp_path / "r.json").exists()

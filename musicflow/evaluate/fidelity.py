@@ -66,6 +66,11 @@ def statistics(rolls: np.ndarray, low: int) -> dict[str, np.ndarray]:
     return {k: np.array([m[k] for m in per]) for k in STATS}
 
 
+def mean_overlap(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    """The mean over :data:`STATS` of the histogram overlap of two sets' :func:`statistics`."""
+    return float(np.mean([overlap_area(a[k], b[k]) for k in STATS]))
+
+
 def compare(samples: np.ndarray, real: np.ndarray, low: int) -> dict[str, dict[str, float]]:
     """Mean of each statistic for samples and real windows, and their histogram overlap."""
     s, r = statistics(samples, low), statistics(real, low)
